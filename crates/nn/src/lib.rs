@@ -1,0 +1,1 @@
+//! retrograd-nn: layers, losses, initialisers, optimisers and checkpoints.

@@ -1,0 +1,1 @@
+//! retrograd-ops: the primitives.
