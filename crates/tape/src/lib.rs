@@ -1,1 +1,42 @@
-//! The tape engine.
+//! # retrograd-tape: the engine
+//!
+//! While user code evaluates a model, every primitive op is recorded on a [`Tape`]; the
+//! reverse sweep walks the tape backwards to get gradients, the forward sweep pushes
+//! tangents, and because the sweeps can record their own ops, derivatives of derivatives
+//! work too.
+//!
+//! - [`Tensor`]: values (ndarray arrays, with a plain-scalar fast path), generic over
+//!   [`Float`] (`f32`, `f64`).
+//! - [`Tape`] and [`Var`]: the arena and the `Copy` handles that borrow it.
+//! - [`Rule`]: the interface every primitive implements; rules are written in
+//!   differentiable ops on [`Val`], so one rule serves the plain sweep, the recorded sweep
+//!   and forward mode.
+//! - Sweeps: [`Var::backward`], [`Tape::grad`], [`Tape::vjp`], [`Tape::grad_graph`],
+//!   [`Tape::jvp`].
+//!
+//! ```
+//! use retrograd_tape::Tape;
+//! let tape = Tape::<f64>::new();
+//! let (a, b) = (tape.var(3.0), tape.var(4.0));
+//! let f = a * a * b - b / a;
+//! let g = f.backward().unwrap();
+//! assert_eq!(g[a].item(), Some(2.0 * 3.0 * 4.0 + 4.0 / 9.0));
+//! ```
+
+pub mod arith;
+mod error;
+mod float;
+mod forward;
+mod rule;
+mod sweep;
+mod tape;
+mod tensor;
+mod var;
+
+pub use error::{Error, Result, SourceLocation};
+pub use float::Float;
+pub use rule::{Cotangents, Rule, RuleCtx};
+pub use sweep::{GradOptions, Gradients};
+pub use tape::{NoGradGuard, NodeKey, Tape};
+pub use tensor::{Shape, Tensor, broadcast_shapes};
+pub use var::{Operand, Val, Var};

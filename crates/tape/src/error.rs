@@ -1,0 +1,168 @@
+//! Typed errors for runtime conditions a caller may want to handle.
+//!
+//! Programmer errors (shapes that do not fit an op, an axis out of range, a Var from
+//! another tape) panic instead, with a message naming the op, the shapes and the caller's
+//! line; their `try_` variants return these errors.
+
+use std::fmt;
+use std::panic::Location;
+
+use crate::tensor::Shape;
+
+/// A source location recorded through `#[track_caller]`.
+pub type SourceLocation = &'static Location<'static>;
+
+/// Why a gradient, JVP or tape query could not be answered.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum Error {
+    /// The inputs do not fit the op (shapes that do not broadcast, an axis out of range,
+    /// a matmul of incompatible shapes): what a `try_` variant returns instead of panicking.
+    InvalidOp {
+        /// The op's name.
+        op: &'static str,
+        /// The shapes of its inputs.
+        shapes: Vec<Shape>,
+        /// What is wrong, in the op's words.
+        message: String,
+        /// The caller's line.
+        location: SourceLocation,
+    },
+    /// `backward`/`grad` from an output with more than one element and no seed cotangent.
+    NonScalarOutput {
+        /// The output's shape.
+        shape: Shape,
+        /// Where the output was created.
+        location: SourceLocation,
+    },
+    /// A seed cotangent or tangent whose shape differs from the value it belongs to.
+    ShapeMismatch {
+        /// What the value is ("seed cotangent", "tangent for input 0", ...).
+        what: String,
+        /// The value's shape.
+        expected: Shape,
+        /// The shape given.
+        got: Shape,
+    },
+    /// A backward sweep reached a node whose rule an earlier sweep already freed.
+    /// Pass `retain_graph` to the first sweep to differentiate the same graph twice.
+    GraphFreed {
+        /// The op whose rule is gone.
+        op: &'static str,
+        /// Where the op was recorded.
+        location: SourceLocation,
+    },
+    /// A gradient was asked for a value that cannot have one, with the reason.
+    NotDifferentiable {
+        /// Position of the value in the caller's list of inputs.
+        input: usize,
+        /// Where the value was created.
+        location: SourceLocation,
+        /// Why it has no gradient.
+        reason: &'static str,
+    },
+    /// Strict mode: the output does not depend on this input, so its gradient is zero.
+    NotOnPath {
+        /// Position of the value in the caller's list of inputs.
+        input: usize,
+        /// Where the value was created.
+        location: SourceLocation,
+    },
+    /// A Var of another tape was passed to this tape's sweep.
+    ForeignVar {
+        /// The operation that received it.
+        op: &'static str,
+        /// Where the foreign Var was created.
+        location: SourceLocation,
+    },
+    /// Anomaly mode found a NaN or an infinity.
+    NonFinite {
+        /// `"forward value"` or `"cotangent"`.
+        what: &'static str,
+        /// The op that made the value: for a forward value the op of the node itself, for a
+        /// cotangent the op whose VJP rule produced it.
+        op: &'static str,
+        /// Where that op was recorded in the user's code.
+        location: SourceLocation,
+        /// For a cotangent: the op and location of the node it flows into.
+        into: Option<(&'static str, SourceLocation)>,
+    },
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::InvalidOp {
+                op,
+                shapes,
+                message,
+                location,
+            } => {
+                write!(f, "`{op}` at {location}: {message} (input shapes ")?;
+                for (i, s) in shapes.iter().enumerate() {
+                    let sep = if i == 0 { "" } else { ", " };
+                    write!(f, "{sep}{:?}", s.as_slice())?;
+                }
+                write!(f, ")")
+            }
+            Error::NonScalarOutput { shape, location } => write!(
+                f,
+                "backward from an output of shape {shape:?} (created at {location}) needs a seed \
+                 cotangent of that shape; use `vjp` or `GradOptions::seed`, or reduce the output \
+                 to a scalar first"
+            ),
+            Error::ShapeMismatch {
+                what,
+                expected,
+                got,
+            } => {
+                write!(f, "{what} has shape {got:?}, expected {expected:?}")
+            }
+            Error::GraphFreed { op, location } => write!(
+                f,
+                "the graph through `{op}` (recorded at {location}) was freed by an earlier \
+                 backward sweep; pass `retain_graph: true` to the first sweep to differentiate \
+                 it twice"
+            ),
+            Error::NotDifferentiable {
+                input,
+                location,
+                reason,
+            } => {
+                write!(
+                    f,
+                    "input {input} (created at {location}) has no gradient: {reason}"
+                )
+            }
+            Error::NotOnPath { input, location } => write!(
+                f,
+                "the output does not depend on input {input} (created at {location}); its \
+                 gradient is zero"
+            ),
+            Error::ForeignVar { op, location } => write!(
+                f,
+                "`{op}` was given a Var of another tape (created at {location})"
+            ),
+            Error::NonFinite {
+                what,
+                op,
+                location,
+                into,
+            } => {
+                write!(
+                    f,
+                    "anomaly: non-finite {what} produced by `{op}` recorded at {location}"
+                )?;
+                if let Some((into_op, into_loc)) = into {
+                    write!(f, ", flowing into `{into_op}` recorded at {into_loc}")?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+impl std::error::Error for Error {}
+
+/// The result type of fallible tape operations.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

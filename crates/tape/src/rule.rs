@@ -1,0 +1,144 @@
+//! The rule interface: what a primitive tells the tape.
+
+use smallvec::SmallVec;
+
+use crate::Float;
+use crate::tensor::{Shape, Tensor};
+use crate::var::Val;
+
+/// The cotangents a VJP rule returns, one per input; `None` for an input that gets no
+/// gradient (one [`RuleCtx::needs`] said nobody asked for, or an integer-like input such as
+/// a mask). Two inputs live inline.
+pub type Cotangents<'t, T> = SmallVec<[Option<Val<'t, T>>; 2]>;
+
+/// A primitive operation: its name, its forward computation, and its two derivative rules.
+///
+/// Both rules are written in differentiable ops on [`Val`] (the same methods and operators
+/// a user calls on a [`Var`](crate::Var)), and that one choice gives everything else:
+///
+/// - In a plain backward sweep every `Val` the rule sees is a constant tensor, so the rule
+///   computes with plain arrays and records nothing.
+/// - When the caller asks for a differentiable result (`create_graph`), the rule sees the
+///   tape's own nodes as `Val::Var`, so the very same code records its ops: gradients of
+///   gradients, Hessian-vector products and Hessians work for every primitive, custom
+///   ones included, with no extra code.
+/// - A forward (tangent) sweep calls [`Rule::jvp`] the same way.
+///
+/// The forward computation works on plain tensors and may keep what the rules need later
+/// beyond the inputs and the output (an arg-max index, a mask) in `self`; the tape keeps the
+/// inputs' and the output's values anyway, so rules read those through [`RuleCtx`].
+///
+/// # A custom primitive
+/// ```
+/// use retrograd_tape::{Cotangents, Float, Rule, RuleCtx, Tape, Tensor, Val, Var, Operand};
+/// use smallvec::smallvec;
+///
+/// /// `x³`, elementwise.
+/// struct Cube;
+///
+/// impl<T: Float> Rule<T> for Cube {
+///     fn name(&self) -> &'static str { "cube" }
+///     fn forward(&mut self, x: &[&Tensor<T>]) -> Result<Tensor<T>, String> {
+///         Ok(x[0].map(|v| v * v * v))
+///     }
+///     fn vjp<'t>(&self, cx: &RuleCtx<'t, T>, g: &Val<'t, T>) -> Cotangents<'t, T> {
+///         let x = cx.input(0);
+///         smallvec![Some(g * &(x * x) * T::of(3.0))]
+///     }
+///     fn jvp<'t>(&self, cx: &RuleCtx<'t, T>, t: &[Option<Val<'t, T>>]) -> Option<Val<'t, T>> {
+///         let x = cx.input(0);
+///         t[0].as_ref().map(|t| t * &(x * x) * T::of(3.0))
+///     }
+/// }
+///
+/// let tape = Tape::<f64>::new();
+/// let x = tape.var(2.0);
+/// let y = Var::apply(Cube, &[&x]);
+/// assert_eq!(y.item(), 8.0);
+/// // dy/dx = 3x² = 12, and d²y/dx² = 6x = 12 through the same rule.
+/// let [dx] = tape.grad_graph(y, &[x]).unwrap()[..] else { unreachable!() };
+/// assert_eq!(dx.item(), 12.0);
+/// assert_eq!(tape.grad(dx, &[x]).unwrap()[0].sum(), 12.0);
+/// ```
+pub trait Rule<T: Float>: 'static {
+    /// The op's name as dumps and error messages print it (`"matmul"`, `"tanh"`).
+    fn name(&self) -> &'static str;
+
+    /// The op's attributes as `(name, value)` pairs, for inspection (`[("axis", "1")]`).
+    fn attributes(&self) -> Vec<(&'static str, String)> {
+        Vec::new()
+    }
+
+    /// Computes the output from the inputs' values. An `Err` describes why the inputs do
+    /// not fit the op (their shapes); the tape turns it into a panic that names the op, the
+    /// shapes and the caller's line, or into [`Error::InvalidOp`](crate::Error) for `try_`
+    /// callers.
+    fn forward(&mut self, inputs: &[&Tensor<T>]) -> Result<Tensor<T>, String>;
+
+    /// The vector-Jacobian product: given the cotangent of the output, the cotangent of
+    /// each input (in input order; `None` where [`RuleCtx::needs`] is false or the input
+    /// has no gradient). Each returned cotangent must have its input's shape.
+    fn vjp<'t>(&self, cx: &RuleCtx<'t, T>, cotangent: &Val<'t, T>) -> Cotangents<'t, T>;
+
+    /// The Jacobian-vector product: given a tangent per input (`None` for an input with a
+    /// zero tangent; at least one is `Some`), the tangent of the output, of the output's
+    /// shape. `None` means a zero tangent.
+    fn jvp<'t>(&self, cx: &RuleCtx<'t, T>, tangents: &[Option<Val<'t, T>>]) -> Option<Val<'t, T>>;
+
+    /// Bytes of state the forward computation kept in `self` for the rules (for the tape's
+    /// memory accounting). Inputs and output are counted by the tape.
+    fn saved_bytes(&self) -> usize {
+        0
+    }
+}
+
+/// What a rule can read while it computes a derivative: the op's inputs and output (as
+/// constants in a plain sweep, as the tape's nodes when the sweep records itself) and which
+/// inputs the sweep needs a cotangent for.
+pub struct RuleCtx<'t, T: Float> {
+    pub(crate) inputs: SmallVec<[Val<'t, T>; 2]>,
+    pub(crate) output: Val<'t, T>,
+    pub(crate) needs: SmallVec<[bool; 4]>,
+}
+
+impl<'t, T: Float> RuleCtx<'t, T> {
+    /// Builds a context by hand, e.g. to unit-test a rule without a tape; every input is
+    /// marked as needing a cotangent.
+    pub fn new(inputs: Vec<Val<'t, T>>, output: Val<'t, T>) -> Self {
+        let needs = inputs.iter().map(|_| true).collect();
+        RuleCtx {
+            inputs: inputs.into_iter().collect(),
+            output,
+            needs,
+        }
+    }
+
+    /// Input `i` of the op.
+    ///
+    /// # Panics
+    /// When the op has no input `i`.
+    pub fn input(&self, i: usize) -> &Val<'t, T> {
+        &self.inputs[i]
+    }
+
+    /// All inputs, in order.
+    pub fn inputs(&self) -> &[Val<'t, T>] {
+        &self.inputs
+    }
+
+    /// The op's output.
+    pub fn output(&self) -> &Val<'t, T> {
+        &self.output
+    }
+
+    /// The shape of input `i`.
+    pub fn input_shape(&self, i: usize) -> Shape {
+        self.inputs[i].shape()
+    }
+
+    /// Whether the sweep needs the cotangent of input `i`. A rule should skip the work for
+    /// inputs that are not needed (e.g. the data input of a first layer).
+    pub fn needs(&self, i: usize) -> bool {
+        self.needs.get(i).copied().unwrap_or(false)
+    }
+}

@@ -1,0 +1,657 @@
+//! The reverse sweep (backpropagation) and the gradient API built on it.
+
+use std::ops::Index;
+
+use ndarray::ArrayD;
+use slotmap::SecondaryMap;
+use smallvec::SmallVec;
+
+use crate::Float;
+use crate::arith::Add;
+use crate::error::{Error, Result};
+use crate::rule::RuleCtx;
+use crate::tape::{NodeKey, Origin, Tape};
+use crate::tensor::{Shape, Tensor};
+use crate::var::{Operand, Val, Var};
+
+/// A cotangent or tangent held between two steps of a sweep: a plain tensor, or a node
+/// when the sweep records itself. It holds no tape borrow, so the buffers outlive sweeps.
+pub(crate) enum Cot<T: Float> {
+    Tensor(Tensor<T>),
+    Node(NodeKey),
+}
+
+/// Buffers a sweep reuses, kept on the tape so a training loop does not reallocate them.
+pub(crate) struct Scratch<T: Float> {
+    pub(crate) slots: Vec<Option<Cot<T>>>,
+    pub(crate) marks: Vec<u32>,
+}
+
+impl<T: Float> Default for Scratch<T> {
+    fn default() -> Self {
+        Scratch {
+            slots: Vec::new(),
+            marks: Vec::new(),
+        }
+    }
+}
+
+impl<T: Float> Tape<T> {
+    pub(crate) fn cot_to_val(&self, c: Cot<T>) -> Val<'_, T> {
+        match c {
+            Cot::Tensor(t) => Val::Const(t),
+            Cot::Node(key) => Val::Var(Var { tape: self, key }),
+        }
+    }
+
+    pub(crate) fn cot_ref_to_val(&self, c: &Cot<T>) -> Val<'_, T> {
+        match c {
+            Cot::Tensor(t) => Val::Const(t.clone()),
+            Cot::Node(key) => Val::Var(Var {
+                tape: self,
+                key: *key,
+            }),
+        }
+    }
+
+    pub(crate) fn val_to_cot(&self, v: Val<'_, T>) -> Cot<T> {
+        match v {
+            Val::Const(t) => Cot::Tensor(t),
+            Val::Var(v) => {
+                assert!(
+                    std::ptr::eq(v.tape, self),
+                    "a rule returned a Var of another tape"
+                );
+                Cot::Node(v.key)
+            }
+        }
+    }
+
+    /// Adds `c` into a sweep slot: the first value is moved in, later ones are added in
+    /// place when both are plain tensors, and recorded as `add` when the sweep records.
+    pub(crate) fn accumulate(&self, slot: &mut Option<Cot<T>>, c: Val<'_, T>) {
+        *slot = Some(match (slot.take(), c) {
+            (None, c) => self.val_to_cot(c),
+            (Some(Cot::Tensor(mut a)), Val::Const(b)) => {
+                a.add_assign(&b);
+                Cot::Tensor(a)
+            }
+            (Some(prev), c) => self.val_to_cot(Val::apply(Add, &[&self.cot_to_val(prev), &c])),
+        });
+    }
+}
+
+/// Options for a reverse sweep, in the field's words.
+///
+/// ```
+/// use retrograd_tape::{GradOptions, Tape};
+/// let tape = Tape::<f64>::new();
+/// let x = tape.var(3.0);
+/// let y = x * x;
+/// let opts = GradOptions::new().retain_graph();
+/// let g1 = tape.grad_with(y, &[x], &opts).unwrap();
+/// let g2 = tape.grad_with(y, &[x], &opts).unwrap(); // the graph was kept
+/// assert_eq!(g1[0].value().item(), g2[0].value().item());
+/// ```
+#[derive(Clone, Debug)]
+pub struct GradOptions<T: Float> {
+    /// Keep the rules after the sweep, so the same graph can be differentiated again.
+    /// Without it, a second sweep through the graph returns [`Error::GraphFreed`].
+    pub retain_graph: bool,
+    /// Record the sweep's own ops, so that the gradients are Vars that can be
+    /// differentiated again (higher order). Implies keeping the graph.
+    pub create_graph: bool,
+    /// The cotangent of the output; needed when the output has more than one element.
+    pub seed: Option<Tensor<T>>,
+    /// Return [`Error::NotOnPath`] for an input the output does not depend on, instead of
+    /// a zero gradient.
+    pub strict: bool,
+}
+
+impl<T: Float> Default for GradOptions<T> {
+    fn default() -> Self {
+        GradOptions {
+            retain_graph: false,
+            create_graph: false,
+            seed: None,
+            strict: false,
+        }
+    }
+}
+
+impl<T: Float> GradOptions<T> {
+    /// The defaults: free the graph, record nothing, scalar output, zeros off the path.
+    pub fn new() -> Self {
+        Self::default()
+    }
+    /// Sets [`retain_graph`](GradOptions::retain_graph).
+    pub fn retain_graph(mut self) -> Self {
+        self.retain_graph = true;
+        self
+    }
+    /// Sets [`create_graph`](GradOptions::create_graph).
+    pub fn create_graph(mut self) -> Self {
+        self.create_graph = true;
+        self.retain_graph = true;
+        self
+    }
+    /// Sets the output's cotangent.
+    pub fn seed(mut self, seed: impl Into<Tensor<T>>) -> Self {
+        self.seed = Some(seed.into());
+        self
+    }
+    /// Sets [`strict`](GradOptions::strict).
+    pub fn strict(mut self) -> Self {
+        self.strict = true;
+        self
+    }
+}
+
+/// The gradients of a scalar with respect to every leaf that requires one, from
+/// [`Var::backward`]. Read them back by Var.
+///
+/// ```
+/// let tape = retrograd_tape::Tape::<f64>::new();
+/// let (a, b) = (tape.var(2.0), tape.var(5.0));
+/// let grads = (a * b + a).backward().unwrap();
+/// assert_eq!(grads[a].item(), Some(6.0));
+/// assert_eq!(grads.get(b).and_then(|g| g.item()), Some(2.0));
+/// ```
+pub struct Gradients<T: Float> {
+    tape: usize,
+    grads: SecondaryMap<NodeKey, Tensor<T>>,
+}
+
+impl<T: Float> Gradients<T> {
+    /// The gradient for `var`; `None` when no gradient reached it (it does not require
+    /// one, or the output does not depend on it).
+    ///
+    /// # Panics
+    /// When `var` belongs to another tape than the one these gradients came from.
+    #[track_caller]
+    pub fn get(&self, var: Var<'_, T>) -> Option<&Tensor<T>> {
+        assert!(
+            std::ptr::eq(
+                var.tape as *const Tape<T> as *const (),
+                self.tape as *const ()
+            ),
+            "Gradients::get: the Var (created at {}) belongs to another tape",
+            var.location()
+        );
+        self.grads.get(var.key)
+    }
+
+    /// The gradient for `var` as an owned array, or zeros of its shape when none reached it.
+    #[track_caller]
+    pub fn array(&self, var: Var<'_, T>) -> ArrayD<T> {
+        match self.get(var) {
+            Some(g) => g.to_array(),
+            None => Tensor::zeros(&var.shape()).into_array(),
+        }
+    }
+
+    /// Removes and returns the gradient for `var` (no copy).
+    #[track_caller]
+    pub fn take(&mut self, var: Var<'_, T>) -> Option<ArrayD<T>> {
+        let _ = self.get(var);
+        self.grads.remove(var.key).map(Tensor::into_array)
+    }
+
+    /// The number of leaves that received a gradient.
+    pub fn len(&self) -> usize {
+        self.grads.len()
+    }
+
+    /// Whether no leaf received a gradient.
+    pub fn is_empty(&self) -> bool {
+        self.grads.is_empty()
+    }
+
+    /// Every `(node, gradient)` pair.
+    pub fn iter(&self) -> impl Iterator<Item = (NodeKey, &Tensor<T>)> {
+        self.grads.iter()
+    }
+}
+
+impl<'t, T: Float> Index<Var<'t, T>> for Gradients<T> {
+    type Output = Tensor<T>;
+    #[track_caller]
+    fn index(&self, var: Var<'t, T>) -> &Tensor<T> {
+        self.get(var).unwrap_or_else(|| {
+            panic!("no gradient reached the Var created at {}: it does not require one or is not on the path", var.location())
+        })
+    }
+}
+
+/// Which inputs a sweep differentiates with respect to.
+enum Targets<'a> {
+    /// Every leaf that requires a gradient (what `backward` does).
+    AllLeaves,
+    /// These nodes, in the caller's order.
+    Keys(&'a [NodeKey]),
+}
+
+/// What a sweep hands back.
+enum Swept<T: Float> {
+    Leaves(Vec<(NodeKey, Cot<T>)>),
+    Keys(Vec<Option<Cot<T>>>),
+}
+
+impl<'t, T: Float> Var<'t, T> {
+    /// Backpropagates from this scalar to every leaf that requires a gradient, then frees
+    /// the graph's rules (a second sweep through it is an error; see
+    /// [`backward_with`](Var::backward_with)).
+    ///
+    /// # Errors
+    /// [`Error::NonScalarOutput`] when the value has more than one element, and
+    /// [`Error::GraphFreed`] when an earlier sweep consumed the graph.
+    pub fn backward(self) -> Result<Gradients<T>> {
+        self.backward_with(&GradOptions::new())
+    }
+
+    /// [`backward`](Var::backward) with options: `retain_graph` and a `seed` for a
+    /// non-scalar output.
+    ///
+    /// # Panics
+    /// With `create_graph`, whose results are Vars: use [`Tape::grad_graph`] or
+    /// [`Tape::grad_with`] for those.
+    #[track_caller]
+    pub fn backward_with(self, opts: &GradOptions<T>) -> Result<Gradients<T>> {
+        assert!(
+            !opts.create_graph,
+            "backward_with: create_graph gives Vars; use Tape::grad_graph or Tape::grad_with"
+        );
+        let Swept::Leaves(pairs) = self.tape.sweep(self.key, Targets::AllLeaves, opts)? else {
+            unreachable!("a sweep over all leaves returns leaves")
+        };
+        let mut grads = SecondaryMap::with_capacity(pairs.len());
+        for (key, c) in pairs {
+            if let Cot::Tensor(t) = c {
+                grads.insert(key, t);
+            }
+        }
+        Ok(Gradients {
+            tape: self.tape as *const Tape<T> as usize,
+            grads,
+        })
+    }
+}
+
+impl<T: Float> Tape<T> {
+    /// The gradient of a scalar `output` with respect to each of `inputs`, as arrays of
+    /// the inputs' shapes (zeros for an input the output does not depend on). Frees the
+    /// graph's rules afterwards, like [`Var::backward`].
+    ///
+    /// ```
+    /// let tape = retrograd_tape::Tape::<f64>::new();
+    /// let x = tape.var(ndarray::array![1.0, 2.0, 3.0]);
+    /// let y = tape.var(ndarray::array![4.0, 5.0, 6.0]);
+    /// let z = x * y * 2.0;
+    /// let s = retrograd_tape::arith::sum_to(&z, &[]);
+    /// let g = tape.grad(s, &[x]).unwrap();
+    /// assert_eq!(g[0], ndarray::array![8.0, 10.0, 12.0].into_dyn());
+    /// ```
+    ///
+    /// # Errors
+    /// As [`grad_with`](Tape::grad_with).
+    #[track_caller]
+    pub fn grad(&self, output: Var<'_, T>, inputs: &[Var<'_, T>]) -> Result<Vec<ArrayD<T>>> {
+        let vals = self.grad_with(output, inputs, &GradOptions::new())?;
+        Ok(vals.into_iter().map(|v| v.value().into_array()).collect())
+    }
+
+    /// The vector-Jacobian product `cotangentᵀ · ∂output/∂input` for each input, for an
+    /// output of any shape.
+    ///
+    /// # Errors
+    /// [`Error::ShapeMismatch`] when the cotangent's shape is not the output's, and as
+    /// [`grad_with`](Tape::grad_with).
+    #[track_caller]
+    pub fn vjp(
+        &self,
+        output: Var<'_, T>,
+        cotangent: impl Into<Tensor<T>>,
+        inputs: &[Var<'_, T>],
+    ) -> Result<Vec<ArrayD<T>>> {
+        let vals = self.grad_with(output, inputs, &GradOptions::new().seed(cotangent))?;
+        Ok(vals.into_iter().map(|v| v.value().into_array()).collect())
+    }
+
+    /// Differentiable gradients: the sweep records its own ops, so each result is a Var
+    /// that can be differentiated again (grad of grad, Hessian-vector products). Keeps the
+    /// graph.
+    ///
+    /// ```
+    /// let tape = retrograd_tape::Tape::<f64>::new();
+    /// let x = tape.var(2.0);
+    /// let y = x * x * x;
+    /// let dy = tape.grad_graph(y, &[x]).unwrap()[0]; // 3x² = 12
+    /// let d2y = tape.grad_graph(dy, &[x]).unwrap()[0]; // 6x = 12
+    /// let d3y = tape.grad(d2y, &[x]).unwrap(); // 6
+    /// assert_eq!((dy.item(), d2y.item(), d3y[0].sum()), (12.0, 12.0, 6.0));
+    /// ```
+    ///
+    /// # Errors
+    /// As [`grad_with`](Tape::grad_with).
+    #[track_caller]
+    pub fn grad_graph<'t>(
+        &'t self,
+        output: Var<'t, T>,
+        inputs: &[Var<'t, T>],
+    ) -> Result<Vec<Var<'t, T>>> {
+        let vals = self.grad_with(output, inputs, &GradOptions::new().create_graph())?;
+        Ok(vals.into_iter().map(|v| v.into_var(self)).collect())
+    }
+
+    /// The general reverse sweep: gradients of `output` with respect to `inputs` under
+    /// `opts`. Results are constants, or Vars under `create_graph`.
+    ///
+    /// # Errors
+    /// - [`Error::NonScalarOutput`]: more than one element and no seed.
+    /// - [`Error::ShapeMismatch`]: a seed of another shape than the output's.
+    /// - [`Error::GraphFreed`]: an earlier sweep without `retain_graph` consumed the graph.
+    /// - [`Error::NotDifferentiable`]: an input was entered as a constant, detached, or
+    ///   computed only from such values.
+    /// - [`Error::NotOnPath`]: with `strict`, the output does not depend on an input.
+    /// - [`Error::ForeignVar`]: a Var of another tape.
+    /// - [`Error::NonFinite`]: anomaly mode found a NaN or infinity.
+    #[track_caller]
+    pub fn grad_with<'t>(
+        &'t self,
+        output: Var<'t, T>,
+        inputs: &[Var<'t, T>],
+        opts: &GradOptions<T>,
+    ) -> Result<Vec<Val<'t, T>>> {
+        for v in std::iter::once(&output).chain(inputs) {
+            if !std::ptr::eq(v.tape, self) {
+                return Err(Error::ForeignVar {
+                    op: "grad",
+                    location: v.location(),
+                });
+            }
+        }
+        let keys: SmallVec<[NodeKey; 8]> = inputs.iter().map(|v| v.key).collect();
+        let Swept::Keys(found) = self.sweep(output.key, Targets::Keys(&keys), opts)? else {
+            unreachable!("a sweep over keys returns keys")
+        };
+        let mut out = Vec::with_capacity(inputs.len());
+        for (i, (c, v)) in found.into_iter().zip(inputs).enumerate() {
+            match c {
+                Some(c) => out.push(self.cot_to_val(c)),
+                None => {
+                    let (requires_grad, origin_leaf) = self.with_node(v.key, |n| {
+                        (
+                            n.origin.requires_grad(),
+                            matches!(n.origin, Origin::Leaf { .. }),
+                        )
+                    });
+                    if !requires_grad {
+                        let reason = if origin_leaf {
+                            "it was entered with `Tape::constant`; enter it with `Tape::var` to differentiate with respect to it"
+                        } else {
+                            "it was computed under `no_grad`, by `detach`, or only from constants, so no op on its path was recorded"
+                        };
+                        return Err(Error::NotDifferentiable {
+                            input: i,
+                            location: v.location(),
+                            reason,
+                        });
+                    }
+                    if opts.strict {
+                        return Err(Error::NotOnPath {
+                            input: i,
+                            location: v.location(),
+                        });
+                    }
+                    out.push(Val::Const(Tensor::zeros(&v.shape())));
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// The reverse sweep. A plain loop backwards over evaluation order (never recursion),
+    /// visiting only nodes that lie on a path from a target to the output.
+    fn sweep(
+        &self,
+        output: NodeKey,
+        targets: Targets<'_>,
+        opts: &GradOptions<T>,
+    ) -> Result<Swept<T>> {
+        let (out_pos, seed, anomaly_mode, mut scratch) = {
+            let mut inner = self.inner.borrow_mut();
+            if let Some(e) = &inner.anomaly {
+                return Err(e.clone());
+            }
+            let node = &inner.nodes[output];
+            let shape = node.value.shape();
+            let seed = match &opts.seed {
+                Some(s) if s.shape() != shape => {
+                    return Err(Error::ShapeMismatch {
+                        what: "seed cotangent".into(),
+                        expected: Shape::from_slice(shape),
+                        got: Shape::from_slice(s.shape()),
+                    });
+                }
+                Some(s) => s.clone(),
+                None if node.value.len() == 1 => Tensor::ones(shape),
+                None => {
+                    return Err(Error::NonScalarOutput {
+                        shape: Shape::from_slice(shape),
+                        location: node.location,
+                    });
+                }
+            };
+            (
+                node.pos as usize,
+                seed,
+                inner.anomaly_mode,
+                std::mem::take(&mut inner.scratch),
+            )
+        };
+
+        // Which nodes lead to a target. For all leaves this is exactly `requires_grad`
+        // (kept per node as it is recorded); for chosen targets, one pass forwards marks
+        // the targets (2 + their index) and the nodes downstream of them (1).
+        let lo = {
+            let inner = self.inner.borrow();
+            match targets {
+                Targets::AllLeaves => 0,
+                Targets::Keys(keys) => {
+                    let lo = keys
+                        .iter()
+                        .filter_map(|k| {
+                            let n = &inner.nodes[*k];
+                            (n.origin.requires_grad() && n.pos as usize <= out_pos)
+                                .then_some(n.pos as usize)
+                        })
+                        .min()
+                        .unwrap_or(out_pos + 1);
+                    let marks = &mut scratch.marks;
+                    marks.clear();
+                    marks.resize(out_pos + 1 - lo.min(out_pos + 1), 0);
+                    for (i, k) in keys.iter().enumerate().rev() {
+                        let n = &inner.nodes[*k];
+                        let p = n.pos as usize;
+                        if n.origin.requires_grad() && (lo..=out_pos).contains(&p) {
+                            marks[p - lo] = 2 + i as u32;
+                        }
+                    }
+                    for p in lo..=out_pos.max(lo) {
+                        if p > out_pos || marks[p - lo] != 0 {
+                            continue;
+                        }
+                        let n = &inner.nodes[inner.order[p]];
+                        if matches!(n.origin, Origin::Op(_) | Origin::Spent(_))
+                            && n.inputs.iter().any(|i| {
+                                let ip = inner.nodes[*i].pos as usize;
+                                ip >= lo && marks[ip - lo] != 0
+                            })
+                        {
+                            marks[p - lo] = 1;
+                        }
+                    }
+                    lo
+                }
+            }
+        };
+        let live = |inner: &crate::tape::TapeInner<T>, key: NodeKey, marks: &[u32]| -> bool {
+            let n = &inner.nodes[key];
+            match targets {
+                Targets::AllLeaves => n.origin.requires_grad(),
+                Targets::Keys(_) => {
+                    let p = n.pos as usize;
+                    p >= lo && p <= out_pos && marks[p - lo] != 0
+                }
+            }
+        };
+
+        let mut swept = match targets {
+            Targets::AllLeaves => Swept::Leaves(Vec::new()),
+            Targets::Keys(keys) => Swept::Keys((0..keys.len()).map(|_| None).collect()),
+        };
+        if lo > out_pos || !live(&self.inner.borrow(), output, &scratch.marks) {
+            self.inner.borrow_mut().scratch = scratch;
+            return Ok(swept);
+        }
+        let slots = &mut scratch.slots;
+        slots.clear();
+        slots.resize_with(out_pos + 1 - lo, || None);
+        slots[out_pos - lo] = Some(Cot::Tensor(seed));
+
+        for p in (lo..=out_pos).rev() {
+            let Some(g) = slots[p - lo].take() else {
+                continue;
+            };
+
+            // Prepare the rule call under a short borrow: take the rule out of its node
+            // (a rule that records needs the tape), and read what it may use.
+            let mut inner = self.inner.borrow_mut();
+            let key = inner.order[p];
+            match (&mut swept, &targets) {
+                (Swept::Keys(found), Targets::Keys(keys)) => {
+                    let mark = scratch.marks[p - lo];
+                    if mark >= 2 {
+                        let first = (mark - 2) as usize;
+                        for (i, k) in keys.iter().enumerate().skip(first) {
+                            if *k == key {
+                                found[i] = Some(match &g {
+                                    Cot::Tensor(t) => Cot::Tensor(t.clone()),
+                                    Cot::Node(k) => Cot::Node(*k),
+                                });
+                            }
+                        }
+                    }
+                }
+                (Swept::Leaves(found), _) => {
+                    if matches!(
+                        inner.nodes[key].origin,
+                        Origin::Leaf {
+                            requires_grad: true
+                        }
+                    ) {
+                        found.push((key, g));
+                        continue;
+                    }
+                }
+                _ => unreachable!("targets and results agree"),
+            }
+            let needs: SmallVec<[bool; 4]> = inner.nodes[key]
+                .inputs
+                .iter()
+                .map(|i| live(&inner, *i, &scratch.marks))
+                .collect();
+            if !needs.iter().any(|&n| n) {
+                continue;
+            }
+            let node = &mut inner.nodes[key];
+            let location = node.location;
+            let rule = match std::mem::replace(&mut node.origin, Origin::Spent("")) {
+                Origin::Op(rule) => rule,
+                Origin::Spent(op) => {
+                    node.origin = Origin::Spent(op);
+                    return Err(Error::GraphFreed { op, location });
+                }
+                other => {
+                    // Leaves and constants have no inputs on the path.
+                    node.origin = other;
+                    continue;
+                }
+            };
+            let name = rule.name();
+            let input_keys = node.inputs.clone();
+            let cx = if opts.create_graph {
+                RuleCtx {
+                    inputs: input_keys
+                        .iter()
+                        .map(|&key| Val::Var(Var { tape: self, key }))
+                        .collect(),
+                    output: Val::Var(Var { tape: self, key }),
+                    needs: needs.clone(),
+                }
+            } else {
+                RuleCtx {
+                    inputs: input_keys
+                        .iter()
+                        .map(|k| Val::Const(inner.nodes[*k].value.clone()))
+                        .collect(),
+                    output: Val::Const(inner.nodes[key].value.clone()),
+                    needs: needs.clone(),
+                }
+            };
+            drop(inner);
+
+            let cots = rule.vjp(&cx, &self.cot_to_val(g));
+            drop(cx);
+
+            let mut inner = self.inner.borrow_mut();
+            assert_eq!(
+                cots.len(),
+                input_keys.len(),
+                "the VJP rule of `{name}` (recorded at {location}) returned {} cotangents for {} inputs",
+                cots.len(),
+                input_keys.len()
+            );
+            inner.nodes[key].origin = if opts.retain_graph {
+                Origin::Op(rule)
+            } else {
+                Origin::Spent(name)
+            };
+            let mut pending: SmallVec<[(usize, Val<'_, T>); 2]> = SmallVec::new();
+            for (i, c) in cots.into_iter().enumerate() {
+                let Some(c) = c else { continue };
+                if !needs[i] {
+                    continue;
+                }
+                let input = &inner.nodes[input_keys[i]];
+                // The borrow is held, so a recorded cotangent is read from the arena directly.
+                let value = match &c {
+                    Val::Const(t) => t,
+                    Val::Var(v) => &inner.nodes[v.key].value,
+                };
+                assert!(
+                    value.shape() == input.value.shape(),
+                    "the VJP rule of `{name}` (recorded at {location}) returned a cotangent of shape {:?} \
+                     for input {i} of shape {:?}",
+                    value.shape(),
+                    input.value.shape()
+                );
+                if anomaly_mode && !value.all_finite() {
+                    return Err(Error::NonFinite {
+                        what: "cotangent",
+                        op: name,
+                        location,
+                        into: Some((input.origin.name(), input.location)),
+                    });
+                }
+                pending.push((input.pos as usize - lo, c));
+            }
+            drop(inner);
+            for (slot, c) in pending {
+                self.accumulate(&mut slots[slot], c);
+            }
+        }
+        self.inner.borrow_mut().scratch = scratch;
+        Ok(swept)
+    }
+}

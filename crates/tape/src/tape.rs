@@ -1,0 +1,351 @@
+//! The tape: an arena of recorded nodes in evaluation order.
+
+use std::cell::RefCell;
+use std::marker::PhantomData;
+use std::panic::Location;
+use std::rc::Rc;
+
+use slotmap::SlotMap;
+use smallvec::SmallVec;
+
+use crate::Float;
+use crate::error::{Error, Result, SourceLocation};
+use crate::rule::Rule;
+use crate::tensor::{Shape, Tensor};
+use crate::var::Var;
+
+slotmap::new_key_type! {
+    /// The key of a node in a tape's arena. Keys carry a generation, so a key kept past
+    /// [`Tape::clear`] is recognised as stale rather than read as another node.
+    pub struct NodeKey;
+}
+
+/// How a node came to be.
+pub(crate) enum Origin<T: Float> {
+    /// An input entered by the user; `requires_grad` says whether gradients flow to it.
+    Leaf { requires_grad: bool },
+    /// A value no gradient flows through: entered with [`Tape::constant`], made by
+    /// `detach`, or computed by the named op from inputs none of which requires a gradient
+    /// (or under [`Tape::no_grad`]). Its rule was not kept.
+    Constant(&'static str),
+    /// A recorded op with its rule.
+    Op(Box<dyn Rule<T>>),
+    /// A recorded op whose rule a backward sweep without `retain_graph` consumed.
+    Spent(&'static str),
+}
+
+impl<T: Float> Origin<T> {
+    pub(crate) fn requires_grad(&self) -> bool {
+        match self {
+            Origin::Leaf { requires_grad } => *requires_grad,
+            Origin::Constant(_) => false,
+            Origin::Op(_) | Origin::Spent(_) => true,
+        }
+    }
+
+    pub(crate) fn name(&self) -> &'static str {
+        match self {
+            Origin::Leaf {
+                requires_grad: true,
+            } => "var",
+            Origin::Leaf {
+                requires_grad: false,
+            } => "constant",
+            Origin::Constant(name) | Origin::Spent(name) => name,
+            Origin::Op(rule) => rule.name(),
+        }
+    }
+}
+
+/// One recorded value.
+pub(crate) struct Node<T: Float> {
+    pub(crate) value: Tensor<T>,
+    pub(crate) origin: Origin<T>,
+    pub(crate) inputs: SmallVec<[NodeKey; 2]>,
+    pub(crate) location: SourceLocation,
+    /// Position in evaluation order (an index into `TapeInner::order`).
+    pub(crate) pos: u32,
+}
+
+pub(crate) struct TapeInner<T: Float> {
+    pub(crate) nodes: SlotMap<NodeKey, Node<T>>,
+    /// Evaluation order. Slots are reused after a clear, so key order is not creation
+    /// order; this is, and it is a topological order of the graph.
+    pub(crate) order: Vec<NodeKey>,
+    pub(crate) no_grad_depth: u32,
+    pub(crate) anomaly_mode: bool,
+    /// The first non-finite forward value found in anomaly mode, reported by the next sweep.
+    pub(crate) anomaly: Option<Error>,
+    /// Sweep buffers, kept so a training loop does not reallocate them every step.
+    pub(crate) scratch: crate::sweep::Scratch<T>,
+}
+
+/// A tape: the arena that records every op evaluated on its [`Var`]s, in evaluation order.
+///
+/// Make one per training step or per function evaluation (or [`clear`](Tape::clear) and
+/// refill one, which keeps its memory); enter inputs with [`var`](Tape::var) (gradients
+/// flow to it) or [`constant`](Tape::constant); compute with ops on the Vars; then ask for
+/// derivatives with [`Var::backward`], [`grad`](Tape::grad), [`vjp`](Tape::vjp) or
+/// [`jvp`](Tape::jvp).
+///
+/// A tape is single-threaded (it uses interior mutability and is neither `Send` nor
+/// `Sync`); use one tape per thread:
+///
+/// ```compile_fail
+/// let tape = retrograd_tape::Tape::<f64>::new();
+/// std::thread::spawn(move || tape.len());
+/// ```
+pub struct Tape<T: Float = f64> {
+    pub(crate) inner: RefCell<TapeInner<T>>,
+    _single_threaded: PhantomData<Rc<()>>,
+}
+
+impl<T: Float> Default for Tape<T> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// While alive, ops on the tape record nothing: their results are constants.
+/// Made by [`Tape::no_grad`].
+pub struct NoGradGuard<'t, T: Float> {
+    tape: &'t Tape<T>,
+}
+
+impl<T: Float> Drop for NoGradGuard<'_, T> {
+    fn drop(&mut self) {
+        self.tape.inner.borrow_mut().no_grad_depth -= 1;
+    }
+}
+
+impl<T: Float> Tape<T> {
+    /// An empty tape.
+    pub fn new() -> Self {
+        Self::with_capacity(0)
+    }
+
+    /// An empty tape with room for `nodes` nodes before it reallocates.
+    pub fn with_capacity(nodes: usize) -> Self {
+        Tape {
+            inner: RefCell::new(TapeInner {
+                nodes: SlotMap::with_capacity_and_key(nodes),
+                order: Vec::with_capacity(nodes),
+                no_grad_depth: 0,
+                anomaly_mode: false,
+                anomaly: None,
+                scratch: Default::default(),
+            }),
+            _single_threaded: PhantomData,
+        }
+    }
+
+    /// Enters an input that gradients flow to (a leaf that requires a gradient): a model's
+    /// parameters, or the point a derivative is taken at. Accepts scalars and ndarray
+    /// arrays of any dimension; an owned array is moved in without a copy.
+    ///
+    /// ```
+    /// let tape = retrograd_tape::Tape::<f64>::new();
+    /// let x = tape.var(ndarray::array![1.0, 2.0]);
+    /// let s = tape.var(3.0);
+    /// assert!(x.requires_grad() && s.requires_grad());
+    /// ```
+    #[track_caller]
+    pub fn var(&self, value: impl Into<Tensor<T>>) -> Var<'_, T> {
+        let key = self.push(
+            value.into(),
+            Origin::Leaf {
+                requires_grad: true,
+            },
+            &[],
+            Location::caller(),
+        );
+        Var { tape: self, key }
+    }
+
+    /// Enters an input that no gradient flows to (data, labels, fixed weights).
+    #[track_caller]
+    pub fn constant(&self, value: impl Into<Tensor<T>>) -> Var<'_, T> {
+        let key = self.push(
+            value.into(),
+            Origin::Leaf {
+                requires_grad: false,
+            },
+            &[],
+            Location::caller(),
+        );
+        Var { tape: self, key }
+    }
+
+    /// Starts a scope in which ops record nothing; it ends when the guard is dropped.
+    ///
+    /// ```
+    /// let tape = retrograd_tape::Tape::<f64>::new();
+    /// let w = tape.var(2.0);
+    /// let frozen = {
+    ///     let _guard = tape.no_grad();
+    ///     retrograd_tape::Var::apply(retrograd_tape::arith::Neg, &[&w])
+    /// };
+    /// assert!(!frozen.requires_grad());
+    /// ```
+    pub fn no_grad(&self) -> NoGradGuard<'_, T> {
+        self.inner.borrow_mut().no_grad_depth += 1;
+        NoGradGuard { tape: self }
+    }
+
+    /// Whether ops record right now (false inside a [`no_grad`](Tape::no_grad) scope).
+    pub fn is_recording(&self) -> bool {
+        self.inner.borrow().no_grad_depth == 0
+    }
+
+    /// Turns anomaly mode on or off (off by default; free when off). When on, every
+    /// forward value and every cotangent is checked for NaN and infinity, and the first one
+    /// found is returned as [`Error::NonFinite`] by the next sweep (or by
+    /// [`check_anomaly`](Tape::check_anomaly)), naming the op and the user's line.
+    pub fn set_anomaly_mode(&self, on: bool) {
+        self.inner.borrow_mut().anomaly_mode = on;
+    }
+
+    /// Whether anomaly mode is on.
+    pub fn anomaly_mode(&self) -> bool {
+        self.inner.borrow().anomaly_mode
+    }
+
+    /// The first non-finite forward value anomaly mode found, as an error.
+    pub fn check_anomaly(&self) -> Result<()> {
+        match &self.inner.borrow().anomaly {
+            Some(e) => Err(e.clone()),
+            None => Ok(()),
+        }
+    }
+
+    /// The number of nodes recorded.
+    pub fn len(&self) -> usize {
+        self.inner.borrow().order.len()
+    }
+
+    /// Whether nothing is recorded.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Forgets every node but keeps the memory, so that a training loop can refill the
+    /// same tape each step without fresh allocations (and their page faults). Needs
+    /// `&mut self`, so no Var of the old contents can still be alive.
+    pub fn clear(&mut self) {
+        let inner = self.inner.get_mut();
+        inner.nodes.clear();
+        inner.order.clear();
+        inner.anomaly = None;
+    }
+
+    /// Runs `f` on a node.
+    ///
+    /// # Panics
+    /// When the key is stale; a `Var` always holds a live key, since the tape can only be
+    /// cleared when no Var borrows it.
+    pub(crate) fn with_node<R>(&self, key: NodeKey, f: impl FnOnce(&Node<T>) -> R) -> R {
+        let inner = self.inner.borrow();
+        f(&inner.nodes[key])
+    }
+
+    pub(crate) fn push(
+        &self,
+        value: Tensor<T>,
+        origin: Origin<T>,
+        inputs: &[NodeKey],
+        location: SourceLocation,
+    ) -> NodeKey {
+        let mut inner = self.inner.borrow_mut();
+        Self::push_in(&mut inner, value, origin, inputs, location)
+    }
+
+    fn push_in(
+        inner: &mut TapeInner<T>,
+        value: Tensor<T>,
+        origin: Origin<T>,
+        inputs: &[NodeKey],
+        location: SourceLocation,
+    ) -> NodeKey {
+        let pos = u32::try_from(inner.order.len()).expect("a tape holds at most 2^32 nodes");
+        if inner.anomaly_mode && inner.anomaly.is_none() && !value.all_finite() {
+            inner.anomaly = Some(Error::NonFinite {
+                what: "forward value",
+                op: origin.name(),
+                location,
+                into: None,
+            });
+        }
+        let key = inner.nodes.insert(Node {
+            value,
+            origin,
+            inputs: SmallVec::from_slice(inputs),
+            location,
+            pos,
+        });
+        inner.order.push(key);
+        key
+    }
+
+    pub(crate) fn push_constant(
+        &self,
+        value: Tensor<T>,
+        name: &'static str,
+        location: SourceLocation,
+    ) -> NodeKey {
+        self.push(value, Origin::Constant(name), &[], location)
+    }
+
+    /// Computes a rule's forward value from recorded inputs and records the node: with its
+    /// rule when some input requires a gradient and recording is on, else as a constant.
+    pub(crate) fn record<R: Rule<T>>(
+        &self,
+        mut rule: R,
+        inputs: &[NodeKey],
+        location: SourceLocation,
+    ) -> Result<NodeKey> {
+        let mut inner = self.inner.borrow_mut();
+        let inner = &mut *inner;
+        let forward = {
+            let values: SmallVec<[&Tensor<T>; 4]> =
+                inputs.iter().map(|k| &inner.nodes[*k].value).collect();
+            rule.forward(&values).map_err(|message| Error::InvalidOp {
+                op: rule.name(),
+                shapes: values
+                    .iter()
+                    .map(|t| Shape::from_slice(t.shape()))
+                    .collect(),
+                message,
+                location,
+            })
+        };
+        let value = forward?;
+        let tracked = inner.no_grad_depth == 0
+            && inputs
+                .iter()
+                .any(|k| inner.nodes[*k].origin.requires_grad());
+        let origin = if tracked {
+            Origin::Op(Box::new(rule))
+        } else {
+            Origin::Constant(rule.name())
+        };
+        Ok(Self::push_in(inner, value, origin, inputs, location))
+    }
+}
+
+impl<T: Float> std::fmt::Debug for Tape<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let inner = self.inner.borrow();
+        let tracked = inner
+            .nodes
+            .values()
+            .filter(|n| n.origin.requires_grad())
+            .count();
+        write!(
+            f,
+            "Tape<{}>({} nodes, {} tracked)",
+            T::NAME,
+            inner.order.len(),
+            tracked
+        )
+    }
+}

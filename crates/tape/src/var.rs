@@ -1,0 +1,381 @@
+//! Handles to values: `Var` for user code, `Val` for rules, and `Operand` over both.
+
+use std::fmt;
+use std::panic::Location;
+
+use ndarray::ArrayD;
+use smallvec::SmallVec;
+
+use crate::Float;
+use crate::error::{Error, Result, SourceLocation};
+use crate::rule::Rule;
+use crate::tape::{NodeKey, Tape};
+use crate::tensor::{Shape, Tensor};
+
+/// A handle to a value recorded on a [`Tape`]: the tape reference plus a key.
+///
+/// `Var` is `Copy` (write `x * x`, no clones) and borrows its tape, so the compiler rejects
+/// a Var that outlives its tape:
+///
+/// ```compile_fail
+/// use retrograd_tape::{Tape, Var};
+/// let x: Var<f64>;
+/// {
+///     let tape = Tape::<f64>::new();
+///     x = tape.var(1.0);
+/// } // `tape` dropped here while still borrowed
+/// println!("{}", x.item());
+/// ```
+pub struct Var<'t, T: Float> {
+    pub(crate) tape: &'t Tape<T>,
+    pub(crate) key: NodeKey,
+}
+
+impl<T: Float> Clone for Var<'_, T> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<T: Float> Copy for Var<'_, T> {}
+
+impl<'t, T: Float> Var<'t, T> {
+    /// The tape this Var lives on.
+    pub fn tape(&self) -> &'t Tape<T> {
+        self.tape
+    }
+
+    /// The node's key on its tape.
+    pub fn key(&self) -> NodeKey {
+        self.key
+    }
+
+    /// The value (an `Arc` clone for arrays: no copy of the data).
+    pub fn value(&self) -> Tensor<T> {
+        self.tape.with_node(self.key, |n| n.value.clone())
+    }
+
+    /// The value as an owned ndarray array (a copy).
+    pub fn array(&self) -> ArrayD<T> {
+        self.tape.with_node(self.key, |n| n.value.to_array())
+    }
+
+    /// The single element of a one-element value.
+    ///
+    /// # Panics
+    /// When the value has more than one element, naming its shape and where it was made.
+    #[track_caller]
+    pub fn item(&self) -> T {
+        self.tape.with_node(self.key, |n| {
+            n.value.item().unwrap_or_else(|| {
+                panic!(
+                    "item: value of shape {:?} (created at {}) has {} elements, not one",
+                    n.value.shape(),
+                    n.location,
+                    n.value.len()
+                )
+            })
+        })
+    }
+
+    /// The value's shape.
+    pub fn shape(&self) -> Shape {
+        self.tape
+            .with_node(self.key, |n| Shape::from_slice(n.value.shape()))
+    }
+
+    /// The number of axes.
+    pub fn ndim(&self) -> usize {
+        self.tape.with_node(self.key, |n| n.value.ndim())
+    }
+
+    /// Whether gradients flow to this value: a leaf made by [`Tape::var`], or the result
+    /// of an op with such an input recorded outside a no-grad scope.
+    pub fn requires_grad(&self) -> bool {
+        self.tape.with_node(self.key, |n| n.origin.requires_grad())
+    }
+
+    /// The user's source line that created this value.
+    pub fn location(&self) -> SourceLocation {
+        self.tape.with_node(self.key, |n| n.location)
+    }
+
+    /// A constant with the same value (shared, not copied): gradients stop here.
+    #[track_caller]
+    pub fn detach(self) -> Var<'t, T> {
+        let value = self.value();
+        let key = self.tape.push_constant(value, "detach", Location::caller());
+        Var {
+            tape: self.tape,
+            key,
+        }
+    }
+
+    /// Applies a primitive to Vars of one tape and records it.
+    ///
+    /// # Panics
+    /// When the inputs do not fit the op (the message names the op, the shapes and the
+    /// caller's line), or when the Vars belong to different tapes.
+    #[track_caller]
+    pub fn apply<R: Rule<T>>(rule: R, inputs: &[&Var<'t, T>]) -> Var<'t, T> {
+        <Self as Operand<'t, T>>::apply(rule, inputs)
+    }
+
+    /// Like [`Var::apply`], but returns [`Error::InvalidOp`] or [`Error::ForeignVar`]
+    /// instead of panicking.
+    #[track_caller]
+    pub fn try_apply<R: Rule<T>>(rule: R, inputs: &[&Var<'t, T>]) -> Result<Var<'t, T>> {
+        <Self as Operand<'t, T>>::try_apply(rule, inputs)
+    }
+}
+
+impl<T: Float> fmt::Debug for Var<'_, T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.tape.with_node(self.key, |n| {
+            write!(
+                f,
+                "Var(%{} {} {:?} {}{} at {})",
+                n.pos,
+                n.origin.name(),
+                n.value.shape(),
+                T::NAME,
+                if n.origin.requires_grad() {
+                    " grad"
+                } else {
+                    ""
+                },
+                n.location
+            )
+        })
+    }
+}
+
+impl<T: Float> fmt::Display for Var<'_, T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.tape
+            .with_node(self.key, |n| fmt::Display::fmt(&n.value, f))
+    }
+}
+
+/// A value as a rule sees it: a plain tensor, or a node of the tape.
+///
+/// In a plain sweep everything is `Const` and each op on it computes at once, recording
+/// nothing; when the sweep records itself (`create_graph`), inputs, outputs and cotangents
+/// are `Var`s and each op records a node. Ops mixing the two record, entering the constant
+/// as a constant node. Rules are written once against this type.
+#[derive(Clone)]
+pub enum Val<'t, T: Float> {
+    /// A value known at this point, not recorded.
+    Const(Tensor<T>),
+    /// A node of a tape.
+    Var(Var<'t, T>),
+}
+
+impl<'t, T: Float> Val<'t, T> {
+    /// The value (an `Arc` clone for arrays).
+    pub fn value(&self) -> Tensor<T> {
+        match self {
+            Val::Const(t) => t.clone(),
+            Val::Var(v) => v.value(),
+        }
+    }
+
+    /// The value's shape.
+    pub fn shape(&self) -> Shape {
+        match self {
+            Val::Const(t) => Shape::from_slice(t.shape()),
+            Val::Var(v) => v.shape(),
+        }
+    }
+
+    /// The Var, if this value is recorded.
+    pub fn as_var(&self) -> Option<Var<'t, T>> {
+        match self {
+            Val::Var(v) => Some(*v),
+            Val::Const(_) => None,
+        }
+    }
+
+    /// This value as a Var of `tape`: a recorded value as it is, a constant entered as a
+    /// constant node.
+    ///
+    /// # Panics
+    /// When the value is a Var of another tape.
+    #[track_caller]
+    pub fn into_var(self, tape: &'t Tape<T>) -> Var<'t, T> {
+        match self {
+            Val::Var(v) => {
+                assert!(
+                    std::ptr::eq(v.tape, tape),
+                    "into_var: the value (created at {}) belongs to another tape",
+                    v.location()
+                );
+                v
+            }
+            Val::Const(t) => Var {
+                tape,
+                key: tape.push_constant(t, "constant", Location::caller()),
+            },
+        }
+    }
+}
+
+impl<T: Float> From<Tensor<T>> for Val<'_, T> {
+    fn from(t: Tensor<T>) -> Self {
+        Val::Const(t)
+    }
+}
+
+impl<'t, T: Float> From<Var<'t, T>> for Val<'t, T> {
+    fn from(v: Var<'t, T>) -> Self {
+        Val::Var(v)
+    }
+}
+
+impl<T: Float> fmt::Debug for Val<'_, T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Val::Const(t) => write!(f, "Const({t:?})"),
+            Val::Var(v) => write!(f, "{v:?}"),
+        }
+    }
+}
+
+/// What a primitive can be applied to: a user's [`Var`] or a rule's [`Val`].
+///
+/// Ops are written once as generic functions over `Operand`, so the same `x.exp()` is a
+/// recorded op in user code and a plain (or recorded, under `create_graph`) computation
+/// inside a rule.
+pub trait Operand<'t, T: Float>: Clone + Sized {
+    /// Applies a primitive and returns its result.
+    ///
+    /// # Panics
+    /// When the inputs do not fit the op, naming the op, the shapes and the caller's line.
+    #[track_caller]
+    fn apply<R: Rule<T>>(rule: R, inputs: &[&Self]) -> Self {
+        match Self::try_apply(rule, inputs) {
+            Ok(v) => v,
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    /// Applies a primitive, returning [`Error::InvalidOp`] when the inputs do not fit it.
+    #[track_caller]
+    fn try_apply<R: Rule<T>>(rule: R, inputs: &[&Self]) -> Result<Self>;
+
+    /// The value's shape.
+    fn shape(&self) -> Shape;
+
+    /// The current value (an `Arc` clone for arrays).
+    fn value(&self) -> Tensor<T>;
+
+    /// A constant beside `self`: on the same tape for a Var, a plain constant for a Val.
+    #[track_caller]
+    fn constant_like(&self, value: Tensor<T>) -> Self;
+}
+
+impl<'t, T: Float> Operand<'t, T> for Var<'t, T> {
+    #[track_caller]
+    fn try_apply<R: Rule<T>>(rule: R, inputs: &[&Self]) -> Result<Self> {
+        let location = Location::caller();
+        let Some(first) = inputs.first() else {
+            let message = "an op needs at least one input".to_string();
+            return Err(Error::InvalidOp {
+                op: rule.name(),
+                shapes: vec![],
+                message,
+                location,
+            });
+        };
+        let tape = first.tape;
+        let mut keys: SmallVec<[NodeKey; 4]> = SmallVec::with_capacity(inputs.len());
+        for v in inputs {
+            if !std::ptr::eq(v.tape, tape) {
+                return Err(Error::ForeignVar {
+                    op: rule.name(),
+                    location: v.location(),
+                });
+            }
+            keys.push(v.key);
+        }
+        let key = tape.record(rule, &keys, location)?;
+        Ok(Var { tape, key })
+    }
+
+    fn shape(&self) -> Shape {
+        Var::shape(self)
+    }
+
+    fn value(&self) -> Tensor<T> {
+        Var::value(self)
+    }
+
+    #[track_caller]
+    fn constant_like(&self, value: Tensor<T>) -> Self {
+        self.tape.constant(value)
+    }
+}
+
+impl<'t, T: Float> Operand<'t, T> for Val<'t, T> {
+    #[track_caller]
+    fn try_apply<R: Rule<T>>(mut rule: R, inputs: &[&Self]) -> Result<Self> {
+        let location = Location::caller();
+        let tape = inputs.iter().find_map(|v| v.as_var().map(|v| v.tape));
+        match tape {
+            None => {
+                // All constant: compute now, record nothing. This is the plain sweep's path.
+                let tensors: SmallVec<[&Tensor<T>; 4]> = inputs
+                    .iter()
+                    .map(|v| match v {
+                        Val::Const(t) => t,
+                        Val::Var(_) => unreachable!("no input is a Var"),
+                    })
+                    .collect();
+                match rule.forward(&tensors) {
+                    Ok(t) => Ok(Val::Const(t)),
+                    Err(message) => {
+                        let shapes = tensors
+                            .iter()
+                            .map(|t| Shape::from_slice(t.shape()))
+                            .collect();
+                        Err(Error::InvalidOp {
+                            op: rule.name(),
+                            shapes,
+                            message,
+                            location,
+                        })
+                    }
+                }
+            }
+            Some(tape) => {
+                let mut keys: SmallVec<[NodeKey; 4]> = SmallVec::with_capacity(inputs.len());
+                for v in inputs {
+                    keys.push(match v {
+                        Val::Var(x) if std::ptr::eq(x.tape, tape) => x.key,
+                        Val::Var(x) => {
+                            return Err(Error::ForeignVar {
+                                op: rule.name(),
+                                location: x.location(),
+                            });
+                        }
+                        Val::Const(t) => tape.push_constant(t.clone(), "constant", location),
+                    });
+                }
+                let key = tape.record(rule, &keys, location)?;
+                Ok(Val::Var(Var { tape, key }))
+            }
+        }
+    }
+
+    fn shape(&self) -> Shape {
+        Val::shape(self)
+    }
+
+    fn value(&self) -> Tensor<T> {
+        Val::value(self)
+    }
+
+    #[track_caller]
+    fn constant_like(&self, value: Tensor<T>) -> Self {
+        Val::Const(value)
+    }
+}
