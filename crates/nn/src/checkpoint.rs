@@ -1,0 +1,583 @@
+//! Checkpoints: a [`ParamStore`] saved as a safetensors file keyed by parameter name.
+//!
+//! [safetensors](https://huggingface.co/docs/safetensors) is a plain format (an 8-byte
+//! header length, a JSON header of names, dtypes, shapes and offsets, then raw
+//! little-endian data) that other frameworks read and write, so a retrograd checkpoint can
+//! be inspected or produced elsewhere. `f32` stores save as `F32`, `f64` stores as `F64`.
+//!
+//! Loading into an existing store ([`load`], [`load_bytes`]) is all-or-nothing: the file
+//! is parsed and every tensor is checked against the store (same names, no more, no
+//! fewer; same dtype; same shape) before a single value is written. On any error the
+//! store is untouched and the [`CheckpointError`] says which name and which shapes.
+//!
+//! ```
+//! use ndarray::{ArrayD, IxDyn};
+//! use retrograd_nn::{ParamStore, checkpoint};
+//!
+//! let mut store = ParamStore::<f32>::new();
+//! store.insert("w", ArrayD::from_elem(IxDyn(&[2, 3]), 0.5));
+//! let bytes = checkpoint::to_bytes(&store).unwrap();
+//!
+//! let mut other = ParamStore::<f32>::new();
+//! other.insert("w", ArrayD::zeros(IxDyn(&[2, 3])));
+//! checkpoint::load_bytes(&mut other, &bytes).unwrap();
+//! assert_eq!(other, store);
+//! ```
+
+use std::any::TypeId;
+use std::collections::{HashMap, HashSet};
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use ndarray::{ArrayD, IxDyn};
+use safetensors::tensor::TensorView;
+use safetensors::{Dtype, SafeTensorError, SafeTensors};
+
+use crate::scalar::{Scalar, cast, to_f64};
+use crate::store::ParamStore;
+
+/// Header metadata key holding the store's insertion order (names joined by newlines), so
+/// that [`load_new`] rebuilds the store in the order it was saved. Files without it (made
+/// elsewhere) load in name order.
+const ORDER_KEY: &str = "retrograd.param_order";
+
+/// Why a checkpoint could not be saved or loaded. When loading into a store, the store is
+/// unchanged.
+#[derive(Debug)]
+pub enum CheckpointError {
+    /// Reading or writing the file failed.
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The operating system's error.
+        source: std::io::Error,
+    },
+    /// The bytes are not a valid safetensors file (truncated, corrupt header, offsets that
+    /// do not match the shapes, ...).
+    Format(SafeTensorError),
+    /// The store's element type has no safetensors dtype here (only `f32` and `f64` do).
+    UnsupportedElementType {
+        /// The Rust type's name.
+        type_name: &'static str,
+    },
+    /// A tensor's dtype differs from the store's element type (no silent conversion).
+    WrongDtype {
+        /// The parameter's name.
+        name: String,
+        /// The dtype the store needs.
+        expected: Dtype,
+        /// The dtype in the file.
+        found: Dtype,
+    },
+    /// A tensor's shape differs from the parameter's.
+    ShapeMismatch {
+        /// The parameter's name.
+        name: String,
+        /// The parameter's shape in the store.
+        expected: Vec<usize>,
+        /// The shape in the file.
+        found: Vec<usize>,
+    },
+    /// The file's names differ from the store's.
+    NameMismatch {
+        /// Parameters of the store that the file lacks (sorted).
+        missing: Vec<String>,
+        /// Tensors in the file that the store does not have (sorted).
+        unexpected: Vec<String>,
+    },
+}
+
+impl fmt::Display for CheckpointError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CheckpointError::Io { path, source } => {
+                write!(f, "checkpoint {}: {source}", path.display())
+            }
+            CheckpointError::Format(e) => write!(f, "not a valid safetensors checkpoint: {e}"),
+            CheckpointError::UnsupportedElementType { type_name } => write!(
+                f,
+                "checkpoints support f32 and f64 parameters, not {type_name}"
+            ),
+            CheckpointError::WrongDtype {
+                name,
+                expected,
+                found,
+            } => write!(
+                f,
+                "checkpoint tensor {name:?} has dtype {found} but the store holds {expected}"
+            ),
+            CheckpointError::ShapeMismatch {
+                name,
+                expected,
+                found,
+            } => write!(
+                f,
+                "checkpoint tensor {name:?} has shape {found:?} but the parameter has shape {expected:?}"
+            ),
+            CheckpointError::NameMismatch {
+                missing,
+                unexpected,
+            } => {
+                write!(f, "checkpoint names differ from the store's:")?;
+                if !missing.is_empty() {
+                    write!(f, " missing {missing:?}")?;
+                }
+                if !unexpected.is_empty() {
+                    write!(f, " unexpected {unexpected:?}")?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+impl std::error::Error for CheckpointError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            CheckpointError::Io { source, .. } => Some(source),
+            CheckpointError::Format(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+impl From<SafeTensorError> for CheckpointError {
+    fn from(e: SafeTensorError) -> Self {
+        CheckpointError::Format(e)
+    }
+}
+
+/// The safetensors dtype of `T`, or an error for element types other than f32/f64.
+fn dtype_of<T: Scalar>() -> Result<Dtype, CheckpointError> {
+    let id = TypeId::of::<T>();
+    if id == TypeId::of::<f32>() {
+        Ok(Dtype::F32)
+    } else if id == TypeId::of::<f64>() {
+        Ok(Dtype::F64)
+    } else {
+        Err(CheckpointError::UnsupportedElementType {
+            type_name: std::any::type_name::<T>(),
+        })
+    }
+}
+
+/// Little-endian bytes of an array in logical (row-major) order, whatever its layout.
+fn encode<T: Scalar>(a: &ArrayD<T>, dtype: Dtype) -> Vec<u8> {
+    let mut out = Vec::with_capacity(a.len() * dtype.bitsize() / 8);
+    for &x in a.iter() {
+        // Exact: T is f32 when dtype is F32 and f64 when it is F64.
+        if dtype == Dtype::F32 {
+            out.extend_from_slice(&(to_f64(x) as f32).to_le_bytes());
+        } else {
+            out.extend_from_slice(&to_f64(x).to_le_bytes());
+        }
+    }
+    out
+}
+
+/// Decodes a validated tensor view (dtype and length already checked) into an array.
+fn decode<T: Scalar>(view: &TensorView<'_>) -> ArrayD<T> {
+    let data = view.data();
+    let values: Vec<T> = if view.dtype() == Dtype::F32 {
+        data.chunks_exact(4)
+            .map(|c| cast(f32::from_le_bytes([c[0], c[1], c[2], c[3]]) as f64))
+            .collect()
+    } else {
+        data.chunks_exact(8)
+            .map(|c| {
+                let mut b = [0u8; 8];
+                b.copy_from_slice(c);
+                cast(f64::from_le_bytes(b))
+            })
+            .collect()
+    };
+    ArrayD::from_shape_vec(IxDyn(view.shape()), values)
+        .expect("safetensors validated the data length against the shape")
+}
+
+/// Serialises `store` to safetensors bytes.
+pub fn to_bytes<T: Scalar>(store: &ParamStore<T>) -> Result<Vec<u8>, CheckpointError> {
+    let dtype = dtype_of::<T>()?;
+    let buffers: Vec<(&str, Vec<u8>, &[usize])> = store
+        .iter()
+        .map(|(name, a)| (name, encode(a, dtype), a.shape()))
+        .collect();
+    let views = buffers
+        .iter()
+        .map(|(name, bytes, shape)| Ok((*name, TensorView::new(dtype, shape.to_vec(), bytes)?)))
+        .collect::<Result<Vec<_>, SafeTensorError>>()?;
+    let order = store.names().collect::<Vec<_>>().join("\n");
+    let meta = HashMap::from([(ORDER_KEY.to_string(), order)]);
+    Ok(safetensors::serialize(views, Some(meta))?)
+}
+
+/// Saves `store` to the safetensors file `path` (created or overwritten).
+pub fn save<T: Scalar>(
+    store: &ParamStore<T>,
+    path: impl AsRef<Path>,
+) -> Result<(), CheckpointError> {
+    let path = path.as_ref();
+    let bytes = to_bytes(store)?;
+    std::fs::write(path, bytes).map_err(|source| CheckpointError::Io {
+        path: path.to_owned(),
+        source,
+    })
+}
+
+fn read(path: &Path) -> Result<Vec<u8>, CheckpointError> {
+    std::fs::read(path).map_err(|source| CheckpointError::Io {
+        path: path.to_owned(),
+        source,
+    })
+}
+
+/// Loads safetensors bytes into `store`, replacing every parameter's value.
+///
+/// The file must hold exactly the store's names, each with the store's dtype and the
+/// parameter's shape. Everything is checked before anything is written: on error the
+/// store is unchanged.
+pub fn load_bytes<T: Scalar>(
+    store: &mut ParamStore<T>,
+    bytes: &[u8],
+) -> Result<(), CheckpointError> {
+    let dtype = dtype_of::<T>()?;
+    let file = SafeTensors::deserialize(bytes)?;
+
+    let file_names: HashSet<&str> = file.names().into_iter().collect();
+    let mut missing: Vec<String> = store
+        .names()
+        .filter(|n| !file_names.contains(n))
+        .map(str::to_owned)
+        .collect();
+    let mut unexpected: Vec<String> = file_names
+        .iter()
+        .filter(|n| !store.contains(n))
+        .map(|n| n.to_string())
+        .collect();
+    if !missing.is_empty() || !unexpected.is_empty() {
+        missing.sort();
+        unexpected.sort();
+        return Err(CheckpointError::NameMismatch {
+            missing,
+            unexpected,
+        });
+    }
+
+    let mut views = Vec::with_capacity(store.len());
+    for (name, param) in store.iter() {
+        let view = file.tensor(name)?;
+        if view.dtype() != dtype {
+            return Err(CheckpointError::WrongDtype {
+                name: name.to_owned(),
+                expected: dtype,
+                found: view.dtype(),
+            });
+        }
+        if view.shape() != param.shape() {
+            return Err(CheckpointError::ShapeMismatch {
+                name: name.to_owned(),
+                expected: param.shape().to_vec(),
+                found: view.shape().to_vec(),
+            });
+        }
+        views.push(view);
+    }
+
+    // All checks passed: now write.
+    for ((_, param), view) in store.iter_mut().zip(&views) {
+        *param = decode(view);
+    }
+    Ok(())
+}
+
+/// Loads the safetensors file `path` into `store`; see [`load_bytes`].
+pub fn load<T: Scalar>(
+    store: &mut ParamStore<T>,
+    path: impl AsRef<Path>,
+) -> Result<(), CheckpointError> {
+    let bytes = read(path.as_ref())?;
+    load_bytes(store, &bytes)
+}
+
+/// Builds a new store from safetensors bytes: every tensor, in the order it was saved
+/// (name order for files written elsewhere). Every tensor must have the dtype of `T`.
+pub fn new_from_bytes<T: Scalar>(bytes: &[u8]) -> Result<ParamStore<T>, CheckpointError> {
+    let dtype = dtype_of::<T>()?;
+    let file = SafeTensors::deserialize(bytes)?;
+    let (_, meta) = SafeTensors::read_metadata(bytes)?;
+
+    let mut names: Vec<&str> = file.names();
+    names.sort_unstable();
+    // Use the saved order if it is a permutation of the file's names.
+    if let Some(order) = meta.metadata().as_ref().and_then(|m| m.get(ORDER_KEY)) {
+        let mut saved: Vec<&str> = if order.is_empty() {
+            Vec::new()
+        } else {
+            order.split('\n').collect()
+        };
+        let mut sorted = saved.clone();
+        sorted.sort_unstable();
+        if sorted == names {
+            names = std::mem::take(&mut saved);
+        }
+    }
+
+    let mut views = Vec::with_capacity(names.len());
+    for name in &names {
+        let view = file.tensor(name)?;
+        if view.dtype() != dtype {
+            return Err(CheckpointError::WrongDtype {
+                name: name.to_string(),
+                expected: dtype,
+                found: view.dtype(),
+            });
+        }
+        views.push(view);
+    }
+    Ok(names
+        .into_iter()
+        .zip(&views)
+        .map(|(name, view)| (name, decode(view)))
+        .collect())
+}
+
+/// Builds a new store from the safetensors file `path`; see [`new_from_bytes`].
+pub fn load_new<T: Scalar>(path: impl AsRef<Path>) -> Result<ParamStore<T>, CheckpointError> {
+    let bytes = read(path.as_ref())?;
+    new_from_bytes(&bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::init::{Init, rng_from_seed};
+    use ndarray::{Array2, ShapeBuilder};
+
+    /// A unique path in the temp dir, removed when dropped.
+    struct TempFile(PathBuf);
+
+    impl TempFile {
+        fn new(tag: &str) -> Self {
+            use std::sync::atomic::{AtomicUsize, Ordering};
+            static N: AtomicUsize = AtomicUsize::new(0);
+            let n = N.fetch_add(1, Ordering::Relaxed);
+            TempFile(std::env::temp_dir().join(format!(
+                "retrograd-nn-{}-{tag}-{n}.safetensors",
+                std::process::id()
+            )))
+        }
+    }
+
+    impl Drop for TempFile {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_file(&self.0);
+        }
+    }
+
+    fn sample_store<T: Scalar>(seed: u64) -> ParamStore<T> {
+        let mut rng = rng_from_seed(seed);
+        let mut s = ParamStore::new();
+        // Deliberately not in name order, with a scalar, an empty tensor and a 4-d one.
+        s.insert(
+            "z.weight",
+            Init::XavierNormal { gain: 1.0 }.sample(&[4, 3], &mut rng),
+        );
+        s.insert(
+            "a.bias",
+            Init::Normal {
+                mean: 0.0,
+                std: 1.0,
+            }
+            .sample(&[4], &mut rng),
+        );
+        s.insert("scale", Init::Constant(2.5).sample(&[], &mut rng));
+        s.insert("empty", Init::Zeros.sample(&[0, 3], &mut rng));
+        s.insert(
+            "conv",
+            Init::kaiming_normal(crate::init::Nonlinearity::Relu).sample(&[2, 3, 2, 2], &mut rng),
+        );
+        s
+    }
+
+    fn zeroed<T: Scalar>(s: &ParamStore<T>) -> ParamStore<T> {
+        s.iter()
+            .map(|(n, v)| (n, ArrayD::zeros(v.raw_dim())))
+            .collect()
+    }
+
+    fn round_trip<T: Scalar>() {
+        let store = sample_store::<T>(3);
+        let file = TempFile::new("rt");
+        save(&store, &file.0).unwrap();
+        let mut target = zeroed(&store);
+        load(&mut target, &file.0).unwrap();
+        assert_eq!(target, store);
+        let fresh: ParamStore<T> = load_new(&file.0).unwrap();
+        assert_eq!(fresh, store);
+        assert_eq!(
+            fresh.names().collect::<Vec<_>>(),
+            ["z.weight", "a.bias", "scale", "empty", "conv"]
+        );
+    }
+
+    #[test]
+    fn round_trip_f32() {
+        round_trip::<f32>();
+    }
+
+    #[test]
+    fn round_trip_f64() {
+        round_trip::<f64>();
+    }
+
+    #[test]
+    fn non_standard_layout_saves_in_logical_order() {
+        let a = Array2::from_shape_vec((2, 3).f(), vec![1.0f64, 4.0, 2.0, 5.0, 3.0, 6.0]).unwrap();
+        let mut s = ParamStore::new();
+        s.insert("w", a.clone().into_dyn());
+        let back: ParamStore<f64> = new_from_bytes(&to_bytes(&s).unwrap()).unwrap();
+        assert_eq!(back.get("w").unwrap(), &a.into_dyn());
+        assert_eq!(
+            back.get("w").unwrap().as_slice(),
+            Some(&[1.0, 2.0, 3.0, 4.0, 5.0, 6.0][..])
+        );
+    }
+
+    /// Loads `bytes` into a copy of `target`, asserting that it fails and changes nothing.
+    fn refused(target: &ParamStore<f32>, bytes: &[u8]) -> CheckpointError {
+        let mut t = target.clone();
+        let err = load_bytes(&mut t, bytes).unwrap_err();
+        assert_eq!(&t, target, "store changed by a refused load: {err}");
+        err
+    }
+
+    #[test]
+    fn truncated_and_corrupt_files_are_refused() {
+        let store = sample_store::<f32>(1);
+        let target = zeroed(&store);
+        let bytes = to_bytes(&store).unwrap();
+        for cut in [0, 4, 8, 20, bytes.len() - 1] {
+            let err = refused(&target, &bytes[..cut]);
+            assert!(
+                matches!(err, CheckpointError::Format(_)),
+                "cut {cut}: {err}"
+            );
+        }
+        let mut garbled = bytes.clone();
+        garbled[10] = b'#'; // inside the JSON header
+        assert!(matches!(
+            refused(&target, &garbled),
+            CheckpointError::Format(_)
+        ));
+        assert!(matches!(
+            refused(&target, b"not a checkpoint"),
+            CheckpointError::Format(_)
+        ));
+        assert!(matches!(
+            new_from_bytes::<f32>(&bytes[..30]),
+            Err(CheckpointError::Format(_))
+        ));
+    }
+
+    #[test]
+    fn wrong_dtype_is_refused() {
+        let store64 = sample_store::<f64>(1);
+        let target = zeroed(&sample_store::<f32>(1));
+        let err = refused(&target, &to_bytes(&store64).unwrap());
+        assert!(
+            matches!(
+                &err,
+                CheckpointError::WrongDtype {
+                    expected: Dtype::F32,
+                    found: Dtype::F64,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        assert!(matches!(
+            new_from_bytes::<f32>(&to_bytes(&store64).unwrap()),
+            Err(CheckpointError::WrongDtype { .. })
+        ));
+    }
+
+    #[test]
+    fn wrong_shape_is_refused_naming_the_parameter() {
+        let store = sample_store::<f32>(1);
+        let mut target = zeroed(&store);
+        target.insert("a.bias", ArrayD::zeros(IxDyn(&[5])));
+        let err = refused(&target, &to_bytes(&store).unwrap());
+        match &err {
+            CheckpointError::ShapeMismatch {
+                name,
+                expected,
+                found,
+            } => {
+                assert_eq!(
+                    (name.as_str(), &expected[..], &found[..]),
+                    ("a.bias", &[5][..], &[4][..])
+                );
+            }
+            other => panic!("wrong error: {other}"),
+        }
+        assert_eq!(
+            err.to_string(),
+            r#"checkpoint tensor "a.bias" has shape [4] but the parameter has shape [5]"#
+        );
+    }
+
+    #[test]
+    fn missing_and_extra_names_are_refused() {
+        let store = sample_store::<f32>(1);
+        let bytes = to_bytes(&store).unwrap();
+
+        let mut more = zeroed(&store);
+        more.insert("head.weight", ArrayD::zeros(IxDyn(&[1])));
+        match refused(&more, &bytes) {
+            CheckpointError::NameMismatch {
+                missing,
+                unexpected,
+            } => {
+                assert_eq!(missing, ["head.weight"]);
+                assert!(unexpected.is_empty());
+            }
+            other => panic!("wrong error: {other}"),
+        }
+
+        let fewer: ParamStore<f32> = zeroed(&store)
+            .iter()
+            .filter(|(n, _)| *n != "scale")
+            .map(|(n, v)| (n, v.clone()))
+            .collect();
+        match refused(&fewer, &bytes) {
+            CheckpointError::NameMismatch {
+                missing,
+                unexpected,
+            } => {
+                assert!(missing.is_empty());
+                assert_eq!(unexpected, ["scale"]);
+            }
+            other => panic!("wrong error: {other}"),
+        }
+    }
+
+    #[test]
+    fn missing_file_is_an_io_error() {
+        let file = TempFile::new("absent");
+        let mut s = sample_store::<f64>(0);
+        let err = load(&mut s, &file.0).unwrap_err();
+        assert!(matches!(err, CheckpointError::Io { .. }));
+        assert!(std::error::Error::source(&err).is_some());
+        assert!(matches!(
+            load_new::<f64>(&file.0),
+            Err(CheckpointError::Io { .. })
+        ));
+    }
+
+    #[test]
+    fn empty_store_round_trips() {
+        let s = ParamStore::<f64>::new();
+        let back: ParamStore<f64> = new_from_bytes(&to_bytes(&s).unwrap()).unwrap();
+        assert!(back.is_empty());
+    }
+}

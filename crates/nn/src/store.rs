@@ -1,0 +1,187 @@
+//! Named parameters that outlive tapes.
+//!
+//! A training step makes a fresh tape, enters each parameter as a leaf, and hands the
+//! gradients back by name. The parameters themselves live here, in a [`ParamStore`], and
+//! the gradients of one step travel as a [`Grads`] map from the same names to arrays of
+//! the same shapes. Optimisers ([`crate::optim`]) read a `Grads` and update a store;
+//! checkpoints ([`crate::checkpoint`]) save and restore one.
+
+use std::collections::HashMap;
+use std::fmt;
+
+use ndarray::ArrayD;
+
+use crate::scalar::Scalar;
+
+/// The gradients of one step, by parameter name.
+///
+/// A plain `HashMap` so that any code (a tape sweep, a hand-written backward pass, a test)
+/// can build one without adapters. A parameter without an entry has no gradient this step
+/// and is skipped by optimisers; an entry whose name is not in the store is an error.
+pub type Grads<T> = HashMap<String, ArrayD<T>>;
+
+/// Named parameters (`"encoder.0.weight"`), kept in insertion order.
+///
+/// Insertion order is the order a model declared its parameters in, so iteration, printing
+/// and checkpoint listings are stable and readable. Lookups by name are O(1).
+///
+/// ```
+/// use ndarray::{ArrayD, IxDyn};
+/// use retrograd_nn::ParamStore;
+///
+/// let mut store = ParamStore::<f32>::new();
+/// store.insert("layer1.weight", ArrayD::zeros(IxDyn(&[3, 2])));
+/// store.insert("layer1.bias", ArrayD::zeros(IxDyn(&[3])));
+/// assert_eq!(store.names().collect::<Vec<_>>(), ["layer1.weight", "layer1.bias"]);
+/// assert_eq!(store.num_elements(), 9);
+/// ```
+#[derive(Clone, PartialEq)]
+pub struct ParamStore<T> {
+    /// Names in insertion order; `values[i]` belongs to `names[i]`.
+    names: Vec<String>,
+    values: Vec<ArrayD<T>>,
+    /// Name -> position in `names`/`values`.
+    index: HashMap<String, usize>,
+}
+
+impl<T> Default for ParamStore<T> {
+    fn default() -> Self {
+        Self {
+            names: Vec::new(),
+            values: Vec::new(),
+            index: HashMap::new(),
+        }
+    }
+}
+
+impl<T: Scalar> ParamStore<T> {
+    /// An empty store.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds a parameter, or replaces the value of an existing one in place (keeping its
+    /// position), returning the old value as `HashMap::insert` does.
+    pub fn insert(&mut self, name: impl Into<String>, value: ArrayD<T>) -> Option<ArrayD<T>> {
+        let name = name.into();
+        match self.index.get(&name) {
+            Some(&i) => Some(std::mem::replace(&mut self.values[i], value)),
+            None => {
+                self.index.insert(name.clone(), self.names.len());
+                self.names.push(name);
+                self.values.push(value);
+                None
+            }
+        }
+    }
+
+    /// The parameter called `name`, if there is one.
+    pub fn get(&self, name: &str) -> Option<&ArrayD<T>> {
+        self.index.get(name).map(|&i| &self.values[i])
+    }
+
+    /// The parameter called `name`, mutably, if there is one.
+    pub fn get_mut(&mut self, name: &str) -> Option<&mut ArrayD<T>> {
+        self.index.get(name).map(|&i| &mut self.values[i])
+    }
+
+    /// Whether a parameter called `name` exists.
+    pub fn contains(&self, name: &str) -> bool {
+        self.index.contains_key(name)
+    }
+
+    /// Parameter names in insertion order.
+    pub fn names(&self) -> impl ExactSizeIterator<Item = &str> + '_ {
+        self.names.iter().map(String::as_str)
+    }
+
+    /// `(name, value)` pairs in insertion order.
+    pub fn iter(&self) -> impl ExactSizeIterator<Item = (&str, &ArrayD<T>)> + '_ {
+        self.names.iter().map(String::as_str).zip(&self.values)
+    }
+
+    /// `(name, value)` pairs in insertion order, values mutable.
+    pub fn iter_mut(&mut self) -> impl ExactSizeIterator<Item = (&str, &mut ArrayD<T>)> + '_ {
+        self.names.iter().map(String::as_str).zip(&mut self.values)
+    }
+
+    /// Number of parameters (tensors, not elements).
+    pub fn len(&self) -> usize {
+        self.names.len()
+    }
+
+    /// Whether the store holds no parameters.
+    pub fn is_empty(&self) -> bool {
+        self.names.is_empty()
+    }
+
+    /// Total number of scalar elements over all parameters (the model's "parameter count").
+    pub fn num_elements(&self) -> usize {
+        self.values.iter().map(ArrayD::len).sum()
+    }
+
+    /// A gradient map holding zeros shaped like every parameter: a starting point for
+    /// accumulating gradients over several micro-batches.
+    pub fn zeros_like(&self) -> Grads<T> {
+        self.iter()
+            .map(|(n, v)| (n.to_owned(), ArrayD::zeros(v.raw_dim())))
+            .collect()
+    }
+}
+
+impl<T: Scalar> fmt::Debug for ParamStore<T> {
+    /// Lists names and shapes, not values: a store can hold millions of numbers.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_map()
+            .entries(self.iter().map(|(n, v)| (n, v.shape())))
+            .finish()
+    }
+}
+
+impl<T: Scalar, S: Into<String>> FromIterator<(S, ArrayD<T>)> for ParamStore<T> {
+    fn from_iter<I: IntoIterator<Item = (S, ArrayD<T>)>>(iter: I) -> Self {
+        let mut store = Self::new();
+        for (name, value) in iter {
+            store.insert(name, value);
+        }
+        store
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ndarray::IxDyn;
+
+    #[test]
+    fn keeps_insertion_order_and_replaces_in_place() {
+        let mut s = ParamStore::<f64>::new();
+        assert!(s.is_empty());
+        s.insert("b", ArrayD::zeros(IxDyn(&[2])));
+        s.insert("a", ArrayD::zeros(IxDyn(&[2, 3])));
+        s.insert("c", ArrayD::zeros(IxDyn(&[])));
+        let old = s.insert("b", ArrayD::ones(IxDyn(&[4])));
+        assert_eq!(old.map(|o| o.len()), Some(2));
+        assert_eq!(s.names().collect::<Vec<_>>(), ["b", "a", "c"]);
+        assert_eq!(s.len(), 3);
+        assert_eq!(s.num_elements(), 4 + 6 + 1);
+        assert_eq!(s.get("b").map(|v| v.shape().to_vec()), Some(vec![4]));
+        assert!(s.get("z").is_none());
+        s.get_mut("c").expect("c was inserted").fill(7.0);
+        assert_eq!(s.get("c").map(|v| v[IxDyn(&[])]), Some(7.0));
+        for (_, v) in s.iter_mut() {
+            v.fill(1.0);
+        }
+        assert!(s.iter().all(|(_, v)| v.iter().all(|&x| x == 1.0)));
+        let z = s.zeros_like();
+        assert_eq!(z.len(), 3);
+        assert_eq!(z["a"].shape(), &[2, 3]);
+        assert_eq!(format!("{s:?}"), r#"{"b": [4], "a": [2, 3], "c": []}"#);
+    }
+
+    #[test]
+    fn collects_from_pairs() {
+        let s: ParamStore<f32> = [("x", ArrayD::zeros(IxDyn(&[1])))].into_iter().collect();
+        assert!(s.contains("x"));
+    }
+}
