@@ -1,1 +1,39 @@
-//! retrograd-ops: the primitives.
+//! # retrograd-ops: the primitives
+//!
+//! Every op a model is written with, each one type implementing the tape's
+//! [`Rule`](retrograd_tape::Rule): its forward computation, its VJP and its JVP, the rules
+//! written in differentiable ops so that second derivatives work through all of them.
+//!
+//! Ops are called as methods on a [`Var`](retrograd_tape::Var) (and, inside rules, on a
+//! [`Val`](retrograd_tape::Val)); bring the traits into scope with the prelude:
+//!
+//! ```
+//! use retrograd_ops::prelude::*;
+//! let tape = Tape::<f64>::new();
+//! let x = tape.var(ndarray::array![0.5, -1.0, 2.0]);
+//! let y = (x.exp() * 2.0).sum_all();
+//! let g = tape.grad(y, &[x]).unwrap();
+//! assert!((g[0][0] - 2.0 * 0.5f64.exp()).abs() < 1e-12);
+//! ```
+//!
+//! The arithmetic operators (`+ - * /`, unary `-`, with broadcasting and scalar operands)
+//! and `sum_to`/`broadcast_to` are defined in the engine (`retrograd_tape::arith`), which
+//! needs them for its own bookkeeping; they are re-exported here.
+
+pub mod elementwise;
+pub mod linalg;
+pub mod nn;
+pub mod reduce;
+pub mod shape;
+
+pub use retrograd_tape::arith;
+
+/// Everything needed to write models: the tape types and every op trait.
+pub mod prelude {
+    pub use crate::elementwise::ElementwiseOps;
+    pub use crate::linalg::LinalgOps;
+    pub use crate::nn::NnOps;
+    pub use crate::reduce::ReduceOps;
+    pub use crate::shape::ShapeOps;
+    pub use retrograd_tape::{Float, GradOptions, Operand, Tape, Tensor, Val, Var};
+}
