@@ -24,10 +24,13 @@
 //! ```
 
 pub mod arith;
+pub mod check;
 mod error;
 mod float;
 mod forward;
 mod rule;
+#[cfg(feature = "proptest")]
+pub mod strategies;
 mod sweep;
 mod tape;
 mod tensor;

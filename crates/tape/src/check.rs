@@ -1,0 +1,441 @@
+//! The gradient-checking kit: compare reverse mode, forward mode and finite differences.
+//!
+//! A rule that computes a wrong derivative produces numbers that look fine; the only
+//! defence is to check. [`check_gradients`] takes any function of tensors (built from
+//! retrograd's ops or your own [`Rule`](crate::Rule)s) and a point, and checks, in `f64`:
+//!
+//! 1. **reverse vs finite differences**: `Jᵀw` for a random cotangent `w` against central
+//!    differences of `⟨w, f(x)⟩`, entry by entry;
+//! 2. **forward vs finite differences**: `J v` for a random tangent `v` against
+//!    `(f(x + h v) − f(x − h v)) / 2h`;
+//! 3. **the transpose identity** between the two modes: `⟨w, J v⟩ = ⟨Jᵀw, v⟩`;
+//! 4. **second order** (unless [`CheckOptions::first_order_only`]): the Hessian-vector
+//!    product of `⟨w, f⟩` computed forward-over-reverse and reverse-over-reverse against
+//!    finite differences of the gradient. This exercises the rules' own derivatives.
+//!
+//! On failure, [`CheckFailure`] names the check, the input, the worst entry's index, both
+//! values and the tolerance used.
+//!
+//! ```
+//! use retrograd_tape::check::{check_gradients, CheckOptions};
+//! use ndarray::array;
+//!
+//! // f(a, b) = a * b / (a + b), elementwise with broadcasting.
+//! let a = array![[1.0, 2.0], [3.0, 4.0]].into_dyn();
+//! let b = array![0.5, 1.5].into_dyn();
+//! let report = check_gradients(|x| x[0] * x[1] / (x[0] + x[1]), &[a, b], &CheckOptions::default())
+//!     .unwrap();
+//! assert!(report.max_error < 1.0); // the worst entry used this fraction of its tolerance
+//! ```
+
+use std::fmt;
+
+use ndarray::{ArrayD, Dimension, IxDyn, Zip};
+
+use crate::sweep::GradOptions;
+use crate::tape::Tape;
+use crate::tensor::Tensor;
+use crate::var::{Val, Var};
+
+/// Step and tolerances of a gradient check.
+#[derive(Clone, Debug)]
+pub struct CheckOptions {
+    /// Step of the central differences (absolute). The truncation error is `O(h²)` and the
+    /// rounding error `O(ε/h)`; `1e-5` balances them for values of order one.
+    pub eps: f64,
+    /// Relative tolerance: `|a − b| ≤ atol + rtol · max(|a|, |b|)` passes.
+    pub rtol: f64,
+    /// Absolute tolerance.
+    pub atol: f64,
+    /// Seed of the random cotangent and tangent directions.
+    pub seed: u64,
+    /// Whether to check Hessian-vector products too.
+    pub second_order: bool,
+}
+
+impl Default for CheckOptions {
+    fn default() -> Self {
+        CheckOptions {
+            eps: 1e-5,
+            rtol: 1e-5,
+            atol: 1e-6,
+            seed: 0x5eed,
+            second_order: true,
+        }
+    }
+}
+
+impl CheckOptions {
+    /// Sets the relative and absolute tolerances.
+    pub fn tolerance(mut self, rtol: f64, atol: f64) -> Self {
+        self.rtol = rtol;
+        self.atol = atol;
+        self
+    }
+    /// Sets the finite-difference step.
+    pub fn eps(mut self, eps: f64) -> Self {
+        self.eps = eps;
+        self
+    }
+    /// Sets the seed of the random directions.
+    pub fn seed(mut self, seed: u64) -> Self {
+        self.seed = seed;
+        self
+    }
+    /// Skips the second-order checks (for functions that are not twice differentiable
+    /// at the point, or to save time).
+    pub fn first_order_only(mut self) -> Self {
+        self.second_order = false;
+        self
+    }
+}
+
+/// What a passing check compared.
+#[derive(Clone, Debug)]
+pub struct CheckReport {
+    /// Number of scalar comparisons made.
+    pub comparisons: usize,
+    /// The largest `|a − b| / (atol + rtol · max(|a|, |b|))` seen: below 1 passes.
+    pub max_error: f64,
+}
+
+/// A failed check: which comparison, where, and by how much.
+#[derive(Clone, Debug)]
+pub struct CheckFailure {
+    /// The comparison that failed (`"reverse vs finite differences"`, ...).
+    pub check: &'static str,
+    /// The input the entry belongs to (`None` for comparisons over the output).
+    pub input: Option<usize>,
+    /// The index of the worst entry.
+    pub index: Vec<usize>,
+    /// The value computed by automatic differentiation.
+    pub got: f64,
+    /// The reference value (finite differences or the other mode).
+    pub expected: f64,
+    /// The tolerance that entry had to meet.
+    pub tolerance: f64,
+    /// The point the function was checked at.
+    pub inputs: Vec<ArrayD<f64>>,
+}
+
+impl fmt::Display for CheckFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "gradient check failed: {}", self.check)?;
+        if let Some(i) = self.input {
+            write!(f, ", input {i} (shape {:?})", self.inputs[i].shape())?;
+        }
+        writeln!(
+            f,
+            " at index {:?}: got {:.10e}, expected {:.10e}, |difference| {:.3e} > tolerance {:.3e}",
+            self.index,
+            self.got,
+            self.expected,
+            (self.got - self.expected).abs(),
+            self.tolerance
+        )?;
+        for (i, x) in self.inputs.iter().enumerate() {
+            writeln!(f, "input {i}: {x}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for CheckFailure {}
+
+/// A small deterministic generator for the check's random directions (splitmix64).
+struct Directions(u64);
+
+impl Directions {
+    fn next(&mut self) -> f64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^= z >> 31;
+        // Uniform in [-1, 1), never tiny in magnitude on average.
+        (z >> 11) as f64 / (1u64 << 52) as f64 - 1.0
+    }
+    fn array(&mut self, shape: &[usize]) -> ArrayD<f64> {
+        ArrayD::from_shape_simple_fn(IxDyn(shape), || self.next())
+    }
+}
+
+/// Accumulates comparisons, remembering the worst.
+struct Comparer<'a> {
+    opts: &'a CheckOptions,
+    inputs: &'a [ArrayD<f64>],
+    comparisons: usize,
+    max_error: f64,
+}
+
+impl Comparer<'_> {
+    fn compare(
+        &mut self,
+        check: &'static str,
+        input: Option<usize>,
+        got: &ArrayD<f64>,
+        expected: &ArrayD<f64>,
+    ) -> Result<(), CheckFailure> {
+        let mut worst: Option<(f64, Vec<usize>, f64, f64, f64)> = None;
+        for ((index, &g), &e) in got.indexed_iter().zip(expected.iter()) {
+            self.comparisons += 1;
+            let tol = self.opts.atol + self.opts.rtol * g.abs().max(e.abs());
+            // NaN compares false: treat any NaN as an infinite error.
+            let err = if (g - e).abs() <= f64::MAX {
+                (g - e).abs() / tol
+            } else {
+                f64::INFINITY
+            };
+            if worst.as_ref().is_none_or(|w| err > w.0) {
+                worst = Some((err, index.slice().to_vec(), g, e, tol));
+            }
+        }
+        if let Some((err, index, got, expected, tolerance)) = worst {
+            self.max_error = self.max_error.max(err);
+            if err.is_nan() || err > 1.0 {
+                return Err(CheckFailure {
+                    check,
+                    input,
+                    index,
+                    got,
+                    expected,
+                    tolerance,
+                    inputs: self.inputs.to_vec(),
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+fn dot(a: &ArrayD<f64>, b: &ArrayD<f64>) -> f64 {
+    Zip::from(a).and(b).fold(0.0, |acc, &x, &y| acc + x * y)
+}
+
+/// Evaluates `f` at a point without recording anything.
+fn eval<F>(f: &F, xs: &[ArrayD<f64>]) -> ArrayD<f64>
+where
+    F: for<'t> Fn(&[Var<'t, f64>]) -> Var<'t, f64>,
+{
+    let tape = Tape::new();
+    let vars: Vec<_> = xs.iter().map(|x| tape.constant(x.clone())).collect();
+    f(&vars).array()
+}
+
+/// The gradient of `⟨w, f(x)⟩` at a point, by reverse mode.
+fn gradient<F>(f: &F, xs: &[ArrayD<f64>], w: &ArrayD<f64>) -> Vec<ArrayD<f64>>
+where
+    F: for<'t> Fn(&[Var<'t, f64>]) -> Var<'t, f64>,
+{
+    let tape = Tape::new();
+    let vars: Vec<_> = xs.iter().map(|x| tape.var(x.clone())).collect();
+    let y = f(&vars);
+    match tape.vjp(y, w.clone(), &vars) {
+        Ok(g) => g,
+        Err(e) => panic!("check_gradients: the reverse sweep failed: {e}"),
+    }
+}
+
+/// `x + s·v` for each input.
+fn step(xs: &[ArrayD<f64>], vs: &[ArrayD<f64>], s: f64) -> Vec<ArrayD<f64>> {
+    xs.iter().zip(vs).map(|(x, v)| x + &(v * s)).collect()
+}
+
+/// Checks `f`'s derivatives at `inputs` in every way the engine computes them. See the
+/// [module docs](self) for the list of comparisons.
+///
+/// `f` must be deterministic and built from differentiable ops; it is evaluated
+/// `2 · (number of input elements) + 6` times (plus the gradient at 2 more points for the
+/// second-order check), so keep inputs small.
+///
+/// # Errors
+/// The first comparison that fails, with its worst entry.
+///
+/// # Panics
+/// When a sweep itself fails (the function's output does not depend on recorded ops in a
+/// way the engine can differentiate, e.g. an input was detached everywhere).
+pub fn check_gradients<F>(
+    f: F,
+    inputs: &[ArrayD<f64>],
+    opts: &CheckOptions,
+) -> Result<CheckReport, CheckFailure>
+where
+    F: for<'t> Fn(&[Var<'t, f64>]) -> Var<'t, f64>,
+{
+    let mut dirs = Directions(opts.seed);
+    let mut cmp = Comparer {
+        opts,
+        inputs,
+        comparisons: 0,
+        max_error: 0.0,
+    };
+    let h = opts.eps;
+
+    let tape = Tape::new();
+    let xs: Vec<_> = inputs.iter().map(|x| tape.var(x.clone())).collect();
+    let y = f(&xs);
+    let w = dirs.array(&y.shape());
+    let vs: Vec<_> = inputs.iter().map(|x| dirs.array(x.shape())).collect();
+
+    // 1. Reverse mode against central differences of <w, f(x)>, entry by entry.
+    let jtw = match tape.grad_with(y, &xs, &GradOptions::new().retain_graph().seed(w.clone())) {
+        Ok(g) => g
+            .into_iter()
+            .map(|v| v.value().into_array())
+            .collect::<Vec<_>>(),
+        Err(e) => panic!("check_gradients: the reverse sweep failed: {e}"),
+    };
+    for (i, x) in inputs.iter().enumerate() {
+        let mut fd = ArrayD::zeros(x.shape());
+        for (index, slot) in fd.indexed_iter_mut() {
+            let mut plus = inputs.to_vec();
+            plus[i][&index] += h;
+            let mut minus = inputs.to_vec();
+            minus[i][&index] -= h;
+            *slot = (dot(&w, &eval(&f, &plus)) - dot(&w, &eval(&f, &minus))) / (2.0 * h);
+        }
+        cmp.compare("reverse mode vs finite differences", Some(i), &jtw[i], &fd)?;
+    }
+
+    // 2. Forward mode against central differences along v.
+    let tangents: Vec<Tensor<f64>> = vs.iter().map(|v| Tensor::from_array(v.clone())).collect();
+    let jv = match tape.jvp(&[y], &xs, tangents) {
+        Ok(mut t) => t.remove(0),
+        Err(e) => panic!("check_gradients: the forward sweep failed: {e}"),
+    };
+    let fd = (eval(&f, &step(inputs, &vs, h)) - eval(&f, &step(inputs, &vs, -h))) / (2.0 * h);
+    cmp.compare("forward mode vs finite differences", None, &jv, &fd)?;
+
+    // 3. The two modes are transposes of each other.
+    let lhs = ndarray::arr0(dot(&w, &jv)).into_dyn();
+    let rhs = ndarray::arr0(jtw.iter().zip(&vs).map(|(g, v)| dot(g, v)).sum::<f64>()).into_dyn();
+    cmp.compare("transpose identity <w, Jv> = <J^T w, v>", None, &lhs, &rhs)?;
+
+    if opts.second_order {
+        // 4. Hessian-vector products of <w, f>: forward over reverse, and reverse over
+        //    reverse, against differences of the reverse-mode gradient.
+        let g = match tape.grad_with(y, &xs, &GradOptions::new().create_graph().seed(w.clone())) {
+            Ok(g) => g.into_iter().map(|v| v.into_var(&tape)).collect::<Vec<_>>(),
+            Err(e) => panic!("check_gradients: the recorded reverse sweep failed: {e}"),
+        };
+        let tangents = vs
+            .iter()
+            .map(|v| Val::Const(Tensor::from_array(v.clone())))
+            .collect();
+        let hv_fwd = match tape.jvp_with(&g, &xs, tangents, false) {
+            Ok(t) => t
+                .into_iter()
+                .map(|v| v.value().into_array())
+                .collect::<Vec<_>>(),
+            Err(e) => panic!("check_gradients: the forward sweep over the gradient failed: {e}"),
+        };
+        let mut gv: Option<Var<'_, f64>> = None;
+        for (gi, v) in g.iter().zip(&vs) {
+            let term = crate::arith::sum_to(&(*gi * tape.constant(v.clone())), &[]);
+            gv = Some(match gv {
+                None => term,
+                Some(acc) => acc + term,
+            });
+        }
+        let hv_rev = match gv {
+            Some(gv) => match tape.grad_with(gv, &xs, &GradOptions::new()) {
+                Ok(h) => h
+                    .into_iter()
+                    .map(|v| v.value().into_array())
+                    .collect::<Vec<_>>(),
+                Err(e) => {
+                    panic!("check_gradients: the reverse sweep over the gradient failed: {e}")
+                }
+            },
+            None => Vec::new(),
+        };
+        let g_plus = gradient(&f, &step(inputs, &vs, h), &w);
+        let g_minus = gradient(&f, &step(inputs, &vs, -h), &w);
+        for i in 0..inputs.len() {
+            let fd = (&g_plus[i] - &g_minus[i]) / (2.0 * h);
+            cmp.compare(
+                "Hessian-vector product (forward over reverse) vs finite differences",
+                Some(i),
+                &hv_fwd[i],
+                &fd,
+            )?;
+            cmp.compare(
+                "Hessian-vector product (reverse over reverse) vs finite differences",
+                Some(i),
+                &hv_rev[i],
+                &fd,
+            )?;
+        }
+    }
+    Ok(CheckReport {
+        comparisons: cmp.comparisons,
+        max_error: cmp.max_error,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::rule::{Cotangents, Rule, RuleCtx};
+    use ndarray::array;
+    use smallvec::smallvec;
+
+    #[test]
+    fn arithmetic_passes_every_check() {
+        let a = array![[1.0, 2.0], [3.0, 4.0]].into_dyn();
+        let b = array![0.5, 1.5].into_dyn();
+        let r = check_gradients(
+            |x| x[0] * x[1] / (x[0] + x[1]) - x[1] * 3.0,
+            &[a, b],
+            &CheckOptions::default(),
+        );
+        let r = r.unwrap_or_else(|e| panic!("{e}"));
+        assert!(r.comparisons > 10);
+    }
+
+    /// `sin`, with a VJP that forgets the cotangent's sign: the kit must catch it.
+    struct WrongSin;
+    impl Rule<f64> for WrongSin {
+        fn name(&self) -> &'static str {
+            "wrong_sin"
+        }
+        fn forward(&mut self, x: &[&Tensor<f64>]) -> Result<Tensor<f64>, String> {
+            Ok(x[0].map(f64::sin))
+        }
+        fn vjp<'t>(&self, cx: &RuleCtx<'t, f64>, g: &Val<'t, f64>) -> Cotangents<'t, f64> {
+            let cos = Val::Const(cx.input(0).value().map(f64::cos));
+            smallvec![Some(-(g * &cos))]
+        }
+        fn jvp<'t>(
+            &self,
+            cx: &RuleCtx<'t, f64>,
+            t: &[Option<Val<'t, f64>>],
+        ) -> Option<Val<'t, f64>> {
+            let cos = Val::Const(cx.input(0).value().map(f64::cos));
+            t[0].as_ref().map(|t| t * &cos)
+        }
+    }
+
+    #[test]
+    fn a_wrong_rule_is_reported_with_its_worst_entry() {
+        let x = array![0.1, 0.7, 1.3].into_dyn();
+        let err = check_gradients(
+            |v| Var::apply(WrongSin, &[&v[0]]),
+            &[x],
+            &CheckOptions::default().first_order_only(),
+        )
+        .unwrap_err();
+        assert_eq!(err.check, "reverse mode vs finite differences");
+        assert_eq!(err.input, Some(0));
+        assert_eq!(err.index.len(), 1);
+        assert!(
+            (err.got + err.expected).abs() < 1e-6,
+            "the sign is flipped: {err}"
+        );
+        let text = err.to_string();
+        assert!(
+            text.contains("reverse mode vs finite differences") && text.contains("input 0"),
+            "{text}"
+        );
+    }
+}
