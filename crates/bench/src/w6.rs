@@ -1,0 +1,37 @@
+//! W6, memory: peak resident memory of 50 W2 training steps.
+//!
+//! Resident memory is per process, and a peak (`VmHWM`) never comes down, so a figure taken
+//! after other workloads ran in the same process would be theirs too. Each W6 measurement
+//! therefore runs in a fresh child process (the bench binary re-invoked with a hidden
+//! subcommand, see `main.rs`), which does nothing but set up W2, run the steps and report.
+//! The engine's version (`w6.retrograd.*`, `w6.peak_bytes`, `w6.growth_bytes` after 1000
+//! steps) goes beside [`run_hand_child`], in its own child process.
+
+use crate::kernels::Kernel;
+use crate::report::Report;
+use crate::timing::{black_box, rss};
+use crate::w2::{Setup, step};
+
+/// Steps W6 measures (the 50; 5 in quick mode).
+pub fn steps(quick: bool) -> usize {
+    if quick { 5 } else { 50 }
+}
+
+/// Body of the child process for the hand-written baseline: pushes
+/// `w6.hand.start_rss_bytes` (before W2 is set up: the binary's own footprint),
+/// `w6.hand.peak_bytes` (`VmHWM` after the steps) and `w6.hand.rss_bytes` (`VmRSS` then).
+pub fn run_hand_child(report: &mut Report, kernel: Kernel, quick: bool) {
+    let Some(start) = rss() else {
+        report.fail("w6: /proc/self/status has no VmRSS/VmHWM (not Linux?)");
+        return;
+    };
+    let mut s = Setup::w2();
+    let Setup { mlp, x, labels, ws } = &mut s;
+    for _ in 0..steps(quick) {
+        black_box(step(kernel, mlp, x.view(), labels, ws));
+    }
+    let end = rss().unwrap_or(start);
+    report.push("w6.hand.start_rss_bytes", start.current as f64, "bytes");
+    report.push("w6.hand.peak_bytes", end.peak as f64, "bytes");
+    report.push("w6.hand.rss_bytes", end.current as f64, "bytes");
+}
