@@ -10,7 +10,7 @@ use smallvec::smallvec;
 
 use crate::Float;
 use crate::rule::{Cotangents, Rule, RuleCtx};
-use crate::tensor::{Shape, Tensor, broadcast_shapes};
+use crate::tensor::{Shape, Tensor, broadcast_shapes, shape_eq};
 use crate::var::{Operand, Val, Var};
 
 fn zip<T: Float>(a: &Tensor<T>, b: &Tensor<T>, f: impl Fn(T, T) -> T) -> Result<Tensor<T>, String> {
@@ -27,7 +27,7 @@ fn zip<T: Float>(a: &Tensor<T>, b: &Tensor<T>, f: impl Fn(T, T) -> T) -> Result<
 /// nothing, when it already has that shape.
 #[track_caller]
 pub fn sum_to<'t, T: Float, X: Operand<'t, T>>(x: &X, shape: &[usize]) -> X {
-    if x.shape().as_slice() == shape {
+    if shape_eq(&x.shape(), shape) {
         x.clone()
     } else {
         X::apply(SumTo(Shape::from_slice(shape)), &[x])
@@ -38,7 +38,7 @@ pub fn sum_to<'t, T: Float, X: Operand<'t, T>>(x: &X, shape: &[usize]) -> X {
 /// that shape.
 #[track_caller]
 pub fn broadcast_to<'t, T: Float, X: Operand<'t, T>>(x: &X, shape: &[usize]) -> X {
-    if x.shape().as_slice() == shape {
+    if shape_eq(&x.shape(), shape) {
         x.clone()
     } else {
         X::apply(BroadcastTo(Shape::from_slice(shape)), &[x])
@@ -423,3 +423,29 @@ impl<'t, T: Float> std::ops::Neg for Val<'t, T> {
         Val::apply(Neg, &[&self])
     }
 }
+
+/// `c - x` and `c / x` for generic code, where `T::one() - x` cannot be written (Rust's
+/// orphan rule allows operators with a scalar on the left only for concrete `f32`/`f64`).
+/// One node each, like the operators.
+pub trait ScalarLhs<'t, T: Float>: Operand<'t, T> {
+    /// `c - self`.
+    ///
+    /// ```
+    /// use retrograd_tape::{Tape, arith::ScalarLhs};
+    /// let tape = Tape::<f64>::new();
+    /// let y = tape.var(0.25).rsub(1.0);
+    /// assert_eq!(y.item(), 0.75);
+    /// ```
+    #[track_caller]
+    fn rsub(&self, c: T) -> Self {
+        Self::apply(ScalarOp::SubFrom(c), &[self])
+    }
+
+    /// `c / self`.
+    #[track_caller]
+    fn rdiv(&self, c: T) -> Self {
+        Self::apply(ScalarOp::DivInto(c), &[self])
+    }
+}
+
+impl<'t, T: Float, X: Operand<'t, T>> ScalarLhs<'t, T> for X {}
