@@ -75,17 +75,24 @@ pub enum Error {
         /// Where the foreign Var was created.
         location: SourceLocation,
     },
-    /// Anomaly mode found a NaN or an infinity.
+    /// Anomaly mode (or [`Gradients::check_finite`](crate::Gradients::check_finite)) found
+    /// a NaN or an infinity.
     NonFinite {
-        /// `"forward value"` or `"cotangent"`.
+        /// What held it: `"forward value"`, `"cotangent"` (returned by a VJP rule),
+        /// `"seed cotangent"`, `"hooked cotangent"` (returned by a gradient hook),
+        /// `"cotangent sum"` (finite contributions whose sum overflowed) or `"gradient"`
+        /// (found by `Gradients::check_finite`).
         what: &'static str,
         /// The op that made the value: for a forward value the op of the node itself, for a
-        /// cotangent the op whose VJP rule produced it.
+        /// cotangent the op whose VJP rule produced it (`"hook"` for a hook's replacement,
+        /// `"add"` for an overflowing sum), for a gradient the leaf (`"var"`).
         op: &'static str,
+        /// The id (position in evaluation order, as tape dumps print it) of the node of `op`.
+        node: usize,
         /// Where that op was recorded in the user's code.
         location: SourceLocation,
-        /// For a cotangent: the op and location of the node it flows into.
-        into: Option<(&'static str, SourceLocation)>,
+        /// For a cotangent: the id, op and location of the node it flows into.
+        into: Option<(usize, &'static str, SourceLocation)>,
     },
 }
 
@@ -146,15 +153,20 @@ impl fmt::Display for Error {
             Error::NonFinite {
                 what,
                 op,
+                node,
                 location,
                 into,
             } => {
                 write!(
                     f,
-                    "anomaly: non-finite {what} produced by `{op}` recorded at {location}"
+                    "non-finite {what} (NaN or infinity) produced by `{op}` (node %{node}) \
+                     recorded at {location}"
                 )?;
-                if let Some((into_op, into_loc)) = into {
-                    write!(f, ", flowing into `{into_op}` recorded at {into_loc}")?;
+                if let Some((into_node, into_op, into_loc)) = into {
+                    write!(
+                        f,
+                        ", flowing into `{into_op}` (node %{into_node}) recorded at {into_loc}"
+                    )?;
                 }
                 Ok(())
             }

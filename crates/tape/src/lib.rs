@@ -24,22 +24,30 @@
 //! ```
 
 pub mod arith;
+pub mod chain;
 pub mod check;
 mod error;
+pub mod export;
 mod float;
 mod forward;
+pub mod hooks;
+pub mod inspect;
 mod rule;
 #[cfg(feature = "proptest")]
 pub mod strategies;
 mod sweep;
 mod tape;
 mod tensor;
+pub mod transforms;
 mod var;
 
 pub use error::{Error, Result, SourceLocation};
+pub use export::{Dot, TapeJson};
 pub use float::Float;
+pub use hooks::HookHandle;
+pub use inspect::{Dump, NodeInfo, NodeKind, SourceLine, Summary};
 pub use rule::{Cotangents, Rule, RuleCtx};
 pub use sweep::{GradOptions, Gradients};
 pub use tape::{NoGradGuard, NodeKey, Tape};
-pub use tensor::{Shape, Tensor, broadcast_shapes};
+pub use tensor::{Shape, Tensor, broadcast_shapes, shape_eq};
 pub use var::{Operand, Val, Var};

@@ -90,6 +90,16 @@ pub trait Rule<T: Float>: 'static {
     fn saved_bytes(&self) -> usize {
         0
     }
+
+    /// An estimate of the multiply-adds the forward computation costs for these shapes,
+    /// for the tape summary ([`Tape::summary`](crate::Tape::summary)). The default counts
+    /// one per output element, right for elementwise ops; ops whose work is not
+    /// proportional to their output override it (a matmul `[m, k] x [k, n]` costs
+    /// `m * k * n`, a reduction one per input element).
+    fn madds(&self, input_shapes: &[&[usize]], output_shape: &[usize]) -> u64 {
+        let _ = input_shapes;
+        output_shape.iter().map(|&d| d as u64).product()
+    }
 }
 
 /// What a rule can read while it computes a derivative: the op's inputs and output (as

@@ -8,7 +8,7 @@ use smallvec::SmallVec;
 
 use crate::Float;
 use crate::arith::Add;
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, SourceLocation};
 use crate::rule::RuleCtx;
 use crate::tape::{NodeKey, Origin, Tape};
 use crate::tensor::{Shape, Tensor};
@@ -160,6 +160,8 @@ impl<T: Float> GradOptions<T> {
 pub struct Gradients<T: Float> {
     tape: usize,
     grads: SecondaryMap<NodeKey, Tensor<T>>,
+    /// Each leaf's id and line, so that [`Gradients::check_finite`] can name them.
+    leaves: SecondaryMap<NodeKey, (u32, SourceLocation)>,
 }
 
 impl<T: Float> Gradients<T> {
@@ -210,6 +212,66 @@ impl<T: Float> Gradients<T> {
     /// Every `(node, gradient)` pair.
     pub fn iter(&self) -> impl Iterator<Item = (NodeKey, &Tensor<T>)> {
         self.grads.iter()
+    }
+
+    /// Checks every gradient for NaN and infinity (e.g. before an optimiser step).
+    ///
+    /// ```
+    /// let tape = retrograd_tape::Tape::<f64>::new();
+    /// let (a, b) = (tape.var(0.0), tape.var(1.0));
+    /// let g = (b / a).backward().unwrap(); // d/da = -b/a² = -inf
+    /// let err = g.check_finite().unwrap_err();
+    /// assert!(err.to_string().contains("node %0"));
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::NonFinite`] (`what: "gradient"`) naming the first leaf, in evaluation
+    /// order, whose gradient has a non-finite element, with its node id and line.
+    pub fn check_finite(&self) -> Result<()> {
+        let worst = self
+            .grads
+            .iter()
+            .filter(|(_, g)| !g.all_finite())
+            .filter_map(|(k, _)| self.leaves.get(k).copied())
+            .min_by_key(|(pos, _)| *pos);
+        match worst {
+            None => Ok(()),
+            Some((pos, location)) => Err(Error::NonFinite {
+                what: "gradient",
+                op: "var",
+                node: pos as usize,
+                location,
+                into: None,
+            }),
+        }
+    }
+}
+
+/// `Gradients { %0 [2, 3] at src/main.rs:4:13, .. }`: each leaf's id, gradient shape and
+/// line, in evaluation order.
+impl<T: Float> std::fmt::Debug for Gradients<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut rows: Vec<(u32, &[usize], Option<SourceLocation>)> = self
+            .grads
+            .iter()
+            .map(|(k, g)| {
+                let (pos, loc) = self
+                    .leaves
+                    .get(k)
+                    .map_or((u32::MAX, None), |(p, l)| (*p, Some(*l)));
+                (pos, g.shape(), loc)
+            })
+            .collect();
+        rows.sort_by_key(|r| r.0);
+        write!(f, "Gradients {{ ")?;
+        for (i, (pos, shape, loc)) in rows.iter().enumerate() {
+            let sep = if i == 0 { "" } else { ", " };
+            write!(f, "{sep}%{pos} {shape:?}")?;
+            if let Some(loc) = loc {
+                write!(f, " at {loc}")?;
+            }
+        }
+        write!(f, " }}")
     }
 }
 
@@ -265,14 +327,19 @@ impl<'t, T: Float> Var<'t, T> {
             unreachable!("a sweep over all leaves returns leaves")
         };
         let mut grads = SecondaryMap::with_capacity(pairs.len());
+        let mut leaves = SecondaryMap::with_capacity(pairs.len());
+        let inner = self.tape.inner.borrow();
         for (key, c) in pairs {
             if let Cot::Tensor(t) = c {
                 grads.insert(key, t);
+                let n = &inner.nodes[key];
+                leaves.insert(key, (n.pos, n.location));
             }
         }
         Ok(Gradients {
             tape: self.tape as *const Tape<T> as usize,
             grads,
+            leaves,
         })
     }
 }
@@ -418,11 +485,19 @@ impl<T: Float> Tape<T> {
         targets: Targets<'_>,
         opts: &GradOptions<T>,
     ) -> Result<Swept<T>> {
-        let (out_pos, seed, anomaly_mode, mut scratch) = {
+        let (out_pos, seed, anomaly_mode, per_node, mut scratch) = {
             let mut inner = self.inner.borrow_mut();
             if let Some(e) = &inner.anomaly {
                 return Err(e.clone());
             }
+            let n_nodes = inner.order.len();
+            if inner.inspect.record_grad_norms {
+                inner.inspect.begin_sweep(n_nodes);
+            }
+            // Work done per visited node beyond the rule call (hooks, norms, checking the
+            // complete cotangent); off, the sweep pays one branch per node for all three.
+            let per_node =
+                !inner.hooks.is_empty() || inner.inspect.record_grad_norms || inner.anomaly_mode;
             let node = &inner.nodes[output];
             let shape = node.value.shape();
             let seed = match &opts.seed {
@@ -433,7 +508,18 @@ impl<T: Float> Tape<T> {
                         got: Shape::from_slice(s.shape()),
                     });
                 }
-                Some(s) => s.clone(),
+                Some(s) => {
+                    if inner.anomaly_mode && !s.all_finite() {
+                        return Err(Error::NonFinite {
+                            what: "seed cotangent",
+                            op: node.origin.name(),
+                            node: node.pos as usize,
+                            location: node.location,
+                            into: None,
+                        });
+                    }
+                    s.clone()
+                }
                 None if node.value.len() == 1 => Tensor::ones(shape),
                 None => {
                     return Err(Error::NonScalarOutput {
@@ -446,6 +532,7 @@ impl<T: Float> Tape<T> {
                 node.pos as usize,
                 seed,
                 inner.anomaly_mode,
+                per_node,
                 std::mem::take(&mut inner.scratch),
             )
         };
@@ -519,10 +606,20 @@ impl<T: Float> Tape<T> {
         slots.resize_with(out_pos + 1 - lo, || None);
         slots[out_pos - lo] = Some(Cot::Tensor(seed));
 
-        for p in (lo..=out_pos).rev() {
-            let Some(g) = slots[p - lo].take() else {
+        let mut failure = None;
+        'sweep: for p in (lo..=out_pos).rev() {
+            let Some(mut g) = slots[p - lo].take() else {
                 continue;
             };
+            if per_node {
+                match self.complete_cotangent(p, g, opts.create_graph) {
+                    Ok(c) => g = c,
+                    Err(e) => {
+                        failure = Some(e);
+                        break 'sweep;
+                    }
+                }
+            }
 
             // Prepare the rule call under a short borrow: take the rule out of its node
             // (a rule that records needs the tape), and read what it may use.
@@ -570,7 +667,8 @@ impl<T: Float> Tape<T> {
                 Origin::Op(rule) => rule,
                 Origin::Spent(op) => {
                     node.origin = Origin::Spent(op);
-                    return Err(Error::GraphFreed { op, location });
+                    failure = Some(Error::GraphFreed { op, location });
+                    break 'sweep;
                 }
                 other => {
                     // Leaves and constants have no inputs on the path.
@@ -630,19 +728,21 @@ impl<T: Float> Tape<T> {
                     Val::Var(v) => &inner.nodes[v.key].value,
                 };
                 assert!(
-                    value.shape() == input.value.shape(),
+                    crate::tensor::shape_eq(value.shape(), input.value.shape()),
                     "the VJP rule of `{name}` (recorded at {location}) returned a cotangent of shape {:?} \
                      for input {i} of shape {:?}",
                     value.shape(),
                     input.value.shape()
                 );
                 if anomaly_mode && !value.all_finite() {
-                    return Err(Error::NonFinite {
+                    failure = Some(Error::NonFinite {
                         what: "cotangent",
                         op: name,
+                        node: p,
                         location,
-                        into: Some((input.origin.name(), input.location)),
+                        into: Some((input.pos as usize, input.origin.name(), input.location)),
                     });
+                    break 'sweep;
                 }
                 pending.push((input.pos as usize - lo, c));
             }
@@ -651,7 +751,293 @@ impl<T: Float> Tape<T> {
                 self.accumulate(&mut slots[slot], c);
             }
         }
+        if let Some(e) = failure {
+            // Drop the cotangents still in flight, but keep the buffers for the next sweep.
+            scratch.slots.clear();
+            self.inner.borrow_mut().scratch = scratch;
+            return Err(e);
+        }
         self.inner.borrow_mut().scratch = scratch;
         Ok(swept)
+    }
+
+    /// The per-node work done on a complete cotangent when it is popped, only when some of
+    /// it is on: the node's hooks (which may replace it), anomaly mode's check of the sum,
+    /// and recording its norm.
+    fn complete_cotangent(&self, p: usize, g: Cot<T>, create_graph: bool) -> Result<Cot<T>> {
+        let (key, has_hooks, anomaly_mode, record_norm) = {
+            let inner = self.inner.borrow();
+            let key = inner.order[p];
+            (
+                key,
+                inner.hooks.by_node.contains_key(key),
+                inner.anomaly_mode,
+                inner.inspect.record_grad_norms,
+            )
+        };
+        let value = |g: &Cot<T>| match g {
+            Cot::Tensor(t) => t.clone(),
+            Cot::Node(k) => self.with_node(*k, |n| n.value.clone()),
+        };
+        let mut g = g;
+        let mut hooked = false;
+        if has_hooks && let Some(new) = self.run_hooks(key, &value(&g)) {
+            hooked = true;
+            g = if create_graph {
+                let location = self.with_node(key, |n| n.location);
+                Cot::Node(self.push_constant(new, "hook", location))
+            } else {
+                Cot::Tensor(new)
+            };
+        }
+        if anomaly_mode || record_norm {
+            let v = value(&g);
+            if anomaly_mode && !v.all_finite() {
+                // Every contribution was checked as it was made, so a non-finite total
+                // comes from a hook or from a sum that overflowed.
+                let (op, location) = self.with_node(key, |n| (n.origin.name(), n.location));
+                return Err(Error::NonFinite {
+                    what: if hooked {
+                        "hooked cotangent"
+                    } else {
+                        "cotangent sum"
+                    },
+                    op: if hooked { "hook" } else { "add" },
+                    node: p,
+                    location,
+                    into: Some((p, op, location)),
+                });
+            }
+            if record_norm {
+                let norm = v
+                    .view()
+                    .iter()
+                    .map(|x| x.as_f64() * x.as_f64())
+                    .sum::<f64>()
+                    .sqrt();
+                self.inner.borrow_mut().inspect.set_grad_norm(p, norm);
+            }
+        }
+        Ok(g)
+    }
+}
+
+#[cfg(test)]
+mod anomaly_tests {
+    use ndarray::array;
+    use smallvec::smallvec;
+
+    use crate::arith::sum_to;
+    use crate::{Cotangents, Error, Float, GradOptions, Rule, RuleCtx, Tape, Tensor, Val, Var};
+
+    /// `ln x`, as a test rule (the real one lives in retrograd-ops).
+    struct Ln;
+    impl<T: Float> Rule<T> for Ln {
+        fn name(&self) -> &'static str {
+            "ln"
+        }
+        fn forward(&mut self, x: &[&Tensor<T>]) -> Result<Tensor<T>, String> {
+            Ok(x[0].map(|v| v.ln()))
+        }
+        fn vjp<'t>(&self, cx: &RuleCtx<'t, T>, g: &Val<'t, T>) -> Cotangents<'t, T> {
+            smallvec![Some(g / cx.input(0))]
+        }
+        fn jvp<'t>(&self, cx: &RuleCtx<'t, T>, t: &[Option<Val<'t, T>>]) -> Option<Val<'t, T>> {
+            t[0].as_ref().map(|t| t / cx.input(0))
+        }
+    }
+
+    /// `√x`, whose derivative is infinite at 0 although its value is finite.
+    struct Sqrt;
+    impl<T: Float> Rule<T> for Sqrt {
+        fn name(&self) -> &'static str {
+            "sqrt"
+        }
+        fn forward(&mut self, x: &[&Tensor<T>]) -> Result<Tensor<T>, String> {
+            Ok(x[0].map(|v| v.sqrt()))
+        }
+        fn vjp<'t>(&self, cx: &RuleCtx<'t, T>, g: &Val<'t, T>) -> Cotangents<'t, T> {
+            smallvec![Some(g / &(cx.output() * T::of(2.0)))]
+        }
+        fn jvp<'t>(&self, cx: &RuleCtx<'t, T>, t: &[Option<Val<'t, T>>]) -> Option<Val<'t, T>> {
+            t[0].as_ref().map(|t| t / &(cx.output() * T::of(2.0)))
+        }
+    }
+
+    fn non_finite(
+        e: &Error,
+    ) -> (
+        &'static str,
+        &'static str,
+        usize,
+        u32,
+        Option<(usize, &'static str)>,
+    ) {
+        match e {
+            Error::NonFinite {
+                what,
+                op,
+                node,
+                location,
+                into,
+            } => (
+                what,
+                op,
+                *node,
+                location.line(),
+                into.map(|(n, op, _)| (n, op)),
+            ),
+            other => panic!("expected NonFinite, got {other}"),
+        }
+    }
+
+    #[test]
+    fn anomaly_mode_catches_nan_in_forward_and_names_the_op_and_line() {
+        let tape = Tape::<f64>::new();
+        tape.set_anomaly_mode(true);
+        assert!(tape.anomaly_mode());
+        let x = tape.var(array![1.0, -1.0]);
+        let a = x * 2.0;
+        let line = line!() + 1;
+        let l = Var::apply(Ln, &[&a]); // ln(-2) = NaN
+        let y = sum_to(&(l * 3.0), &[]);
+        let err = y.backward().unwrap_err();
+        assert_eq!(non_finite(&err), ("forward value", "ln", 2, line, None));
+        let text = err.to_string();
+        assert!(text.contains("`ln` (node %2)"), "{text}");
+        assert!(text.contains(&format!("{}:{line}:", file!())), "{text}");
+        assert_eq!(tape.check_anomaly(), Err(err.clone()));
+        // The first one found is kept; later NaNs do not overwrite it.
+        let _ = x / (x * 0.0);
+        assert_eq!(tape.check_anomaly(), Err(err));
+
+        // 0/0 through the engine's own arithmetic.
+        let tape = Tape::<f64>::new();
+        tape.set_anomaly_mode(true);
+        let z = tape.var(0.0);
+        let line = line!() + 1;
+        let q = z / z;
+        assert_eq!(
+            non_finite(&q.backward().unwrap_err()),
+            ("forward value", "div", 1, line, None)
+        );
+    }
+
+    #[test]
+    fn anomaly_mode_catches_nan_in_backward_and_names_the_rule_that_made_it() {
+        let tape = Tape::<f64>::new();
+        tape.set_anomaly_mode(true);
+        let x = tape.var(array![4.0, 0.0]);
+        let line = line!() + 1;
+        let r = Var::apply(Sqrt, &[&x]); // finite: [2, 0]
+        let y = sum_to(&r, &[]);
+        let err = y.backward().unwrap_err();
+        // The cotangent sqrt's VJP made for x is infinite at 0.
+        assert_eq!(
+            non_finite(&err),
+            ("cotangent", "sqrt", 1, line, Some((0, "var")))
+        );
+        assert!(
+            err.to_string().contains("flowing into `var` (node %0)"),
+            "{err}"
+        );
+        assert_eq!(
+            tape.check_anomaly(),
+            Ok(()),
+            "the forward values were finite"
+        );
+
+        // Engine arithmetic: a / b with a tiny b is finite, its derivative in b overflows.
+        let tape = Tape::<f64>::new();
+        tape.set_anomaly_mode(true);
+        let (a, b) = (tape.var(1.0), tape.var(1e-200));
+        let line = line!() + 1;
+        let q = a / b;
+        let err = tape.grad(q, &[a, b]).unwrap_err();
+        assert_eq!(
+            non_finite(&err),
+            ("cotangent", "div", 2, line, Some((1, "var")))
+        );
+
+        // Also under create_graph, where cotangents are nodes.
+        let tape = Tape::<f64>::new();
+        tape.set_anomaly_mode(true);
+        let x = tape.var(0.0);
+        let r = Var::apply(Sqrt, &[&x]);
+        let err = tape.grad_graph(r, &[x]).unwrap_err();
+        assert_eq!(
+            non_finite(&err),
+            (
+                "cotangent",
+                "sqrt",
+                1,
+                r.location().line(),
+                Some((0, "var"))
+            )
+        );
+        // The VJP's own recorded ops made that infinity as a forward value on the tape, so
+        // the tape's anomaly now names one of them too.
+        assert!(tape.check_anomaly().is_err());
+    }
+
+    #[test]
+    fn anomaly_mode_checks_seeds_and_hook_replacements() {
+        let tape = Tape::<f64>::new();
+        tape.set_anomaly_mode(true);
+        let x = tape.var(array![1.0, 2.0]);
+        let y = x * 2.0;
+        let seed = GradOptions::new()
+            .seed(array![f64::NAN, 1.0])
+            .retain_graph();
+        let err = tape.grad_with(y, &[x], &seed).unwrap_err();
+        assert_eq!(non_finite(&err).0, "seed cotangent");
+        x.register_hook(|g| Some(g.map(|_| f64::INFINITY)));
+        let err = tape.vjp(y, array![1.0, 1.0], &[x]).unwrap_err();
+        assert_eq!(
+            non_finite(&err),
+            (
+                "hooked cotangent",
+                "hook",
+                0,
+                x.location().line(),
+                Some((0, "var"))
+            )
+        );
+    }
+
+    #[test]
+    fn without_anomaly_mode_nothing_is_checked_and_check_finite_finds_it_after() {
+        let tape = Tape::<f64>::new();
+        let x = tape.var(array![4.0, 0.0]);
+        let w = tape.var(1.0);
+        let line = x.location().line();
+        let y = sum_to(&(Var::apply(Sqrt, &[&x]) * w), &[]);
+        let g = y.backward().unwrap();
+        assert!(g[x].view().iter().any(|v| v.is_infinite()));
+        assert_eq!(
+            non_finite(&g.check_finite().unwrap_err()),
+            ("gradient", "var", 0, line, None)
+        );
+        assert_eq!(tape.check_anomaly(), Ok(()));
+
+        let tape = Tape::<f64>::new();
+        let x = tape.var(2.0);
+        let g = (x * x).backward().unwrap();
+        assert_eq!(g.check_finite(), Ok(()));
+    }
+
+    #[test]
+    fn a_failed_sweep_leaves_the_tape_usable() {
+        let mut tape = Tape::<f64>::new();
+        {
+            tape.set_anomaly_mode(true);
+            let x = tape.var(0.0);
+            let r = Var::apply(Sqrt, &[&x]);
+            assert!(r.backward().is_err());
+        }
+        tape.clear();
+        assert_eq!(tape.check_anomaly(), Ok(()));
+        let x = tape.var(3.0);
+        assert_eq!((x * x).backward().unwrap()[x].item(), Some(6.0));
     }
 }

@@ -78,6 +78,11 @@ pub(crate) struct TapeInner<T: Float> {
     pub(crate) anomaly: Option<Error>,
     /// Sweep buffers, kept so a training loop does not reallocate them every step.
     pub(crate) scratch: crate::sweep::Scratch<T>,
+    /// Labels and the last sweep's gradient norms (kept outside the nodes, so that a node
+    /// stays small and recording pays nothing for them).
+    pub(crate) inspect: crate::inspect::InspectState,
+    /// Gradient hooks by node (empty unless the user registered one).
+    pub(crate) hooks: crate::hooks::Hooks<T>,
 }
 
 /// A tape: the arena that records every op evaluated on its [`Var`]s, in evaluation order.
@@ -134,6 +139,8 @@ impl<T: Float> Tape<T> {
                 anomaly_mode: false,
                 anomaly: None,
                 scratch: Default::default(),
+                inspect: Default::default(),
+                hooks: Default::default(),
             }),
             _single_threaded: PhantomData,
         }
@@ -198,9 +205,22 @@ impl<T: Float> Tape<T> {
     }
 
     /// Turns anomaly mode on or off (off by default; free when off). When on, every
-    /// forward value and every cotangent is checked for NaN and infinity, and the first one
-    /// found is returned as [`Error::NonFinite`] by the next sweep (or by
-    /// [`check_anomaly`](Tape::check_anomaly)), naming the op and the user's line.
+    /// forward value and every cotangent is checked for NaN and infinity. The first
+    /// non-finite forward value is remembered (the op still returns its Var, since ops do
+    /// not return `Result`) and returned as [`Error::NonFinite`] by the next reverse sweep
+    /// and by [`check_anomaly`](Tape::check_anomaly); a non-finite cotangent stops the
+    /// sweep at once with that error. Either names the op, its node id and the user's
+    /// line; for a cotangent also the node it flows into.
+    ///
+    /// ```
+    /// let tape = retrograd_tape::Tape::<f64>::new();
+    /// tape.set_anomaly_mode(true);
+    /// let x = tape.var(0.0);
+    /// let y = x / x; // 0/0 = NaN
+    /// let err = y.backward().err().unwrap();
+    /// assert!(err.to_string().contains("`div`"));
+    /// assert_eq!(tape.check_anomaly(), Err(err));
+    /// ```
     pub fn set_anomaly_mode(&self, on: bool) {
         self.inner.borrow_mut().anomaly_mode = on;
     }
@@ -211,6 +231,9 @@ impl<T: Float> Tape<T> {
     }
 
     /// The first non-finite forward value anomaly mode found, as an error.
+    ///
+    /// # Errors
+    /// [`Error::NonFinite`] naming that value's op, node and line.
     pub fn check_anomaly(&self) -> Result<()> {
         match &self.inner.borrow().anomaly {
             Some(e) => Err(e.clone()),
@@ -236,6 +259,8 @@ impl<T: Float> Tape<T> {
         inner.nodes.clear();
         inner.order.clear();
         inner.anomaly = None;
+        inner.inspect.clear();
+        inner.hooks.clear();
     }
 
     /// Runs `f` on a node.
@@ -271,6 +296,7 @@ impl<T: Float> Tape<T> {
             inner.anomaly = Some(Error::NonFinite {
                 what: "forward value",
                 op: origin.name(),
+                node: pos as usize,
                 location,
                 into: None,
             });
@@ -342,10 +368,28 @@ impl<T: Float> std::fmt::Debug for Tape<T> {
             .count();
         write!(
             f,
-            "Tape<{}>({} nodes, {} tracked)",
+            "Tape<{}>({} nodes, {} tracked, {} labelled{}{})",
             T::NAME,
             inner.order.len(),
-            tracked
+            tracked,
+            inner.inspect.labels.len(),
+            if inner.anomaly_mode {
+                ", anomaly mode"
+            } else {
+                ""
+            },
+            if inner.hooks.is_empty() {
+                String::new()
+            } else {
+                format!(", {} hooks", inner.hooks.len())
+            }
         )
+    }
+}
+
+/// Prints the tape as a table, one row per node ([`Tape::dump`]).
+impl<T: Float> std::fmt::Display for Tape<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Display::fmt(&self.dump(), f)
     }
 }

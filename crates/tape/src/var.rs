@@ -128,24 +128,30 @@ impl<'t, T: Float> Var<'t, T> {
     }
 }
 
+/// `Var(%3 "layer1.weight" mul [2, 3] f64 grad at src/main.rs:12:9)`: the node id, its
+/// name if it has one, the op, shape, element type, whether gradients flow through it, and
+/// the line that made it.
 impl<T: Float> fmt::Debug for Var<'_, T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.tape.with_node(self.key, |n| {
-            write!(
-                f,
-                "Var(%{} {} {:?} {}{} at {})",
-                n.pos,
-                n.origin.name(),
-                n.value.shape(),
-                T::NAME,
-                if n.origin.requires_grad() {
-                    " grad"
-                } else {
-                    ""
-                },
-                n.location
-            )
-        })
+        let inner = self.tape.inner.borrow();
+        let n = &inner.nodes[self.key];
+        write!(f, "Var(%{} ", n.pos)?;
+        if let Some(label) = inner.inspect.labels.get(self.key) {
+            write!(f, "{label:?} ")?;
+        }
+        write!(
+            f,
+            "{} {:?} {}{} at {})",
+            n.origin.name(),
+            n.value.shape(),
+            T::NAME,
+            if n.origin.requires_grad() {
+                " grad"
+            } else {
+                ""
+            },
+            n.location
+        )
     }
 }
 

@@ -149,7 +149,7 @@ fn gradients_for_values_off_the_path_say_why() {
         .unwrap();
     assert_eq!(
         g[0].value().into_array(),
-        ArrayD::zeros(ndarray::IxDyn(&[2]))
+        ArrayD::<f64>::zeros(ndarray::IxDyn(&[2]))
     );
     let err = tape
         .grad_with(y, &[unused], &GradOptions::new().retain_graph().strict())

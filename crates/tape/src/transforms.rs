@@ -1,0 +1,803 @@
+//! Functional derivative transforms: `jvp`, `vjp`, Jacobians, Hessians and gradients of
+//! functions written as closures over [`Var`]s.
+//!
+//! Each transform takes a function of one tensor, `f: for<'t> Fn(Var<'t, T>) -> Var<'t, T>`,
+//! and a point `x` (an [`ArrayD`]), records `f(x)` once on a fresh [`Tape`], and answers
+//! with sweeps over that one recording:
+//!
+//! | transform | sweeps on one recording |
+//! |---|---|
+//! | [`jvp`] `(f(x), J v)` | one forward sweep |
+//! | [`vjp`] `(f(x), pullback)` | one reverse sweep per call of the [`Pullback`] |
+//! | [`linearize`] `(f(x), pushforward)` | one forward sweep per call of the [`Pushforward`] |
+//! | [`jacfwd`] | one forward sweep per input element |
+//! | [`jacrev`] | one reverse sweep per output element |
+//! | [`jacobian`] | whichever of the two the tape's [`CostEstimate`] says is cheaper |
+//! | [`grad`], [`value_and_grad`] | one reverse sweep |
+//! | [`hvp`] `H v` | one recorded reverse sweep, then one forward sweep over it |
+//! | [`hessian`] | one recorded reverse sweep, then one forward sweep per input element |
+//! | [`derivatives`] `f, f', …, f⁽ⁿ⁾` | `n` recorded reverse sweeps |
+//!
+//! Jacobians have shape `output shape ++ input shape` (so a function from `[n]` to `[m]`
+//! has an `[m, n]` Jacobian, and a scalar function's Jacobian is its gradient).
+//!
+//! A function of several tensors is differentiated with respect to one of them by closing
+//! over the others (enter them inside the closure with `x.tape().constant(..)`), or by
+//! packing them into one array.
+//!
+//! A closure passed straight to a transform gets the right signature by inference; one
+//! stored in a `let` first needs [`func`] to say that it works for a Var of any tape
+//! (Rust infers a closure's lifetimes from the call it is passed to, not from a later use):
+//!
+//! ```
+//! use retrograd_tape::transforms::{func, jacfwd, jacrev};
+//! let f = func(|x| x * x + 1.0);
+//! let x = ndarray::array![1.0, 2.0].into_dyn();
+//! assert_eq!(jacfwd(&f, &x).unwrap(), jacrev(&f, &x).unwrap());
+//! ```
+//!
+//! [`grad_fn`] turns a scalar function into its gradient function, of the same kind, so it
+//! composes to any depth:
+//!
+//! ```
+//! use retrograd_tape::transforms::{derivatives, grad_fn};
+//! use retrograd_tape::{Tape, Var};
+//!
+//! fn quintic<'t>(x: Var<'t, f64>) -> Var<'t, f64> {
+//!     x * x * x * x * x
+//! }
+//! // Four derivatives of x⁵ by composing grad_fn: 120x at x = 2.
+//! let d4 = grad_fn(grad_fn(grad_fn(grad_fn(quintic))));
+//! let tape = Tape::<f64>::new();
+//! assert_eq!(d4(tape.var(2.0)).item(), 240.0);
+//!
+//! // The same, all orders at once on one tape: x⁵, 5x⁴, 20x³, 60x², 120x, 120.
+//! let d = derivatives(quintic, 2.0, 5).unwrap();
+//! assert_eq!(d, vec![32.0, 80.0, 160.0, 240.0, 240.0, 120.0]);
+//! ```
+
+use ndarray::{ArrayD, IxDyn};
+
+use crate::Float;
+use crate::error::{Error, Result};
+use crate::sweep::GradOptions;
+use crate::tape::{NodeKey, Origin, Tape};
+use crate::tensor::{Shape, Tensor};
+use crate::var::{Val, Var};
+
+/// How [`jacobian`] builds a Jacobian.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Mode {
+    /// Let the recorded tape's [`CostEstimate`] choose the cheaper of the two.
+    #[default]
+    Auto,
+    /// Forward mode: one tangent sweep per input element ([`jacfwd`]).
+    Forward,
+    /// Reverse mode: one cotangent sweep per output element ([`jacrev`]).
+    Reverse,
+}
+
+/// How much more a reverse sweep over a recorded tape costs than a forward (tangent) sweep
+/// over the same tape, per unit of work: `2.0`.
+///
+/// Why 2: per elementary op, the tangent of `a ∘ b` costs about what the op itself costs
+/// (a product rule `ta·b + a·tb` for a product), and its adjoint costs about the same
+/// arithmetic, but the reverse sweep also reads the saved forward values back, accumulates
+/// cotangents where a value has several uses (an `add` per extra use), reduces
+/// broadcast cotangents back to their input's shape (`sum_to`), and first walks the tape
+/// once forwards to mark the nodes on a path to the inputs. Griewank and Walther's bounds
+/// (*Evaluating Derivatives*, 2nd ed., ch. 4) put a tangent at about 5/2 and a gradient at
+/// about 4 evaluations of the function in operation counts, and memory traffic (the
+/// reverse sweep reads in the opposite order of the recording) costs the reverse sweep
+/// more on top; 2 is the rounded ratio, and the choice only matters when the number of
+/// inputs and the number of outputs are within that factor of each other, where the two
+/// modes cost about the same anyway.
+pub const REVERSE_SWEEP_FACTOR: f64 = 2.0;
+
+/// A recorded tape's own estimate of what a Jacobian costs in each mode, in units of
+/// "elements written by one op of the recording" (the output element counts of the ops on
+/// the path, a proxy for their work; ops that do much more work per element, like matmul,
+/// are undercounted alike in both modes, so the comparison stays fair).
+#[derive(Clone, Debug, PartialEq)]
+pub struct CostEstimate {
+    /// Input elements: forward mode runs one sweep per input element.
+    pub n_inputs: usize,
+    /// Output elements: reverse mode runs one sweep per output element.
+    pub n_outputs: usize,
+    /// One forward (tangent) sweep: the elements written by the ops that depend on the
+    /// input, up to the output.
+    pub forward_sweep: f64,
+    /// One reverse sweep: [`REVERSE_SWEEP_FACTOR`] times the elements written by the ops
+    /// on a path from the input to the output.
+    pub reverse_sweep: f64,
+}
+
+impl CostEstimate {
+    /// The estimated cost of the whole Jacobian in forward mode.
+    pub fn forward_total(&self) -> f64 {
+        self.n_inputs as f64 * self.forward_sweep
+    }
+
+    /// The estimated cost of the whole Jacobian in reverse mode.
+    pub fn reverse_total(&self) -> f64 {
+        self.n_outputs as f64 * self.reverse_sweep
+    }
+
+    /// The cheaper mode, [`Mode::Forward`] or [`Mode::Reverse`] (forward on a tie).
+    pub fn choice(&self) -> Mode {
+        if self.forward_total() <= self.reverse_total() {
+            Mode::Forward
+        } else {
+            Mode::Reverse
+        }
+    }
+
+    /// Estimates, from a recording of `output` computed from `input`, what the Jacobian
+    /// `∂output/∂input` costs in each mode. One pass over the recorded ops between the two.
+    ///
+    /// ```
+    /// use retrograd_tape::{Tape, transforms::{CostEstimate, Mode}};
+    /// let tape = Tape::<f64>::new();
+    /// let x = tape.var(ndarray::Array1::<f64>::ones(100));
+    /// let y = retrograd_tape::arith::sum_to(&(x * x), &[]); // 100 inputs, 1 output
+    /// assert_eq!(CostEstimate::of(x, y).choice(), Mode::Reverse);
+    /// ```
+    ///
+    /// # Panics
+    /// When the two Vars belong to different tapes.
+    #[track_caller]
+    pub fn of<T: Float>(input: Var<'_, T>, output: Var<'_, T>) -> Self {
+        assert!(
+            std::ptr::eq(input.tape, output.tape),
+            "CostEstimate::of: the input (created at {}) and the output (created at {}) belong to different tapes",
+            input.location(),
+            output.location()
+        );
+        let inner = input.tape.inner.borrow();
+        let (lo, hi) = (
+            inner.nodes[input.key].pos as usize,
+            inner.nodes[output.key].pos as usize,
+        );
+        let n_inputs = inner.nodes[input.key].value.len();
+        let n_outputs = inner.nodes[output.key].value.len();
+        let mut forward_sweep = 0.0;
+        let mut reverse_sweep = 0.0;
+        if lo <= hi {
+            let is_op =
+                |k: NodeKey| matches!(inner.nodes[k].origin, Origin::Op(_) | Origin::Spent(_));
+            // Downstream of the input (what a forward sweep visits) ...
+            let mut reach = vec![false; hi + 1 - lo];
+            reach[0] = true;
+            for p in lo + 1..=hi {
+                let key = inner.order[p];
+                reach[p - lo] = is_op(key)
+                    && inner.nodes[key].inputs.iter().any(|i| {
+                        let ip = inner.nodes[*i].pos as usize;
+                        ip >= lo && reach[ip - lo]
+                    });
+            }
+            // ... and, of those, upstream of the output (what a reverse sweep visits).
+            let mut needed = vec![false; hi + 1 - lo];
+            needed[hi - lo] = reach[hi - lo];
+            for p in (lo..=hi).rev() {
+                if !needed[p - lo] {
+                    continue;
+                }
+                let node = &inner.nodes[inner.order[p]];
+                if p > lo {
+                    let size = node.value.len() as f64;
+                    reverse_sweep += size;
+                }
+                for i in &node.inputs {
+                    let ip = inner.nodes[*i].pos as usize;
+                    if ip >= lo && reach[ip - lo] {
+                        needed[ip - lo] = true;
+                    }
+                }
+            }
+            for p in lo + 1..=hi {
+                if reach[p - lo] {
+                    forward_sweep += inner.nodes[inner.order[p]].value.len() as f64;
+                }
+            }
+        }
+        CostEstimate {
+            n_inputs,
+            n_outputs,
+            forward_sweep,
+            reverse_sweep: REVERSE_SWEEP_FACTOR * reverse_sweep,
+        }
+    }
+}
+
+/// Returns `f` unchanged, with its signature pinned to "a Var of any tape in, a Var of the
+/// same tape out", so that a closure can be stored in a `let` and then passed to several
+/// transforms (see the [module docs](self)).
+pub fn func<T: Float, F>(f: F) -> F
+where
+    F: for<'t> Fn(Var<'t, T>) -> Var<'t, T>,
+{
+    f
+}
+
+/// Records `f(x)` on `tape` and returns the input and output Vars.
+fn record<'t, T: Float, F>(tape: &'t Tape<T>, f: &F, x: &ArrayD<T>) -> (Var<'t, T>, Var<'t, T>)
+where
+    F: for<'s> Fn(Var<'s, T>) -> Var<'s, T>,
+{
+    let xv = tape.var(Tensor::from_array(x.clone()));
+    let y = f(xv);
+    (xv, y)
+}
+
+/// The tensor of `shape` that is 1 at flat (row-major) index `i` and 0 elsewhere.
+fn one_hot<T: Float>(shape: &[usize], i: usize) -> Tensor<T> {
+    let mut a = ArrayD::zeros(IxDyn(shape));
+    if let Some(e) = a.as_slice_mut().and_then(|s| s.get_mut(i)) {
+        *e = T::one();
+    }
+    Tensor::from_array(a)
+}
+
+/// Checks that `v` has `x`'s shape.
+fn same_shape(what: &str, v: &[usize], expected: &[usize]) -> Result<()> {
+    if v == expected {
+        Ok(())
+    } else {
+        Err(Error::ShapeMismatch {
+            what: what.to_string(),
+            expected: Shape::from_slice(expected),
+            got: Shape::from_slice(v),
+        })
+    }
+}
+
+/// The concatenation of two shapes.
+fn concat(a: &[usize], b: &[usize]) -> Vec<usize> {
+    a.iter().chain(b).copied().collect()
+}
+
+/// Reshapes a `[rows, cols]` matrix (row-major, standard layout) to `shape`.
+fn reshape<T: Float>(m: ndarray::Array2<T>, shape: &[usize]) -> ArrayD<T> {
+    let (data, _) = m.into_raw_vec_and_offset();
+    ArrayD::from_shape_vec(IxDyn(shape), data)
+        .unwrap_or_else(|_| unreachable!("the Jacobian has out × in elements"))
+}
+
+/// The Jacobian-vector product: `(f(x), J v)` with `J = ∂f/∂x` at `x`, from one recording
+/// and one forward sweep. `v` has `x`'s shape, `J v` has `f(x)`'s.
+///
+/// ```
+/// use retrograd_tape::transforms::jvp;
+/// use ndarray::array;
+/// let (y, t) = jvp(|x| x * x, &array![1.0, 2.0].into_dyn(), &array![1.0, 0.5].into_dyn()).unwrap();
+/// assert_eq!(y, array![1.0, 4.0].into_dyn());
+/// assert_eq!(t, array![2.0, 2.0].into_dyn()); // 2x · v
+/// ```
+///
+/// # Errors
+/// [`Error::ShapeMismatch`] when `v`'s shape is not `x`'s, and any error of the sweep.
+pub fn jvp<T: Float, F>(f: F, x: &ArrayD<T>, v: &ArrayD<T>) -> Result<(ArrayD<T>, ArrayD<T>)>
+where
+    F: for<'t> Fn(Var<'t, T>) -> Var<'t, T>,
+{
+    same_shape("tangent", v.shape(), x.shape())?;
+    let tape = Tape::new();
+    let (xv, y) = record(&tape, &f, x);
+    let mut t = tape.jvp(&[y], &[xv], vec![Tensor::from_array(v.clone())])?;
+    Ok((y.array(), t.remove(0)))
+}
+
+/// The pullback of a function at a point, from [`vjp`]: it owns the recording and maps a
+/// cotangent of the output to the cotangent of the input, `u ↦ uᵀ J`, one reverse sweep
+/// per call and no re-recording.
+pub struct Pullback<T: Float> {
+    tape: Tape<T>,
+    x: NodeKey,
+    y: NodeKey,
+    out_shape: Shape,
+}
+
+impl<T: Float> Pullback<T> {
+    /// `uᵀ J`: the cotangent of the input for the output cotangent `u` (of the output's
+    /// shape); the result has the input's shape.
+    ///
+    /// # Errors
+    /// [`Error::ShapeMismatch`] when `u`'s shape is not the output's.
+    pub fn call(&self, u: &ArrayD<T>) -> Result<ArrayD<T>> {
+        same_shape("output cotangent", u.shape(), &self.out_shape)?;
+        let (x, y) = self.vars();
+        let opts = GradOptions::new()
+            .retain_graph()
+            .seed(Tensor::from_array(u.clone()));
+        let mut g = self.tape.grad_with(y, &[x], &opts)?;
+        Ok(g.remove(0).value().into_array())
+    }
+
+    /// The output's shape (what [`call`](Pullback::call) expects).
+    pub fn output_shape(&self) -> &[usize] {
+        &self.out_shape
+    }
+
+    /// The recorded tape, for inspection.
+    pub fn tape(&self) -> &Tape<T> {
+        &self.tape
+    }
+
+    fn vars(&self) -> (Var<'_, T>, Var<'_, T>) {
+        (
+            Var {
+                tape: &self.tape,
+                key: self.x,
+            },
+            Var {
+                tape: &self.tape,
+                key: self.y,
+            },
+        )
+    }
+}
+
+/// The value and the pullback of `f` at `x`: record once, then pull back as many
+/// cotangents as needed, each with one reverse sweep over the kept recording.
+///
+/// ```
+/// use retrograd_tape::transforms::vjp;
+/// use ndarray::array;
+/// let x = array![1.0, 2.0, 3.0].into_dyn();
+/// let (y, pullback) = vjp(|x| x * x, &x);
+/// assert_eq!(y, array![1.0, 4.0, 9.0].into_dyn());
+/// // Rows of J = diag(2x), without recording again.
+/// assert_eq!(pullback.call(&array![1.0, 0.0, 0.0].into_dyn()).unwrap(), array![2.0, 0.0, 0.0].into_dyn());
+/// assert_eq!(pullback.call(&array![0.0, 0.0, 1.0].into_dyn()).unwrap(), array![0.0, 0.0, 6.0].into_dyn());
+/// ```
+pub fn vjp<T: Float, F>(f: F, x: &ArrayD<T>) -> (ArrayD<T>, Pullback<T>)
+where
+    F: for<'t> Fn(Var<'t, T>) -> Var<'t, T>,
+{
+    let tape = Tape::new();
+    let (xk, yk, value) = {
+        let (xv, y) = record(&tape, &f, x);
+        (xv.key, y.key, y.array())
+    };
+    let out_shape = Shape::from_slice(value.shape());
+    let pullback = Pullback {
+        tape,
+        x: xk,
+        y: yk,
+        out_shape,
+    };
+    (value, pullback)
+}
+
+/// The pushforward of a function at a point, from [`linearize`]: it owns the recording and
+/// maps a tangent of the input to the tangent of the output, `v ↦ J v`, one forward sweep
+/// per call.
+pub struct Pushforward<T: Float> {
+    tape: Tape<T>,
+    x: NodeKey,
+    y: NodeKey,
+    in_shape: Shape,
+}
+
+impl<T: Float> Pushforward<T> {
+    /// `J v` for a tangent `v` of the input's shape; the result has the output's shape.
+    ///
+    /// # Errors
+    /// [`Error::ShapeMismatch`] when `v`'s shape is not the input's.
+    pub fn call(&self, v: &ArrayD<T>) -> Result<ArrayD<T>> {
+        same_shape("tangent", v.shape(), &self.in_shape)?;
+        let x = Var {
+            tape: &self.tape,
+            key: self.x,
+        };
+        let y = Var {
+            tape: &self.tape,
+            key: self.y,
+        };
+        let mut t = self
+            .tape
+            .jvp(&[y], &[x], vec![Tensor::from_array(v.clone())])?;
+        Ok(t.remove(0))
+    }
+
+    /// The recorded tape, for inspection.
+    pub fn tape(&self) -> &Tape<T> {
+        &self.tape
+    }
+}
+
+/// The value and the pushforward of `f` at `x`: record once, then push as many tangents
+/// as needed, each with one forward sweep.
+///
+/// ```
+/// use retrograd_tape::transforms::linearize;
+/// use ndarray::array;
+/// let (y, push) = linearize(|x| x * 3.0, &array![1.0, 2.0].into_dyn());
+/// assert_eq!(y, array![3.0, 6.0].into_dyn());
+/// assert_eq!(push.call(&array![1.0, -1.0].into_dyn()).unwrap(), array![3.0, -3.0].into_dyn());
+/// ```
+pub fn linearize<T: Float, F>(f: F, x: &ArrayD<T>) -> (ArrayD<T>, Pushforward<T>)
+where
+    F: for<'t> Fn(Var<'t, T>) -> Var<'t, T>,
+{
+    let tape = Tape::new();
+    let (xk, yk, value) = {
+        let (xv, y) = record(&tape, &f, x);
+        (xv.key, y.key, y.array())
+    };
+    let push = Pushforward {
+        tape,
+        x: xk,
+        y: yk,
+        in_shape: Shape::from_slice(x.shape()),
+    };
+    (value, push)
+}
+
+/// Forward-mode Jacobian on an existing recording: one forward sweep per input element.
+fn jac_forward<T: Float>(x: Var<'_, T>, y: Var<'_, T>) -> Result<ArrayD<T>> {
+    let tape = x.tape;
+    let (in_shape, out_shape) = (x.shape(), y.shape());
+    let (n, m) = (
+        in_shape.iter().product::<usize>(),
+        out_shape.iter().product::<usize>(),
+    );
+    let mut jac = ndarray::Array2::<T>::zeros((m, n));
+    for i in 0..n {
+        let column = tape.jvp(&[y], &[x], vec![one_hot(&in_shape, i)])?;
+        for (dst, src) in jac.column_mut(i).iter_mut().zip(column[0].iter()) {
+            *dst = *src;
+        }
+    }
+    Ok(reshape(jac, &concat(&out_shape, &in_shape)))
+}
+
+/// Reverse-mode Jacobian on an existing recording: one reverse sweep per output element,
+/// keeping the graph between sweeps.
+fn jac_reverse<T: Float>(x: Var<'_, T>, y: Var<'_, T>) -> Result<ArrayD<T>> {
+    let tape = x.tape;
+    let (in_shape, out_shape) = (x.shape(), y.shape());
+    let (n, m) = (
+        in_shape.iter().product::<usize>(),
+        out_shape.iter().product::<usize>(),
+    );
+    let mut jac = ndarray::Array2::<T>::zeros((m, n));
+    for j in 0..m {
+        let opts = GradOptions::new()
+            .retain_graph()
+            .seed(one_hot(&out_shape, j));
+        let row = tape.grad_with(y, &[x], &opts)?;
+        let row = row[0].value();
+        for (dst, src) in jac.row_mut(j).iter_mut().zip(row.view().iter()) {
+            *dst = *src;
+        }
+    }
+    Ok(reshape(jac, &concat(&out_shape, &in_shape)))
+}
+
+/// The Jacobian of `f` at `x` by forward mode: one recording, one forward (tangent) sweep
+/// per input element. Cheap when the input is small and the output large. Shape
+/// `f(x).shape ++ x.shape`.
+///
+/// Tangents are pushed one at a time: batching several into one sweep would need every
+/// rule to carry an extra batch axis, which the rule interface does not have.
+///
+/// ```
+/// use retrograd_tape::transforms::jacfwd;
+/// use ndarray::array;
+/// let j = jacfwd(|x| x * 2.0 + 1.0, &array![1.0, 2.0].into_dyn()).unwrap();
+/// assert_eq!(j, array![[2.0, 0.0], [0.0, 2.0]].into_dyn());
+/// ```
+///
+/// # Errors
+/// Any error of the forward sweep.
+pub fn jacfwd<T: Float, F>(f: F, x: &ArrayD<T>) -> Result<ArrayD<T>>
+where
+    F: for<'t> Fn(Var<'t, T>) -> Var<'t, T>,
+{
+    let tape = Tape::new();
+    let (xv, y) = record(&tape, &f, x);
+    jac_forward(xv, y)
+}
+
+/// The Jacobian of `f` at `x` by reverse mode: one recording, one reverse sweep per output
+/// element. Cheap when the output is small and the input large (for a scalar it is the
+/// gradient, at the cost of one sweep). Shape `f(x).shape ++ x.shape`.
+///
+/// ```
+/// use retrograd_tape::transforms::jacrev;
+/// use ndarray::array;
+/// let j = jacrev(|x| x * x, &array![1.0, 3.0].into_dyn()).unwrap();
+/// assert_eq!(j, array![[2.0, 0.0], [0.0, 6.0]].into_dyn());
+/// ```
+///
+/// # Errors
+/// Any error of the reverse sweep.
+pub fn jacrev<T: Float, F>(f: F, x: &ArrayD<T>) -> Result<ArrayD<T>>
+where
+    F: for<'t> Fn(Var<'t, T>) -> Var<'t, T>,
+{
+    let tape = Tape::new();
+    let (xv, y) = record(&tape, &f, x);
+    jac_reverse(xv, y)
+}
+
+/// A Jacobian with the work that made it: from [`jacobian`].
+#[derive(Clone, Debug)]
+pub struct Jacobian<T> {
+    /// `f(x)`.
+    pub value: ArrayD<T>,
+    /// `∂f/∂x`, of shape `value.shape ++ x.shape`.
+    pub jacobian: ArrayD<T>,
+    /// The mode used: [`Mode::Forward`] or [`Mode::Reverse`] (never `Auto`).
+    pub mode: Mode,
+    /// The recorded tape's estimate of both modes' costs, which `Mode::Auto` chose by.
+    pub estimate: CostEstimate,
+}
+
+/// The Jacobian of `f` at `x`, in the given mode; [`Mode::Auto`] records `f` once and
+/// lets the recording's [`CostEstimate`] pick forward or reverse mode, then sweeps over
+/// that same recording.
+///
+/// ```
+/// use retrograd_tape::transforms::{jacobian, Mode};
+/// use ndarray::Array1;
+/// // Many inputs, one output: reverse mode.
+/// let x = Array1::<f64>::linspace(0.0, 1.0, 50).into_dyn();
+/// let j = jacobian(|x| retrograd_tape::arith::sum_to(&(x * x), &[]), &x, Mode::Auto).unwrap();
+/// assert_eq!(j.mode, Mode::Reverse);
+/// assert_eq!(j.jacobian.shape(), &[50]);
+/// ```
+///
+/// # Errors
+/// Any error of the sweeps.
+pub fn jacobian<T: Float, F>(f: F, x: &ArrayD<T>, mode: Mode) -> Result<Jacobian<T>>
+where
+    F: for<'t> Fn(Var<'t, T>) -> Var<'t, T>,
+{
+    let tape = Tape::new();
+    let (xv, y) = record(&tape, &f, x);
+    let estimate = CostEstimate::of(xv, y);
+    let mode = match mode {
+        Mode::Auto => estimate.choice(),
+        m => m,
+    };
+    let jacobian = match mode {
+        Mode::Forward => jac_forward(xv, y)?,
+        _ => jac_reverse(xv, y)?,
+    };
+    Ok(Jacobian {
+        value: y.array(),
+        jacobian,
+        mode,
+        estimate,
+    })
+}
+
+/// The gradient of a scalar function at `x`, of `x`'s shape: one reverse sweep.
+///
+/// ```
+/// use retrograd_tape::transforms::grad;
+/// use ndarray::array;
+/// let g = grad(|x| retrograd_tape::arith::sum_to(&(x * x * x), &[]), &array![1.0, 2.0].into_dyn()).unwrap();
+/// assert_eq!(g, array![3.0, 12.0].into_dyn());
+/// ```
+///
+/// # Errors
+/// [`Error::NonScalarOutput`] when `f(x)` has more than one element.
+pub fn grad<T: Float, F>(f: F, x: &ArrayD<T>) -> Result<ArrayD<T>>
+where
+    F: for<'t> Fn(Var<'t, T>) -> Var<'t, T>,
+{
+    value_and_grad(f, x).map(|(_, g)| g)
+}
+
+/// The value and the gradient of a scalar function at `x`, from one recording and one
+/// reverse sweep.
+///
+/// # Errors
+/// [`Error::NonScalarOutput`] when `f(x)` has more than one element.
+pub fn value_and_grad<T: Float, F>(f: F, x: &ArrayD<T>) -> Result<(T, ArrayD<T>)>
+where
+    F: for<'t> Fn(Var<'t, T>) -> Var<'t, T>,
+{
+    let tape = Tape::new();
+    let (xv, y) = record(&tape, &f, x);
+    let value = scalar_of(y)?;
+    let mut g = tape.grad(y, &[xv])?;
+    Ok((value, g.remove(0)))
+}
+
+/// The single element of a scalar output, or [`Error::NonScalarOutput`].
+fn scalar_of<T: Float>(y: Var<'_, T>) -> Result<T> {
+    y.value().item().ok_or_else(|| Error::NonScalarOutput {
+        shape: y.shape(),
+        location: y.location(),
+    })
+}
+
+/// The Hessian-vector product `H v` of a scalar function at `x`, by forward over reverse:
+/// one recorded reverse sweep (the gradient as Vars, `create_graph`), then one forward
+/// sweep over the recorded gradient with tangent `v`. Costs a small constant times one
+/// gradient, never a Hessian. `v` and the result have `x`'s shape.
+///
+/// ```
+/// use retrograd_tape::transforms::hvp;
+/// use ndarray::array;
+/// // f(x) = Σ x³, H = diag(6x).
+/// let f = retrograd_tape::transforms::func(|x| retrograd_tape::arith::sum_to(&(x * x * x), &[]));
+/// let hv = hvp(f, &array![1.0, 2.0].into_dyn(), &array![1.0, 1.0].into_dyn()).unwrap();
+/// assert_eq!(hv, array![6.0, 12.0].into_dyn());
+/// ```
+///
+/// # Errors
+/// [`Error::ShapeMismatch`] when `v`'s shape is not `x`'s, [`Error::NonScalarOutput`] when
+/// `f(x)` has more than one element.
+pub fn hvp<T: Float, F>(f: F, x: &ArrayD<T>, v: &ArrayD<T>) -> Result<ArrayD<T>>
+where
+    F: for<'t> Fn(Var<'t, T>) -> Var<'t, T>,
+{
+    same_shape("tangent", v.shape(), x.shape())?;
+    let tape = Tape::new();
+    let (xv, y) = record(&tape, &f, x);
+    let g = tape.grad_graph(y, &[xv])?[0];
+    let mut hv = tape.jvp(&[g], &[xv], vec![Tensor::from_array(v.clone())])?;
+    Ok(hv.remove(0))
+}
+
+/// The Hessian of a scalar function at `x`, of shape `x.shape ++ x.shape`: one recorded
+/// gradient, then one forward sweep over it per input element (`n` Hessian-vector
+/// products on one recording). Symmetric up to rounding: column `i` is `H e_i`, computed
+/// independently of row `i`, so the symmetry is a check of the rules, not imposed.
+///
+/// ```
+/// use retrograd_tape::transforms::hessian;
+/// use ndarray::array;
+/// // f(x) = x0² x1: H = [[2 x1, 2 x0], [2 x0, 0]].
+/// let f = retrograd_tape::transforms::func(|x| {
+///     let w = x.tape().constant(array![1.0, 0.0]);
+///     let x0 = retrograd_tape::arith::sum_to(&(x * w), &[]);
+///     x0 * x0 * retrograd_tape::arith::sum_to(&(x * (1.0 - w)), &[])
+/// });
+/// let h = hessian(f, &array![3.0, 5.0].into_dyn()).unwrap();
+/// assert_eq!(h, array![[10.0, 6.0], [6.0, 0.0]].into_dyn());
+/// ```
+///
+/// # Errors
+/// [`Error::NonScalarOutput`] when `f(x)` has more than one element.
+pub fn hessian<T: Float, F>(f: F, x: &ArrayD<T>) -> Result<ArrayD<T>>
+where
+    F: for<'t> Fn(Var<'t, T>) -> Var<'t, T>,
+{
+    let tape = Tape::new();
+    let (xv, y) = record(&tape, &f, x);
+    let g = tape.grad_graph(y, &[xv])?[0];
+    let h = jac_forward(xv, g)?;
+    // `jac_forward` returns `g.shape ++ x.shape` = `x.shape ++ x.shape` already.
+    debug_assert_eq!(h.ndim(), 2 * x.ndim());
+    Ok(h)
+}
+
+/// The gradient of `f` as a function of the same kind, so that it composes to any depth:
+/// `grad_fn(grad_fn(f))` is the second derivative of a scalar function of a scalar. The
+/// gradient is recorded (`create_graph`) on the caller's tape, so it can be differentiated
+/// again. See the [module docs](self) for four derivatives of `x⁵`.
+///
+/// # Panics
+/// The returned function panics when `f`'s output has more than one element (a gradient
+/// needs a scalar; sum first), naming where the output was created.
+pub fn grad_fn<T: Float, F>(f: F) -> impl for<'t> Fn(Var<'t, T>) -> Var<'t, T>
+where
+    F: for<'t> Fn(Var<'t, T>) -> Var<'t, T>,
+{
+    move |x| grad_at(&f, x)
+}
+
+#[track_caller]
+fn grad_at<'t, T: Float, F>(f: &F, x: Var<'t, T>) -> Var<'t, T>
+where
+    F: for<'s> Fn(Var<'s, T>) -> Var<'s, T>,
+{
+    let y = f(x);
+    match x.tape.grad_graph(y, &[x]) {
+        Ok(g) => g[0],
+        Err(e) => panic!("grad_fn: {e}"),
+    }
+}
+
+/// `[f(x), f'(x), f''(x), …, f⁽ⁿ⁾(x)]` for a scalar function of a scalar: `n` recorded
+/// reverse sweeps on one tape, each differentiating the previous derivative (grad of grad
+/// to any depth). See the [module docs](self).
+///
+/// # Errors
+/// [`Error::NonScalarOutput`] when `f(x)` has more than one element.
+pub fn derivatives<T: Float, F>(f: F, x: T, n: usize) -> Result<Vec<T>>
+where
+    F: for<'t> Fn(Var<'t, T>) -> Var<'t, T>,
+{
+    let tape = Tape::new();
+    let xv = tape.var(x);
+    let mut d = f(xv);
+    let mut out = vec![scalar_of(d)?];
+    for _ in 0..n {
+        d = match tape
+            .grad_with(d, &[xv], &GradOptions::new().create_graph())?
+            .remove(0)
+        {
+            Val::Var(v) => v,
+            // A constant derivative (the function was polynomial of lower degree, or did
+            // not depend on x): every further derivative is zero.
+            Val::Const(t) => Val::Const(t).into_var(&tape),
+        };
+        out.push(scalar_of(d)?);
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ndarray::array;
+
+    #[test]
+    fn jacobian_shape_is_output_then_input() {
+        let x = ArrayD::from_shape_vec(IxDyn(&[2, 3]), (0..6).map(f64::from).collect()).unwrap();
+        let f = func(|x| crate::arith::sum_to(&(x * x), &[3]));
+        let jf = jacfwd(f, &x).unwrap();
+        let jr = jacrev(f, &x).unwrap();
+        assert_eq!(jf.shape(), &[3, 2, 3]);
+        assert_eq!(jf, jr);
+        // d(Σ_i x_ij²)/dx_kl = 2 x_kl [j == l].
+        assert_eq!(jf[[1, 1, 1]], 8.0);
+        assert_eq!(jf[[1, 1, 0]], 0.0);
+    }
+
+    #[test]
+    fn pullback_is_reusable_and_checks_shapes() {
+        let (_, pb) = vjp(|x| x * 3.0, &array![1.0, 2.0].into_dyn());
+        for _ in 0..3 {
+            assert_eq!(
+                pb.call(&array![1.0, 1.0].into_dyn()).unwrap(),
+                array![3.0, 3.0].into_dyn()
+            );
+        }
+        assert!(matches!(
+            pb.call(&array![1.0].into_dyn()),
+            Err(Error::ShapeMismatch { .. })
+        ));
+    }
+
+    #[test]
+    fn auto_picks_forward_for_wide_outputs() {
+        let x = array![2.0].into_dyn();
+        let w = ndarray::Array1::<f64>::linspace(0.0, 1.0, 40);
+        let j = jacobian(
+            move |x: Var<'_, f64>| x * x.tape().constant(w.clone()),
+            &x,
+            Mode::Auto,
+        )
+        .unwrap();
+        assert_eq!(j.mode, Mode::Forward);
+        assert_eq!(j.jacobian.shape(), &[40, 1]);
+        assert!(j.estimate.forward_total() < j.estimate.reverse_total());
+    }
+
+    #[test]
+    fn grad_of_a_non_scalar_is_a_typed_error() {
+        let r = grad(|x| x * x, &array![1.0, 2.0].into_dyn());
+        assert!(matches!(r, Err(Error::NonScalarOutput { .. })));
+    }
+
+    #[test]
+    fn derivatives_of_a_constant_are_zero() {
+        let d = derivatives(|x| x * 0.0 + 1.0, 3.0, 3).unwrap();
+        assert_eq!(d, vec![1.0, 0.0, 0.0, 0.0]);
+    }
+
+    #[test]
+    fn jacobians_work_in_f32() {
+        let j = jacrev(|x| x * x, &array![1.0f32, 2.0].into_dyn()).unwrap();
+        assert_eq!(j, array![[2.0f32, 0.0], [0.0, 4.0]].into_dyn());
+    }
+}
