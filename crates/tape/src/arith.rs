@@ -10,7 +10,7 @@ use smallvec::smallvec;
 
 use crate::Float;
 use crate::rule::{Cotangents, Rule, RuleCtx};
-use crate::tensor::{Shape, Tensor, broadcast_shapes, shape_eq};
+use crate::tensor::{Shape, Tensor, broadcast_shapes};
 use crate::var::{Operand, Val, Var};
 
 fn zip<T: Float>(a: &Tensor<T>, b: &Tensor<T>, f: impl Fn(T, T) -> T) -> Result<Tensor<T>, String> {
@@ -27,7 +27,7 @@ fn zip<T: Float>(a: &Tensor<T>, b: &Tensor<T>, f: impl Fn(T, T) -> T) -> Result<
 /// nothing, when it already has that shape.
 #[track_caller]
 pub fn sum_to<'t, T: Float, X: Operand<'t, T>>(x: &X, shape: &[usize]) -> X {
-    if shape_eq(&x.shape(), shape) {
+    if x.has_shape(shape) {
         x.clone()
     } else {
         X::apply(SumTo(Shape::from_slice(shape)), &[x])
@@ -38,7 +38,7 @@ pub fn sum_to<'t, T: Float, X: Operand<'t, T>>(x: &X, shape: &[usize]) -> X {
 /// that shape.
 #[track_caller]
 pub fn broadcast_to<'t, T: Float, X: Operand<'t, T>>(x: &X, shape: &[usize]) -> X {
-    if shape_eq(&x.shape(), shape) {
+    if x.has_shape(shape) {
         x.clone()
     } else {
         X::apply(BroadcastTo(Shape::from_slice(shape)), &[x])

@@ -151,7 +151,7 @@ impl<T: Float> Tape<T> {
                         .map(|&key| Val::Var(Var { tape: self, key }))
                         .collect(),
                     output: Val::Var(Var { tape: self, key }),
-                    needs: input_keys.iter().map(|_| true).collect(),
+                    needs: u64::MAX,
                 }
             } else {
                 RuleCtx {
@@ -160,7 +160,7 @@ impl<T: Float> Tape<T> {
                         .map(|k| Val::Const(inner.nodes[*k].value.clone()))
                         .collect(),
                     output: Val::Const(inner.nodes[key].value.clone()),
-                    needs: input_keys.iter().map(|_| true).collect(),
+                    needs: u64::MAX,
                 }
             };
             drop(inner);

@@ -108,14 +108,16 @@ pub trait Rule<T: Float>: 'static {
 pub struct RuleCtx<'t, T: Float> {
     pub(crate) inputs: SmallVec<[Val<'t, T>; 2]>,
     pub(crate) output: Val<'t, T>,
-    pub(crate) needs: SmallVec<[bool; 4]>,
+    /// Bit `i` set: input `i`'s cotangent is needed. Inputs past the 64th are always
+    /// reported as needed (the sweep ignores what it did not ask for).
+    pub(crate) needs: u64,
 }
 
 impl<'t, T: Float> RuleCtx<'t, T> {
     /// Builds a context by hand, e.g. to unit-test a rule without a tape; every input is
     /// marked as needing a cotangent.
     pub fn new(inputs: Vec<Val<'t, T>>, output: Val<'t, T>) -> Self {
-        let needs = inputs.iter().map(|_| true).collect();
+        let needs = u64::MAX;
         RuleCtx {
             inputs: inputs.into_iter().collect(),
             output,
@@ -149,6 +151,6 @@ impl<'t, T: Float> RuleCtx<'t, T> {
     /// Whether the sweep needs the cotangent of input `i`. A rule should skip the work for
     /// inputs that are not needed (e.g. the data input of a first layer).
     pub fn needs(&self, i: usize) -> bool {
-        self.needs.get(i).copied().unwrap_or(false)
+        i < self.inputs.len() && (i >= 64 || self.needs >> i & 1 == 1)
     }
 }

@@ -3,8 +3,8 @@
 use std::ops::Index;
 
 use ndarray::ArrayD;
-use slotmap::SecondaryMap;
 use smallvec::SmallVec;
+use std::collections::HashMap;
 
 use crate::Float;
 use crate::arith::Add;
@@ -159,9 +159,20 @@ impl<T: Float> GradOptions<T> {
 /// ```
 pub struct Gradients<T: Float> {
     tape: usize,
-    grads: SecondaryMap<NodeKey, Tensor<T>>,
-    /// Each leaf's id and line, so that [`Gradients::check_finite`] can name them.
-    leaves: SecondaryMap<NodeKey, (u32, SourceLocation)>,
+    /// One entry per leaf reached, in evaluation order.
+    entries: Vec<LeafGradient<T>>,
+    /// Where each leaf's entry is. A hash map, not a slotmap `SecondaryMap`: after
+    /// `Tape::clear` leaves get arbitrary slot indices, and a secondary map sized to the
+    /// largest of them cost a fresh allocation as large as the tape on every step.
+    index: HashMap<NodeKey, usize>,
+}
+
+struct LeafGradient<T: Float> {
+    key: NodeKey,
+    /// `None` once [`Gradients::take`] took it.
+    grad: Option<Tensor<T>>,
+    pos: u32,
+    location: SourceLocation,
 }
 
 impl<T: Float> Gradients<T> {
@@ -180,7 +191,9 @@ impl<T: Float> Gradients<T> {
             "Gradients::get: the Var (created at {}) belongs to another tape",
             var.location()
         );
-        self.grads.get(var.key)
+        self.index
+            .get(&var.key)
+            .and_then(|&i| self.entries[i].grad.as_ref())
     }
 
     /// The gradient for `var` as an owned array, or zeros of its shape when none reached it.
@@ -196,22 +209,25 @@ impl<T: Float> Gradients<T> {
     #[track_caller]
     pub fn take(&mut self, var: Var<'_, T>) -> Option<ArrayD<T>> {
         let _ = self.get(var);
-        self.grads.remove(var.key).map(Tensor::into_array)
+        let i = *self.index.get(&var.key)?;
+        self.entries[i].grad.take().map(Tensor::into_array)
     }
 
     /// The number of leaves that received a gradient.
     pub fn len(&self) -> usize {
-        self.grads.len()
+        self.entries.iter().filter(|e| e.grad.is_some()).count()
     }
 
     /// Whether no leaf received a gradient.
     pub fn is_empty(&self) -> bool {
-        self.grads.is_empty()
+        self.len() == 0
     }
 
-    /// Every `(node, gradient)` pair.
+    /// Every `(node, gradient)` pair, in evaluation order.
     pub fn iter(&self) -> impl Iterator<Item = (NodeKey, &Tensor<T>)> {
-        self.grads.iter()
+        self.entries
+            .iter()
+            .filter_map(|e| e.grad.as_ref().map(|g| (e.key, g)))
     }
 
     /// Checks every gradient for NaN and infinity (e.g. before an optimiser step).
@@ -228,19 +244,17 @@ impl<T: Float> Gradients<T> {
     /// [`Error::NonFinite`] (`what: "gradient"`) naming the first leaf, in evaluation
     /// order, whose gradient has a non-finite element, with its node id and line.
     pub fn check_finite(&self) -> Result<()> {
-        let worst = self
-            .grads
+        let bad = self
+            .entries
             .iter()
-            .filter(|(_, g)| !g.all_finite())
-            .filter_map(|(k, _)| self.leaves.get(k).copied())
-            .min_by_key(|(pos, _)| *pos);
-        match worst {
+            .find(|e| e.grad.as_ref().is_some_and(|g| !g.all_finite()));
+        match bad {
             None => Ok(()),
-            Some((pos, location)) => Err(Error::NonFinite {
+            Some(e) => Err(Error::NonFinite {
                 what: "gradient",
                 op: "var",
-                node: pos as usize,
-                location,
+                node: e.pos as usize,
+                location: e.location,
                 into: None,
             }),
         }
@@ -251,25 +265,11 @@ impl<T: Float> Gradients<T> {
 /// line, in evaluation order.
 impl<T: Float> std::fmt::Debug for Gradients<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let mut rows: Vec<(u32, &[usize], Option<SourceLocation>)> = self
-            .grads
-            .iter()
-            .map(|(k, g)| {
-                let (pos, loc) = self
-                    .leaves
-                    .get(k)
-                    .map_or((u32::MAX, None), |(p, l)| (*p, Some(*l)));
-                (pos, g.shape(), loc)
-            })
-            .collect();
-        rows.sort_by_key(|r| r.0);
         write!(f, "Gradients {{ ")?;
-        for (i, (pos, shape, loc)) in rows.iter().enumerate() {
+        for (i, e) in self.entries.iter().filter(|e| e.grad.is_some()).enumerate() {
             let sep = if i == 0 { "" } else { ", " };
-            write!(f, "{sep}%{pos} {shape:?}")?;
-            if let Some(loc) = loc {
-                write!(f, " at {loc}")?;
-            }
+            let shape = e.grad.as_ref().map_or(&[][..], |g| g.shape());
+            write!(f, "{sep}%{} {shape:?} at {}", e.pos, e.location)?;
         }
         write!(f, " }}")
     }
@@ -326,20 +326,33 @@ impl<'t, T: Float> Var<'t, T> {
         let Swept::Leaves(pairs) = self.tape.sweep(self.key, Targets::AllLeaves, opts)? else {
             unreachable!("a sweep over all leaves returns leaves")
         };
-        let mut grads = SecondaryMap::with_capacity(pairs.len());
-        let mut leaves = SecondaryMap::with_capacity(pairs.len());
         let inner = self.tape.inner.borrow();
-        for (key, c) in pairs {
-            if let Cot::Tensor(t) = c {
-                grads.insert(key, t);
-                let n = &inner.nodes[key];
-                leaves.insert(key, (n.pos, n.location));
-            }
-        }
+        // The sweep met the leaves last-first.
+        let entries: Vec<LeafGradient<T>> = pairs
+            .into_iter()
+            .rev()
+            .filter_map(|(key, c)| match c {
+                Cot::Tensor(t) => {
+                    let n = &inner.nodes[key];
+                    Some(LeafGradient {
+                        key,
+                        grad: Some(t),
+                        pos: n.pos,
+                        location: n.location,
+                    })
+                }
+                Cot::Node(_) => None,
+            })
+            .collect();
+        let index = entries
+            .iter()
+            .enumerate()
+            .map(|(i, e)| (e.key, i))
+            .collect();
         Ok(Gradients {
             tape: self.tape as *const Tape<T> as usize,
-            grads,
-            leaves,
+            entries,
+            index,
         })
     }
 }
@@ -475,6 +488,25 @@ impl<T: Float> Tape<T> {
             }
         }
         Ok(out)
+    }
+
+    /// Whether an input lies on a path to a target (for inputs past the 64th, which the
+    /// needs mask does not cover).
+    fn input_live(
+        &self,
+        inner: &crate::tape::TapeInner<T>,
+        key: NodeKey,
+        targets: &Targets<'_>,
+        lo: usize,
+        out_pos: usize,
+        marks: &[u32],
+    ) -> bool {
+        let n = &inner.nodes[key];
+        let p = n.pos as usize;
+        match targets {
+            Targets::AllLeaves => n.origin.requires_grad(),
+            Targets::Keys(_) => p >= lo && p <= out_pos && marks[p - lo] != 0,
+        }
     }
 
     /// The reverse sweep. A plain loop backwards over evaluation order (never recursion),
@@ -653,16 +685,38 @@ impl<T: Float> Tape<T> {
                 }
                 _ => unreachable!("targets and results agree"),
             }
-            let needs: SmallVec<[bool; 4]> = inner.nodes[key]
-                .inputs
-                .iter()
-                .map(|i| live(&inner, *i, &scratch.marks))
-                .collect();
-            if !needs.iter().any(|&n| n) {
+            // One lookup per input gathers what the rule may read and whether anyone needs
+            // the input's cotangent; leaves and constants are left at once.
+            let inner_ref = &mut *inner;
+            let node = &inner_ref.nodes[key];
+            if !matches!(node.origin, Origin::Op(_) | Origin::Spent(_)) {
                 continue;
             }
-            let node = &mut inner.nodes[key];
             let location = node.location;
+            let input_keys = node.inputs.clone();
+            let mut needs = 0u64;
+            let mut inputs: SmallVec<[Val<'_, T>; 2]> = SmallVec::new();
+            for (i, &k) in input_keys.iter().enumerate() {
+                let n = &inner_ref.nodes[k];
+                let ip = n.pos as usize;
+                let live = match targets {
+                    Targets::AllLeaves => n.origin.requires_grad(),
+                    Targets::Keys(_) => ip >= lo && ip <= out_pos && scratch.marks[ip - lo] != 0,
+                };
+                if live {
+                    needs |= 1u64 << i.min(63);
+                }
+                inputs.push(if opts.create_graph {
+                    Val::Var(Var { tape: self, key: k })
+                } else {
+                    Val::Const(n.value.clone())
+                });
+            }
+            let any = needs != 0;
+            if !any {
+                continue;
+            }
+            let node = &mut inner_ref.nodes[key];
             let rule = match std::mem::replace(&mut node.origin, Origin::Spent("")) {
                 Origin::Op(rule) => rule,
                 Origin::Spent(op) => {
@@ -670,37 +724,22 @@ impl<T: Float> Tape<T> {
                     failure = Some(Error::GraphFreed { op, location });
                     break 'sweep;
                 }
-                other => {
-                    // Leaves and constants have no inputs on the path.
-                    node.origin = other;
-                    continue;
-                }
+                _ => unreachable!("checked above"),
             };
             let name = rule.name();
-            let input_keys = node.inputs.clone();
-            let cx = if opts.create_graph {
-                RuleCtx {
-                    inputs: input_keys
-                        .iter()
-                        .map(|&key| Val::Var(Var { tape: self, key }))
-                        .collect(),
-                    output: Val::Var(Var { tape: self, key }),
-                    needs: needs.clone(),
-                }
+            let output = if opts.create_graph {
+                Val::Var(Var { tape: self, key })
             } else {
-                RuleCtx {
-                    inputs: input_keys
-                        .iter()
-                        .map(|k| Val::Const(inner.nodes[*k].value.clone()))
-                        .collect(),
-                    output: Val::Const(inner.nodes[key].value.clone()),
-                    needs: needs.clone(),
-                }
+                Val::Const(node.value.clone())
+            };
+            let cx = RuleCtx {
+                inputs,
+                output,
+                needs,
             };
             drop(inner);
 
             let cots = rule.vjp(&cx, &self.cot_to_val(g));
-            drop(cx);
 
             let mut inner = self.inner.borrow_mut();
             assert_eq!(
@@ -718,23 +757,38 @@ impl<T: Float> Tape<T> {
             let mut pending: SmallVec<[(usize, Val<'_, T>); 2]> = SmallVec::new();
             for (i, c) in cots.into_iter().enumerate() {
                 let Some(c) = c else { continue };
-                if !needs[i] {
+                if i >= 64
+                    && !self.input_live(
+                        &inner,
+                        input_keys[i],
+                        &targets,
+                        lo,
+                        out_pos,
+                        &scratch.marks,
+                    )
+                    || i < 64 && cx.needs >> i & 1 == 0
+                {
                     continue;
                 }
-                let input = &inner.nodes[input_keys[i]];
-                // The borrow is held, so a recorded cotangent is read from the arena directly.
+                // The borrow is held, so recorded values are read from the arena directly;
+                // in a plain sweep the input's value is already in the context.
                 let value = match &c {
                     Val::Const(t) => t,
                     Val::Var(v) => &inner.nodes[v.key].value,
                 };
+                let input_value = match &cx.inputs[i] {
+                    Val::Const(t) => t,
+                    Val::Var(v) => &inner.nodes[v.key].value,
+                };
                 assert!(
-                    crate::tensor::shape_eq(value.shape(), input.value.shape()),
+                    crate::tensor::shape_eq(value.shape(), input_value.shape()),
                     "the VJP rule of `{name}` (recorded at {location}) returned a cotangent of shape {:?} \
                      for input {i} of shape {:?}",
                     value.shape(),
-                    input.value.shape()
+                    input_value.shape()
                 );
                 if anomaly_mode && !value.all_finite() {
+                    let input = &inner.nodes[input_keys[i]];
                     failure = Some(Error::NonFinite {
                         what: "cotangent",
                         op: name,
@@ -744,9 +798,17 @@ impl<T: Float> Tape<T> {
                     });
                     break 'sweep;
                 }
-                pending.push((input.pos as usize - lo, c));
+                let slot = inner.nodes[input_keys[i]].pos as usize - lo;
+                match (&mut slots[slot], c) {
+                    // A plain sweep adds in place at once; a recorded one records `add`
+                    // after the borrow is released.
+                    (Some(Cot::Tensor(acc)), Val::Const(c)) => acc.add_assign(&c),
+                    (empty @ None, Val::Const(c)) => *empty = Some(Cot::Tensor(c)),
+                    (_, c) => pending.push((slot, c)),
+                }
             }
             drop(inner);
+            drop(cx);
             for (slot, c) in pending {
                 self.accumulate(&mut slots[slot], c);
             }

@@ -331,20 +331,26 @@ impl<T: Float> Tape<T> {
     ) -> Result<NodeKey> {
         let mut inner = self.inner.borrow_mut();
         let inner = &mut *inner;
-        let forward = {
-            let values: SmallVec<[&Tensor<T>; 4]> =
-                inputs.iter().map(|k| &inner.nodes[*k].value).collect();
-            rule.forward(&values).map_err(|message| Error::InvalidOp {
-                op: rule.name(),
-                shapes: values
-                    .iter()
-                    .map(|t| Shape::from_slice(t.shape()))
-                    .collect(),
-                message,
-                location,
-            })
+        let nodes = &inner.nodes;
+        // The common arities pass their values on the stack.
+        let forward = match inputs {
+            [a] => rule.forward(&[&nodes[*a].value]),
+            [a, b] => rule.forward(&[&nodes[*a].value, &nodes[*b].value]),
+            _ => {
+                let values: SmallVec<[&Tensor<T>; 4]> =
+                    inputs.iter().map(|k| &nodes[*k].value).collect();
+                rule.forward(&values)
+            }
         };
-        let value = forward?;
+        let value = forward.map_err(|message| Error::InvalidOp {
+            op: rule.name(),
+            shapes: inputs
+                .iter()
+                .map(|k| Shape::from_slice(nodes[*k].value.shape()))
+                .collect(),
+            message,
+            location,
+        })?;
         let tracked = inner.no_grad_depth == 0
             && inputs
                 .iter()

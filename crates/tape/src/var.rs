@@ -271,6 +271,11 @@ pub trait Operand<'t, T: Float>: Clone + Sized {
     /// The value's shape.
     fn shape(&self) -> Shape;
 
+    /// Whether the value has this shape (without building a [`Shape`]).
+    fn has_shape(&self, shape: &[usize]) -> bool {
+        crate::tensor::shape_eq(&self.shape(), shape)
+    }
+
     /// The current value (an `Arc` clone for arrays).
     fn value(&self) -> Tensor<T>;
 
@@ -293,7 +298,6 @@ impl<'t, T: Float> Operand<'t, T> for Var<'t, T> {
             });
         };
         let tape = first.tape;
-        let mut keys: SmallVec<[NodeKey; 4]> = SmallVec::with_capacity(inputs.len());
         for v in inputs {
             if !std::ptr::eq(v.tape, tape) {
                 return Err(Error::ForeignVar {
@@ -301,14 +305,27 @@ impl<'t, T: Float> Operand<'t, T> for Var<'t, T> {
                     location: v.location(),
                 });
             }
-            keys.push(v.key);
         }
-        let key = tape.record(rule, &keys, location)?;
+        // The common arities build their key list on the stack.
+        let key = match inputs {
+            [a] => tape.record(rule, &[a.key], location)?,
+            [a, b] => tape.record(rule, &[a.key, b.key], location)?,
+            _ => {
+                let keys: SmallVec<[NodeKey; 4]> = inputs.iter().map(|v| v.key).collect();
+                tape.record(rule, &keys, location)?
+            }
+        };
         Ok(Var { tape, key })
     }
 
     fn shape(&self) -> Shape {
         Var::shape(self)
+    }
+
+    fn has_shape(&self, shape: &[usize]) -> bool {
+        self.tape.with_node(self.key, |n| {
+            crate::tensor::shape_eq(n.value.shape(), shape)
+        })
     }
 
     fn value(&self) -> Tensor<T> {
@@ -322,13 +339,62 @@ impl<'t, T: Float> Operand<'t, T> for Var<'t, T> {
 }
 
 impl<'t, T: Float> Operand<'t, T> for Val<'t, T> {
+    /// The plain sweep's hot path: constant inputs of the common arities go straight to
+    /// the rule's forward computation, without the list and `Result` plumbing of
+    /// [`try_apply`](Operand::try_apply).
+    #[track_caller]
+    #[inline]
+    fn apply<R: Rule<T>>(mut rule: R, inputs: &[&Self]) -> Self {
+        let out = match inputs {
+            [Val::Const(a)] => rule.forward(&[a]),
+            [Val::Const(a), Val::Const(b)] => rule.forward(&[a, b]),
+            _ => {
+                return match Self::try_apply(rule, inputs) {
+                    Ok(v) => v,
+                    Err(e) => panic!("{e}"),
+                };
+            }
+        };
+        match out {
+            Ok(t) => Val::Const(t),
+            Err(message) => panic!(
+                "{}",
+                Error::InvalidOp {
+                    op: rule.name(),
+                    shapes: inputs.iter().map(|v| v.shape()).collect(),
+                    message,
+                    location: Location::caller(),
+                }
+            ),
+        }
+    }
+
     #[track_caller]
     fn try_apply<R: Rule<T>>(mut rule: R, inputs: &[&Self]) -> Result<Self> {
         let location = Location::caller();
+        // All constant: compute now, record nothing. This is the plain sweep's path, so the
+        // common arities skip every allocation and list.
+        let result = match inputs {
+            [Val::Const(a)] => Some(rule.forward(&[a])),
+            [Val::Const(a), Val::Const(b)] => Some(rule.forward(&[a, b])),
+            _ => None,
+        };
+        match result {
+            Some(Ok(t)) => return Ok(Val::Const(t)),
+            Some(Err(message)) => {
+                let shapes = inputs.iter().map(|v| v.shape()).collect();
+                return Err(Error::InvalidOp {
+                    op: rule.name(),
+                    shapes,
+                    message,
+                    location,
+                });
+            }
+            None => {}
+        }
         let tape = inputs.iter().find_map(|v| v.as_var().map(|v| v.tape));
         match tape {
             None => {
-                // All constant: compute now, record nothing. This is the plain sweep's path.
                 let tensors: SmallVec<[&Tensor<T>; 4]> = inputs
                     .iter()
                     .map(|v| match v {
@@ -374,6 +440,13 @@ impl<'t, T: Float> Operand<'t, T> for Val<'t, T> {
 
     fn shape(&self) -> Shape {
         Val::shape(self)
+    }
+
+    fn has_shape(&self, shape: &[usize]) -> bool {
+        match self {
+            Val::Const(t) => crate::tensor::shape_eq(t.shape(), shape),
+            Val::Var(v) => v.has_shape(shape),
+        }
     }
 
     fn value(&self) -> Tensor<T> {
