@@ -1,7 +1,18 @@
 //! retrograd-nn: layers, losses, initialisers, optimisers and checkpoints.
 //!
-//! This crate holds what a training loop needs around the tape:
+//! This crate lets you build and train a network imperatively, the way PyTorch users
+//! write `nn.Module`s:
 //!
+//! - [`Module`]: a layer or model (configuration only) that lists its named parameters
+//!   and computes on a tape; [`layers`]: [`Linear`](layers::Linear), the activations,
+//!   [`Dropout`](layers::Dropout), [`LayerNorm`](layers::LayerNorm),
+//!   [`Embedding`](layers::Embedding), and the [`mlp`](layers::mlp) builder;
+//!   [`Sequential`], the layered chain;
+//! - [`Params`], [`Session`] and [`train_step`]: each step enters the store's parameters
+//!   on a tape as leaves, runs the forward pass and the loss, and hands gradients back by
+//!   name;
+//! - [`loss`]: MSE, cross-entropy with integer labels, binary cross-entropy with logits;
+//!   accuracy;
 //! - [`ParamStore`]: named parameters that outlive tapes, and [`Grads`], the gradients of
 //!   one step by the same names;
 //! - [`init`]: seeded initialisers (Xavier/Glorot, Kaiming/He, zeros, constants);
@@ -13,27 +24,38 @@
 //! Everything is generic over the element type through one bound, [`Scalar`] (`f32` or
 //! `f64` in practice).
 //!
-//! A training step: make a tape, enter the store's parameters as leaves, compute the loss,
-//! collect gradients by name into a [`Grads`], then
+//! A training loop:
 //!
 //! ```
-//! # use std::collections::HashMap;
-//! # use retrograd_nn::{ParamStore, Grads, init::{self, Init, Nonlinearity}};
+//! use retrograd_nn::{Module, Session, layers::{mlp, Activation}, loss};
 //! use retrograd_nn::optim::{clip_grad_norm, AdamW, Optimizer};
-//! # let mut rng = init::rng_from_seed(0);
-//! # let mut store = ParamStore::<f32>::new();
-//! # store.insert("w", Init::kaiming_uniform(Nonlinearity::Relu).sample(&[4, 3], &mut rng));
-//! # let mut grads: Grads<f32> = store.zeros_like();
-//! let mut opt = AdamW::new(1e-3);
-//! let norm = clip_grad_norm(&mut grads, 1.0);
-//! opt.step(&mut store, &grads)?;
-//! # Ok::<(), retrograd_nn::optim::OptimError>(())
+//! use ndarray::array;
+//!
+//! let model = mlp::<f32>(&[2, 16, 2], Activation::Relu);
+//! let mut store = model.init_store(0);
+//! let mut opt = AdamW::new(1e-2);
+//! let mut session = Session::new(0);
+//! let (x, y) = (array![[0.0f32, 0.0], [0.0, 1.0], [1.0, 0.0], [1.0, 1.0]], [0, 1, 1, 0]);
+//! for _ in 0..10 {
+//!     let (_loss, mut grads) = session.train_step(&store, |p| {
+//!         loss::cross_entropy(&model.forward(p.input(x.clone()), p), &y)
+//!     })?;
+//!     clip_grad_norm(&mut grads, 1.0);
+//!     opt.step(&mut store, &grads)?;
+//! }
+//! let logits = session.eval(&store, |p| model.forward(p.input(x.clone()), p));
+//! assert_eq!(logits.shape(), &[4, 2]);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 
 pub mod checkpoint;
 pub mod data;
 pub mod init;
+pub mod layers;
+pub mod loss;
+mod module;
 pub mod optim;
+mod params;
 mod scalar;
 mod store;
 
@@ -42,7 +64,9 @@ mod store;
 pub use rand;
 
 pub use checkpoint::CheckpointError;
+pub use module::{Module, ParamSpec, Sequential, prefixed};
 pub use optim::{Adam, AdamW, OptimError, Optimizer, Sgd};
+pub use params::{Params, Session, train_step};
 pub use scalar::Scalar;
 pub use store::{Grads, ParamStore};
 

@@ -367,7 +367,7 @@ impl<T: Scalar> AdamCore<T> {
                     *m = b1 * *m + one_b1 * g;
                     *v = b2 * *v + one_b2 * g * g;
                     let denom = v.sqrt() / bc2_sqrt + eps;
-                    *p = *p - step_size * *m / denom;
+                    *p -= step_size * *m / denom;
                 });
         }
         Ok(())

@@ -1,8 +1,286 @@
-//! (being written)
+//! Shape ops: reshape, transpose and permute, broadcast, squeeze and unsqueeze, slicing,
+//! index_select and gather, padding, and the free functions [`concat()`] and [`stack()`].
+//!
+//! All of them are linear, so their rules are each other's transposes:
+//!
+//! | op | VJP | JVP |
+//! |---|---|---|
+//! | `reshape`, `squeeze`, `unsqueeze` | reshape back | the same reshape |
+//! | `permute`, `transpose` | inverse permutation | the same permutation |
+//! | `broadcast_to` | `sum_to` | `broadcast_to` |
+//! | `slice` | [`ScatterSlice`] into zeros | `slice` |
+//! | `pad` | `slice` of the interior | `pad` |
+//! | `index_select` | [`IndexAdd`] (scatter-add) | `index_select` |
+//! | `gather` | [`ScatterAdd`] | `gather` |
+//! | `concat` | one `slice` per input | `concat` (zeros for inputs without a tangent) |
+//! | `stack` | `slice` + reshape per input | `stack` |
+//!
+//! The scatter primitives' own rules are the gathers again, so every op is differentiable
+//! to any order (the second derivative of a linear op is zero, and the checks verify it).
+//!
+//! Axes are `isize`, negative counting from the end. Bad arguments (an axis or index out
+//! of range, a reshape to another element count, inputs of mismatched shapes) panic with a
+//! message naming the op, the input shapes and the caller's line.
+
+use std::ops::{Bound, RangeBounds};
+
+use ndarray::{ArrayBase, Data, Dimension};
 
 use retrograd_tape::{Float, Operand};
 
-/// Methods for this module's ops on [`Var`](retrograd_tape::Var) and [`Val`](retrograd_tape::Val).
-pub trait ShapeOps<'t, T: Float>: Operand<'t, T> {}
+pub mod concat;
+pub mod gather;
+pub mod index_add;
+pub mod index_select;
+pub mod pad;
+pub mod permute;
+pub mod reshape;
+pub mod scatter_add;
+pub mod scatter_slice;
+pub mod slice;
+pub mod squeeze;
+pub mod stack;
+
+pub use concat::Concat;
+pub use gather::Gather;
+pub use index_add::IndexAdd;
+pub use index_select::IndexSelect;
+pub use pad::Pad;
+pub use permute::Permute;
+pub use reshape::Reshape;
+pub use scatter_add::ScatterAdd;
+pub use scatter_slice::ScatterSlice;
+pub use slice::{Slice, SliceSpec};
+pub use squeeze::{Squeeze, Unsqueeze};
+pub use stack::Stack;
+
+/// Reshapes to an exact shape, recording nothing when `x` already has it (what rules use
+/// to move between a reduction's output and its keep-dims shape).
+#[track_caller]
+pub(crate) fn reshape_exact<'t, T: Float, X: Operand<'t, T>>(x: &X, shape: &[usize]) -> X {
+    if x.shape().as_slice() == shape {
+        x.clone()
+    } else {
+        X::apply(Reshape::exact(shape), &[x])
+    }
+}
+
+/// Concatenates values along an existing `axis`; all other extents must agree:
+/// `concat(&[&a, &b], 0)`.
+///
+/// ```
+/// use retrograd_ops::prelude::*;
+/// use retrograd_ops::shape::concat;
+/// let tape = Tape::<f64>::new();
+/// let (a, b) = (tape.var(ndarray::array![1.0, 2.0]), tape.var(ndarray::array![3.0]));
+/// assert_eq!(concat(&[&a, &b], 0).array(), ndarray::array![1.0, 2.0, 3.0].into_dyn());
+/// ```
+///
+/// # Panics
+/// With no inputs, 0-d inputs, an axis out of range, or mismatched shapes, naming the op,
+/// the shapes and the caller's line.
+#[track_caller]
+pub fn concat<'t, T: Float, X: Operand<'t, T>>(xs: &[&X], axis: isize) -> X {
+    X::apply(Concat::new(axis), xs)
+}
+
+/// Stacks values of one shape along a new `axis` (in `-(ndim+1) ..= ndim`):
+/// `stack(&[&a, &b], 0)`.
+///
+/// ```
+/// use retrograd_ops::prelude::*;
+/// use retrograd_ops::shape::stack;
+/// let tape = Tape::<f64>::new();
+/// let (a, b) = (tape.var(ndarray::array![1.0, 2.0]), tape.var(ndarray::array![3.0, 4.0]));
+/// assert_eq!(stack(&[&a, &b], 1).shape().as_slice(), &[2, 2]);
+/// ```
+///
+/// # Panics
+/// With no inputs, an axis out of range, or inputs of different shapes, naming the op, the
+/// shapes and the caller's line.
+#[track_caller]
+pub fn stack<'t, T: Float, X: Operand<'t, T>>(xs: &[&X], axis: isize) -> X {
+    X::apply(Stack::new(axis), xs)
+}
+
+/// Shape ops on [`Var`](retrograd_tape::Var) and [`Val`](retrograd_tape::Val).
+pub trait ShapeOps<'t, T: Float>: Operand<'t, T> {
+    /// The same elements (row-major order) in a new shape; one extent may be `-1`, inferred
+    /// from the others: `x.reshape(&[2, -1])`.
+    ///
+    /// ```
+    /// # use retrograd_ops::prelude::*; use ndarray::array; let tape = Tape::<f64>::new();
+    /// let x = tape.var(array![1.0, 2.0, 3.0, 4.0, 5.0, 6.0]);
+    /// assert_eq!(x.reshape(&[2, -1]).shape().as_slice(), &[2, 3]);
+    /// ```
+    #[track_caller]
+    fn reshape(&self, shape: &[isize]) -> Self {
+        Self::apply(Reshape::new(shape), &[self])
+    }
+
+    /// Swaps the last two axes (the matrix transpose, batched over leading axes):
+    /// `x.transpose()`. Needs at least two axes.
+    ///
+    /// ```
+    /// # use retrograd_ops::prelude::*; use ndarray::array; let tape = Tape::<f64>::new();
+    /// let x = tape.var(array![[1.0, 2.0]]);
+    /// assert_eq!(x.transpose().array(), array![[1.0], [2.0]].into_dyn());
+    /// ```
+    #[track_caller]
+    fn transpose(&self) -> Self {
+        Self::apply(Permute::transpose(), &[self])
+    }
+
+    /// Reorders the axes: output axis `i` is input axis `perm[i]`: `x.permute(&[2, 0, 1])`.
+    ///
+    /// ```
+    /// # use retrograd_ops::prelude::*; use ndarray::array; let tape = Tape::<f64>::new();
+    /// let x = tape.var(ndarray::ArrayD::zeros(vec![2, 3, 4]));
+    /// assert_eq!(x.permute(&[2, 0, 1]).shape().as_slice(), &[4, 2, 3]);
+    /// ```
+    #[track_caller]
+    fn permute(&self, perm: &[usize]) -> Self {
+        Self::apply(Permute::new(perm), &[self])
+    }
+
+    /// Broadcasts to `shape` under numpy's rules (materialised): `b.broadcast_to(&[4, 3])`.
+    ///
+    /// ```
+    /// # use retrograd_ops::prelude::*; use ndarray::array; let tape = Tape::<f64>::new();
+    /// let b = tape.var(array![1.0, 2.0]);
+    /// assert_eq!(b.broadcast_to(&[3, 2]).shape().as_slice(), &[3, 2]);
+    /// ```
+    #[track_caller]
+    fn broadcast_to(&self, shape: &[usize]) -> Self {
+        retrograd_tape::arith::broadcast_to(self, shape)
+    }
+
+    /// Removes `axis`, which must have extent 1: `x.squeeze(0)`.
+    ///
+    /// ```
+    /// # use retrograd_ops::prelude::*; use ndarray::array; let tape = Tape::<f64>::new();
+    /// let x = tape.var(array![[1.0, 2.0]]);
+    /// assert_eq!(x.squeeze(0).array(), array![1.0, 2.0].into_dyn());
+    /// ```
+    #[track_caller]
+    fn squeeze(&self, axis: isize) -> Self {
+        Self::apply(Squeeze::new(axis), &[self])
+    }
+
+    /// Inserts an axis of extent 1 at `axis` (in `-(ndim+1) ..= ndim`): `x.unsqueeze(-1)`.
+    ///
+    /// ```
+    /// # use retrograd_ops::prelude::*; use ndarray::array; let tape = Tape::<f64>::new();
+    /// let x = tape.var(array![1.0, 2.0]);
+    /// assert_eq!(x.unsqueeze(-1).array(), array![[1.0], [2.0]].into_dyn());
+    /// ```
+    #[track_caller]
+    fn unsqueeze(&self, axis: isize) -> Self {
+        Self::apply(Unsqueeze::new(axis), &[self])
+    }
+
+    /// The elements `start..end` along `axis` (any range form: `1..3`, `..2`, `1..`):
+    /// `x.slice(1, 0..2)`. Bounds past the extent are an error, not clamped.
+    ///
+    /// ```
+    /// # use retrograd_ops::prelude::*; use ndarray::array; let tape = Tape::<f64>::new();
+    /// let x = tape.var(array![[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]]);
+    /// assert_eq!(x.slice(1, 1..).array(), array![[2.0, 3.0], [5.0, 6.0]].into_dyn());
+    /// ```
+    #[track_caller]
+    fn slice(&self, axis: isize, range: impl RangeBounds<usize>) -> Self {
+        Self::apply(Slice::new(&[SliceSpec::new(axis, range)]), &[self])
+    }
+
+    /// Every `step`-th element of `range` along `axis`: `x.slice_step(0, .., 2)`.
+    ///
+    /// ```
+    /// # use retrograd_ops::prelude::*; use ndarray::array; let tape = Tape::<f64>::new();
+    /// let x = tape.var(array![1.0, 2.0, 3.0, 4.0, 5.0]);
+    /// assert_eq!(x.slice_step(0, .., 2).array(), array![1.0, 3.0, 5.0].into_dyn());
+    /// ```
+    #[track_caller]
+    fn slice_step(&self, axis: isize, range: impl RangeBounds<usize>, step: usize) -> Self {
+        Self::apply(
+            Slice::new(&[SliceSpec::new(axis, range).step(step)]),
+            &[self],
+        )
+    }
+
+    /// Slices several axes at once (one node):
+    /// `x.slice_axes(&[SliceSpec::new(0, 1..), SliceSpec::new(1, ..2)])`.
+    ///
+    /// ```
+    /// # use retrograd_ops::prelude::*; use ndarray::array; let tape = Tape::<f64>::new();
+    /// use retrograd_ops::shape::SliceSpec;
+    /// let x = tape.var(array![[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]]);
+    /// let y = x.slice_axes(&[SliceSpec::new(0, 1..), SliceSpec::new(1, ..2)]);
+    /// assert_eq!(y.array(), array![[4.0, 5.0]].into_dyn());
+    /// ```
+    #[track_caller]
+    fn slice_axes(&self, specs: &[SliceSpec]) -> Self {
+        Self::apply(Slice::new(specs), &[self])
+    }
+
+    /// The entries at `indices` along `axis`, in that order (repeats allowed):
+    /// `table.index_select(0, &[3, 1, 3])`.
+    ///
+    /// ```
+    /// # use retrograd_ops::prelude::*; use ndarray::array; let tape = Tape::<f64>::new();
+    /// let table = tape.var(array![[0.0, 0.0], [1.0, 1.0], [2.0, 2.0]]);
+    /// let rows = table.index_select(0, &[2, 0, 2]);
+    /// assert_eq!(rows.array(), array![[2.0, 2.0], [0.0, 0.0], [2.0, 2.0]].into_dyn());
+    /// ```
+    #[track_caller]
+    fn index_select(&self, axis: isize, indices: &[usize]) -> Self {
+        Self::apply(IndexSelect::new(axis, indices), &[self])
+    }
+
+    /// numpy's `take_along_axis`: `out[.., i, ..] = x[.., index[.., i, ..], ..]` along
+    /// `axis`; `index` has `x`'s rank and its extents on every other axis:
+    /// `x.gather(1, &labels)`.
+    ///
+    /// ```
+    /// # use retrograd_ops::prelude::*; use ndarray::array; let tape = Tape::<f64>::new();
+    /// let logits = tape.var(array![[0.1, 0.9], [0.8, 0.2]]);
+    /// let picked = logits.gather(1, &array![[1usize], [0]]);
+    /// assert_eq!(picked.array(), array![[0.9], [0.8]].into_dyn());
+    /// ```
+    #[track_caller]
+    fn gather<S: Data<Elem = usize>, D: Dimension>(
+        &self,
+        axis: isize,
+        index: &ArrayBase<S, D>,
+    ) -> Self {
+        Self::apply(Gather::new(axis, index), &[self])
+    }
+
+    /// Pads with zeros: `(before, after)` for every axis: `x.pad(&[(1, 1), (0, 2)])`.
+    ///
+    /// ```
+    /// # use retrograd_ops::prelude::*; use ndarray::array; let tape = Tape::<f64>::new();
+    /// let x = tape.var(array![1.0, 2.0]);
+    /// assert_eq!(x.pad(&[(1, 2)]).array(), array![0.0, 1.0, 2.0, 0.0, 0.0].into_dyn());
+    /// ```
+    #[track_caller]
+    fn pad(&self, widths: &[(usize, usize)]) -> Self {
+        Self::apply(Pad::new(widths), &[self])
+    }
+}
 
 impl<'t, T: Float, X: Operand<'t, T>> ShapeOps<'t, T> for X {}
+
+/// A `RangeBounds` as `(start, end)`, the end `None` when unbounded.
+pub(crate) fn range_bounds(range: &impl RangeBounds<usize>) -> (usize, Option<usize>) {
+    let start = match range.start_bound() {
+        Bound::Included(&s) => s,
+        Bound::Excluded(&s) => s.saturating_add(1),
+        Bound::Unbounded => 0,
+    };
+    let end = match range.end_bound() {
+        Bound::Included(&e) => Some(e.saturating_add(1)),
+        Bound::Excluded(&e) => Some(e),
+        Bound::Unbounded => None,
+    };
+    (start, end)
+}

@@ -1,0 +1,270 @@
+//! The [`Module`] trait, parameter specifications, and [`Sequential`], the layered chain.
+
+use std::fmt;
+
+use retrograd_tape::Var;
+
+use crate::init::{Init, rng_from_seed};
+use crate::params::Params;
+use crate::scalar::Scalar;
+use crate::store::ParamStore;
+
+/// One parameter a module needs: its name (relative to the module), its shape and how to
+/// initialise it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ParamSpec {
+    /// The name, e.g. `"weight"`, or `"0.weight"` once a container prefixed it.
+    pub name: String,
+    /// The shape.
+    pub shape: Vec<usize>,
+    /// The initialiser [`Module::init_store`] samples it from.
+    pub init: Init,
+}
+
+impl ParamSpec {
+    /// A parameter spec.
+    pub fn new(name: impl Into<String>, shape: &[usize], init: Init) -> Self {
+        ParamSpec {
+            name: name.into(),
+            shape: shape.to_vec(),
+            init,
+        }
+    }
+}
+
+/// `specs` with every name put under `prefix` (`"weight"` becomes `"prefix.weight"`), for a
+/// container listing a child's parameters.
+pub fn prefixed(prefix: &str, specs: Vec<ParamSpec>) -> Vec<ParamSpec> {
+    specs
+        .into_iter()
+        .map(|mut s| {
+            s.name = if s.name.is_empty() {
+                prefix.to_owned()
+            } else {
+                format!("{prefix}.{}", s.name)
+            };
+            s
+        })
+        .collect()
+}
+
+/// A layer or a model: a function `y = f(x, θ)` of an input and named parameters.
+///
+/// Implementors list the parameters they need ([`parameters`](Module::parameters)) and
+/// compute on a tape ([`forward`](Module::forward)), reading each parameter with
+/// `p.get(name)`. Containers prefix their children's names and pass them `p.child(name)`.
+///
+/// A module is configuration only (sizes, initialisers, a dropout rate); its parameters
+/// live in a [`ParamStore`] under the names the module lists. That split is what lets the
+/// store outlive tapes: a training step enters the store's arrays on a fresh tape, and the
+/// module's `forward` reads them back by name from a [`Params`].
+///
+/// Names nest like PyTorch's `state_dict` keys: a [`Sequential`] numbers its children
+/// (`"0.weight"`, `"2.bias"`), and a struct that holds a Sequential called `encoder` lists
+/// its parameters under `"encoder."` ([`prefixed`]) and hands it `p.child("encoder")`:
+///
+/// ```
+/// use retrograd_nn::{Module, ParamSpec, Params, prefixed, layers::{mlp, Activation, Linear}, Sequential};
+/// use retrograd_tape::Var;
+///
+/// struct AutoEncoder { encoder: Sequential<f32>, decoder: Linear }
+///
+/// impl Module<f32> for AutoEncoder {
+///     fn parameters(&self) -> Vec<ParamSpec> {
+///         let mut specs = prefixed("encoder", Module::<f32>::parameters(&self.encoder));
+///         specs.extend(prefixed("decoder", Module::<f32>::parameters(&self.decoder)));
+///         specs
+///     }
+///     fn forward<'t>(&self, x: Var<'t, f32>, p: &Params<'t, f32>) -> Var<'t, f32> {
+///         let code = self.encoder.forward(x, &p.child("encoder"));
+///         self.decoder.forward(code, &p.child("decoder"))
+///     }
+/// }
+///
+/// let model = AutoEncoder { encoder: mlp(&[8, 4, 2], Activation::Relu), decoder: Linear::new(2, 8) };
+/// let store = model.init_store(0);
+/// assert_eq!(
+///     store.names().collect::<Vec<_>>(),
+///     ["encoder.0.weight", "encoder.0.bias", "encoder.2.weight", "encoder.2.bias",
+///      "decoder.weight", "decoder.bias"]
+/// );
+/// ```
+pub trait Module<T: Scalar> {
+    /// The parameters this module reads in `forward`, with their shapes and initialisers,
+    /// in a stable order (the store's and the checkpoint's order).
+    fn parameters(&self) -> Vec<ParamSpec>;
+
+    /// The output for input `x`, reading parameters from `p`.
+    fn forward<'t>(&self, x: Var<'t, T>, p: &Params<'t, T>) -> Var<'t, T>;
+
+    /// A new store holding every parameter, sampled from its initialiser with the random
+    /// stream of `seed` (in [`parameters`](Module::parameters) order, so the same seed
+    /// gives the same model).
+    fn init_store(&self, seed: u64) -> ParamStore<T> {
+        let mut rng = rng_from_seed(seed);
+        let mut store = ParamStore::new();
+        for spec in self.parameters() {
+            let value = spec.init.sample(&spec.shape, &mut rng);
+            assert!(
+                store.insert(spec.name.clone(), value).is_none(),
+                "init_store: the parameter name {:?} appears twice",
+                spec.name
+            );
+        }
+        store
+    }
+
+    /// The number of scalar parameters.
+    fn num_parameters(&self) -> usize {
+        self.parameters()
+            .iter()
+            .map(|s| s.shape.iter().product::<usize>())
+            .sum()
+    }
+}
+
+impl<T: Scalar, M: Module<T> + ?Sized> Module<T> for Box<M> {
+    fn parameters(&self) -> Vec<ParamSpec> {
+        (**self).parameters()
+    }
+    fn forward<'t>(&self, x: Var<'t, T>, p: &Params<'t, T>) -> Var<'t, T> {
+        (**self).forward(x, p)
+    }
+}
+
+/// The layered chain `f(x) = L^l(… L^1(x, θ^1) …, θ^l)`: children applied in order, each
+/// under its own name (its position, `"0"`, `"1"`, … by default, as PyTorch's
+/// `nn.Sequential`).
+///
+/// ```
+/// use retrograd_nn::{Module, Sequential, layers::{Linear, Relu}};
+/// let model = Sequential::<f32>::new().append(Linear::new(4, 8)).append(Relu).append(Linear::new(8, 2));
+/// let names: Vec<_> = model.parameters().into_iter().map(|s| s.name).collect();
+/// assert_eq!(names, ["0.weight", "0.bias", "2.weight", "2.bias"]);
+/// ```
+pub struct Sequential<T: Scalar> {
+    layers: Vec<(String, Box<dyn Module<T>>)>,
+}
+
+impl<T: Scalar> Default for Sequential<T> {
+    fn default() -> Self {
+        Sequential { layers: Vec::new() }
+    }
+}
+
+impl<T: Scalar> fmt::Debug for Sequential<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_list()
+            .entries(self.layers.iter().map(|(n, _)| n))
+            .finish()
+    }
+}
+
+impl<T: Scalar> Sequential<T> {
+    /// An empty chain (the identity).
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Appends a layer named by its position.
+    pub fn append(self, layer: impl Module<T> + 'static) -> Self {
+        let name = self.layers.len().to_string();
+        self.append_named(name, layer)
+    }
+
+    /// Appends a layer under `name`.
+    ///
+    /// # Panics
+    /// When `name` is empty, contains a `.`, or is taken.
+    pub fn append_named(
+        mut self,
+        name: impl Into<String>,
+        layer: impl Module<T> + 'static,
+    ) -> Self {
+        let name = name.into();
+        assert!(
+            !name.is_empty() && !name.contains('.'),
+            "Sequential: layer names must be non-empty and contain no '.', got {name:?}"
+        );
+        assert!(
+            self.layers.iter().all(|(n, _)| *n != name),
+            "Sequential: a layer is already called {name:?}"
+        );
+        self.layers.push((name, Box::new(layer)));
+        self
+    }
+
+    /// Appends a boxed layer named by its position (for layers chosen at run time).
+    pub fn push(&mut self, layer: Box<dyn Module<T>>) {
+        let name = self.layers.len().to_string();
+        self.layers.push((name, layer));
+    }
+
+    /// The number of layers.
+    pub fn len(&self) -> usize {
+        self.layers.len()
+    }
+
+    /// Whether the chain has no layers.
+    pub fn is_empty(&self) -> bool {
+        self.layers.is_empty()
+    }
+
+    /// The layers' names, in order.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.layers.iter().map(|(n, _)| n.as_str())
+    }
+}
+
+impl<T: Scalar> Module<T> for Sequential<T> {
+    fn parameters(&self) -> Vec<ParamSpec> {
+        self.layers
+            .iter()
+            .flat_map(|(name, layer)| prefixed(name, layer.parameters()))
+            .collect()
+    }
+
+    fn forward<'t>(&self, x: Var<'t, T>, p: &Params<'t, T>) -> Var<'t, T> {
+        self.layers
+            .iter()
+            .fold(x, |x, (name, layer)| layer.forward(x, &p.child(name)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::layers::{Linear, Relu};
+
+    #[test]
+    fn sequential_names_and_nesting() {
+        let inner = Sequential::<f64>::new()
+            .append(Linear::new(3, 4))
+            .append(Relu);
+        let outer = Sequential::<f64>::new()
+            .append_named("encoder", inner)
+            .append_named("head", Linear::new(4, 2).no_bias());
+        let names: Vec<_> = outer.parameters().into_iter().map(|s| s.name).collect();
+        assert_eq!(names, ["encoder.0.weight", "encoder.0.bias", "head.weight"]);
+        assert_eq!(outer.names().collect::<Vec<_>>(), ["encoder", "head"]);
+        assert_eq!(outer.num_parameters(), 12 + 4 + 8);
+        let a = outer.init_store(5);
+        assert_eq!(a, outer.init_store(5));
+        assert_ne!(a, outer.init_store(6));
+        assert_eq!(format!("{outer:?}"), r#"["encoder", "head"]"#);
+    }
+
+    #[test]
+    #[should_panic(expected = "already called \"x\"")]
+    fn duplicate_names_are_refused() {
+        let _ = Sequential::<f32>::new()
+            .append_named("x", Relu)
+            .append_named("x", Relu);
+    }
+
+    #[test]
+    #[should_panic(expected = "contain no '.'")]
+    fn dotted_names_are_refused() {
+        let _ = Sequential::<f32>::new().append_named("a.b", Relu);
+    }
+}

@@ -1,0 +1,102 @@
+//! The generic rule behind every elementwise function of one tensor.
+//!
+//! An elementwise `y = f(x)` has a diagonal Jacobian, so its VJP and its JVP are the same
+//! product: `v ↦ v ⊙ f'(x)`. An op therefore only states its value at one element
+//! ([`UnaryFn::eval`]) and that product ([`UnaryFn::chain`]), written in differentiable ops
+//! on [`Val`] so that second derivatives flow through it; [`Unary`] turns that into a
+//! [`Rule`]. Users can define their own elementwise ops the same way.
+
+use smallvec::smallvec;
+
+use retrograd_tape::arith::ScalarOp;
+use retrograd_tape::{Cotangents, Float, Operand, Rule, RuleCtx, Tensor, Val};
+
+/// An elementwise function of one tensor, described by its value and its derivative.
+///
+/// ```
+/// use retrograd_ops::elementwise::{Unary, UnaryFn};
+/// use retrograd_ops::prelude::*;
+///
+/// /// `x³`, elementwise.
+/// struct Cube;
+/// impl<T: Float> UnaryFn<T> for Cube {
+///     fn name(&self) -> &'static str { "cube" }
+///     fn eval(&self, x: T) -> T { x * x * x }
+///     fn chain<'t>(&self, x: &Val<'t, T>, _y: &Val<'t, T>, v: &Val<'t, T>) -> Val<'t, T> {
+///         &(v * &(x * x)) * T::of(3.0)
+///     }
+/// }
+///
+/// let tape = Tape::<f64>::new();
+/// let x = tape.var(2.0);
+/// assert_eq!(Var::apply(Unary(Cube), &[&x]).item(), 8.0);
+/// ```
+pub trait UnaryFn<T: Float>: 'static {
+    /// The op's name, as dumps and error messages print it.
+    fn name(&self) -> &'static str;
+
+    /// The op's attributes (`[("p", "2.5")]`), for inspection.
+    fn attributes(&self) -> Vec<(&'static str, String)> {
+        Vec::new()
+    }
+
+    /// Checks the attributes before the op runs (e.g. `clamp`'s `lo <= hi`); an `Err`
+    /// becomes the op's shape-and-line panic.
+    fn validate(&self) -> Result<(), String> {
+        Ok(())
+    }
+
+    /// `f` at one element.
+    fn eval(&self, x: T) -> T;
+
+    /// `v ⊙ f'(x)` for a cotangent or tangent `v` of `x`'s shape, given the input `x` and
+    /// the output `y = f(x)`. Must be written in differentiable ops on [`Val`] (operators,
+    /// other ops' methods, constants from `x.constant_like`), never by reading values
+    /// into a new constant that depends on `x` smoothly: that would silently cut the
+    /// second derivative.
+    fn chain<'t>(&self, x: &Val<'t, T>, y: &Val<'t, T>, v: &Val<'t, T>) -> Val<'t, T>;
+}
+
+/// The [`Rule`] of an elementwise function [`UnaryFn`]: forward maps `eval` over the
+/// elements; VJP and JVP are both `v ↦ chain(x, y, v)`. Nothing is saved beyond the input
+/// and output the tape keeps anyway.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Unary<U>(pub U);
+
+impl<T: Float, U: UnaryFn<T>> Rule<T> for Unary<U> {
+    fn name(&self) -> &'static str {
+        self.0.name()
+    }
+    fn attributes(&self) -> Vec<(&'static str, String)> {
+        self.0.attributes()
+    }
+    fn forward(&mut self, x: &[&Tensor<T>]) -> Result<Tensor<T>, String> {
+        self.0.validate()?;
+        let f = &self.0;
+        Ok(x[0].map(|v| f.eval(v)))
+    }
+    fn vjp<'t>(&self, cx: &RuleCtx<'t, T>, g: &Val<'t, T>) -> Cotangents<'t, T> {
+        smallvec![
+            cx.needs(0)
+                .then(|| self.0.chain(cx.input(0), cx.output(), g))
+        ]
+    }
+    fn jvp<'t>(&self, cx: &RuleCtx<'t, T>, t: &[Option<Val<'t, T>>]) -> Option<Val<'t, T>> {
+        t[0].as_ref()
+            .map(|t| self.0.chain(cx.input(0), cx.output(), t))
+    }
+}
+
+/// `1 - x`, recorded as one node (the engine's scalar-on-the-left operators exist only
+/// for the concrete `f32`/`f64`, not for a generic `T`).
+#[track_caller]
+pub(crate) fn one_minus<'t, T: Float, X: Operand<'t, T>>(x: &X) -> X {
+    X::apply(ScalarOp::SubFrom(T::one()), &[x])
+}
+
+/// A 0/1 (or other piecewise-constant) factor computed from `x`'s value, entered as a
+/// constant: the derivative of a piecewise-linear op, exact to second order (its own
+/// derivative is zero almost everywhere).
+pub(crate) fn mask_of<'t, T: Float>(x: &Val<'t, T>, f: impl Fn(T) -> T) -> Val<'t, T> {
+    x.constant_like(x.value().map(f))
+}

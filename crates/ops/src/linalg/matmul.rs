@@ -1,0 +1,630 @@
+//! `matmul` (and `dot`): the matrix product under numpy's rules.
+//!
+//! `C = op(A) · op(B)`, where `op` is the identity or, when the op's transpose flag is
+//! set, the swap of the last two axes (a strided view: never a copy). Shapes follow
+//! `numpy.matmul`:
+//! - 1-D · 1-D: the inner product, a scalar;
+//! - 1-D · N-D: the vector is promoted to a row `[1, k]`, and the added axis removed from
+//!   the result; N-D · 1-D: the vector is promoted to a column `[k, 1]`, likewise;
+//! - N-D · N-D: a stack of matrix products over the leading (batch) axes, which broadcast
+//!   against each other like elementwise ops (`[5, 1, 2, 3] · [4, 3, 6] → [5, 4, 2, 6]`).
+//!
+//! Every product goes through the one kernel seam, [`kernel::gemm`](super::kernel::gemm);
+//! a batch whose right operand is a single matrix (`[b, m, k] · [k, n]`, a linear layer on
+//! a sequence) is folded into one `[b·m, k] · [k, n]` GEMM.
+//!
+//! Rules (for `C = A·B`; the transposed variants follow by transposing both sides):
+//! - VJP: `Ā = sum_to(C̄ · Bᵀ)`, `B̄ = sum_to(Aᵀ · C̄)`, where `sum_to` sums the batch axes
+//!   that broadcasting stretched back to the input's shape. Each is computed only when
+//!   the sweep needs it (a network's data input needs none, which saves a third of the
+//!   backward pass of a first layer). The transposes are flags on the product, not
+//!   copies, and the products are `matmul`s again, so second derivatives work.
+//!   When the input is a plain matrix shared across a batch (a weight), the batch sum
+//!   happens inside the kernel (`β = 1` accumulation, or one GEMM over the flattened batch
+//!   for `Σᵢ Aᵢᵀ C̄ᵢ`), never through a `[batch, k, n]` temporary.
+//!   For 1-D · 1-D: `ā = c̄ · b`, `b̄ = c̄ · a`.
+//! - JVP: `Ċ = Ȧ·B + A·Ḃ`.
+
+use ndarray::{ArrayD, ArrayView2, ArrayViewD, Axis, Ix2, IxDyn};
+use smallvec::smallvec;
+
+use retrograd_tape::arith::{broadcast_to, sum_to};
+use retrograd_tape::{
+    Cotangents, Float, Operand, Rule, RuleCtx, Shape, Tensor, Val, broadcast_shapes,
+};
+
+use super::kernel::gemm;
+use super::reshape::reshape;
+
+/// The matrix product `op(A) · op(B)` under numpy's `matmul` rules; see the
+/// [module docs](self).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct MatMul {
+    /// Whether the last two axes of the first operand are swapped (ignored for a 1-D one).
+    pub transpose_a: bool,
+    /// Whether the last two axes of the second operand are swapped (ignored for a 1-D one).
+    pub transpose_b: bool,
+    /// `dot`: accept only two 1-D vectors (and name the op `dot`).
+    vectors_only: bool,
+    /// Sum the products over the (broadcast) batch axes: `C = Σᵢ op(Aᵢ) op(Bᵢ)`, a single
+    /// matrix. The VJP of a batched product with respect to an unbatched matrix (a weight
+    /// shared across a batch) is this, accumulated in the kernel (`β = 1`) instead of
+    /// materialising one product per batch element and summing them.
+    sum_batch: bool,
+}
+
+impl MatMul {
+    /// The plain product `A · B`.
+    pub fn new() -> Self {
+        MatMul::default()
+    }
+
+    /// The product `op(A) · op(B)` with the given transpose flags.
+    pub fn transposed(transpose_a: bool, transpose_b: bool) -> Self {
+        MatMul {
+            transpose_a,
+            transpose_b,
+            ..MatMul::default()
+        }
+    }
+
+    /// The inner product of two 1-D vectors (any other shape is an error).
+    pub fn dot() -> Self {
+        MatMul {
+            vectors_only: true,
+            ..MatMul::default()
+        }
+    }
+}
+
+/// `op(a) · op(b)` as a recorded (or, on constants, immediate) op.
+#[track_caller]
+pub(crate) fn mm<'t, T: Float, X: Operand<'t, T>>(a: &X, b: &X, ta: bool, tb: bool) -> X {
+    X::apply(MatMul::transposed(ta, tb), &[a, b])
+}
+
+/// The batch axes of a product of two ≥2-D operands (empty when they do not broadcast:
+/// the product itself then reports the error).
+fn batch_of(a: &[usize], b: &[usize]) -> Shape {
+    broadcast_shapes(&a[..a.len() - 2], &b[..b.len() - 2]).unwrap_or_default()
+}
+
+/// The cotangent of a ≥2-D input from one of the products below: `op(x)·op(y)`, summed
+/// over the batch in the kernel when the input is a plain matrix, else batched and summed
+/// (`sum_to`) over the batch axes the input was broadcast along.
+fn cotangent<'t, T: Float>(
+    (x, y): (&Val<'t, T>, &Val<'t, T>),
+    (tx, ty): (bool, bool),
+    target: &[usize],
+    out_batch: &[usize],
+) -> Val<'t, T> {
+    let (sx, sy) = (x.shape(), y.shape());
+    let batch = batch_of(&sx, &sy);
+    if target.len() == 2 && !batch.is_empty() {
+        let rule = MatMul {
+            sum_batch: true,
+            ..MatMul::transposed(tx, ty)
+        };
+        return Val::apply(rule, &[x, y]);
+    }
+    let d = mm(x, y, tx, ty);
+    let ds = d.shape();
+    let mut full: Shape = out_batch.into();
+    full.extend_from_slice(&ds[ds.len() - 2..]);
+    sum_to(&broadcast_to(&d, &full), target)
+}
+
+impl<T: Float> Rule<T> for MatMul {
+    fn name(&self) -> &'static str {
+        if self.vectors_only { "dot" } else { "matmul" }
+    }
+
+    fn attributes(&self) -> Vec<(&'static str, String)> {
+        let mut attrs = Vec::new();
+        if self.transpose_a {
+            attrs.push(("transpose_a", "true".to_string()));
+        }
+        if self.transpose_b {
+            attrs.push(("transpose_b", "true".to_string()));
+        }
+        attrs
+    }
+
+    fn forward(&mut self, x: &[&Tensor<T>]) -> Result<Tensor<T>, String> {
+        let (a, b) = (x[0], x[1]);
+        if self.vectors_only && (a.ndim() != 1 || b.ndim() != 1) {
+            return Err("dot takes two 1-D vectors (use matmul for matrices)".to_string());
+        }
+        if self.sum_batch {
+            return summed_product(a.view(), b.view(), self.transpose_a, self.transpose_b)
+                .map(Tensor::from_array);
+        }
+        product(a.view(), b.view(), self.transpose_a, self.transpose_b).map(Tensor::from_array)
+    }
+
+    fn vjp<'t>(&self, cx: &RuleCtx<'t, T>, g: &Val<'t, T>) -> Cotangents<'t, T> {
+        let (a, b) = (cx.input(0), cx.input(1));
+        let (sa, sb) = (a.shape(), b.shape());
+        let (a_vec, b_vec) = (sa.len() == 1, sb.len() == 1);
+        if a_vec && b_vec {
+            // The inner product: the cotangent is a scalar.
+            return smallvec![cx.needs(0).then(|| g * b), cx.needs(1).then(|| g * a)];
+        }
+        // Promote vectors to matrices as the forward did, and the cotangent with them.
+        let a2 = if a_vec {
+            reshape(a, &[1, sa[0]])
+        } else {
+            a.clone()
+        };
+        let b2 = if b_vec {
+            reshape(b, &[sb[0], 1])
+        } else {
+            b.clone()
+        };
+        let mut sg = g.shape();
+        if a_vec {
+            let pos = sg.len() - usize::from(!b_vec);
+            sg.insert(pos, 1);
+        }
+        if b_vec {
+            sg.push(1);
+        }
+        let g2 = reshape(g, &sg);
+        // The transpose flags as the forward applied them (a vector is never transposed).
+        let ta = self.transpose_a && !a_vec;
+        let tb = self.transpose_b && !b_vec;
+        let (sa2, sb2) = (a2.shape(), b2.shape());
+        let out_batch = batch_of(&sa2, &sb2);
+        let da = cx.needs(0).then(|| {
+            // d op(A) = G · op(B)ᵀ; when op(A) = Aᵀ, dA = op(B) · Gᵀ.
+            let d = if ta {
+                cotangent((&b2, &g2), (tb, true), &sa2, &out_batch)
+            } else {
+                cotangent((&g2, &b2), (false, !tb), &sa2, &out_batch)
+            };
+            reshape(&d, &sa)
+        });
+        let db = cx.needs(1).then(|| {
+            // d op(B) = op(A)ᵀ · G; when op(B) = Bᵀ, dB = Gᵀ · op(A).
+            let d = if tb {
+                cotangent((&g2, &a2), (true, ta), &sb2, &out_batch)
+            } else {
+                cotangent((&a2, &g2), (!ta, false), &sb2, &out_batch)
+            };
+            reshape(&d, &sb)
+        });
+        smallvec![da, db]
+    }
+
+    fn jvp<'t>(&self, cx: &RuleCtx<'t, T>, t: &[Option<Val<'t, T>>]) -> Option<Val<'t, T>> {
+        let (a, b) = (cx.input(0), cx.input(1));
+        let apply = |x: &Val<'t, T>, y: &Val<'t, T>| Val::apply(*self, &[x, y]);
+        match (&t[0], &t[1]) {
+            (Some(ta), Some(tb)) => Some(apply(ta, b) + apply(a, tb)),
+            (Some(ta), None) => Some(apply(ta, b)),
+            (None, Some(tb)) => Some(apply(a, tb)),
+            (None, None) => None,
+        }
+    }
+}
+
+/// `Σᵢ op(aᵢ) · op(bᵢ)` over the broadcast batch axes of two ≥2-D operands: one
+/// matrix, accumulated by the kernel. When the contraction runs along the axis next to the
+/// batch axes in both operands (`Σᵢ Aᵢᵀ Gᵢ`, a weight's gradient), the whole sum is one GEMM
+/// over the flattened batch, on views.
+pub(crate) fn summed_product<T: Float>(
+    a: ArrayViewD<'_, T>,
+    b: ArrayViewD<'_, T>,
+    ta: bool,
+    tb: bool,
+) -> Result<ndarray::Array2<T>, String> {
+    if a.ndim() < 2 || b.ndim() < 2 {
+        return Err("a batch-summed product needs two operands of at least 2 axes".to_string());
+    }
+    let (raw_a, raw_b) = (a.clone(), b.clone());
+    let (mut a2, mut b2) = (a, b);
+    if ta {
+        let n = a2.ndim();
+        a2.swap_axes(n - 2, n - 1);
+    }
+    if tb {
+        let n = b2.ndim();
+        b2.swap_axes(n - 2, n - 1);
+    }
+    let ((m, k), (k2, n)) = (last2(&a2), last2(&b2));
+    if k != k2 {
+        return Err(format!("the contracted extents differ: {k} vs {k2}"));
+    }
+    let (batch_a, batch_b) = (&a2.shape()[..a2.ndim() - 2], &b2.shape()[..b2.ndim() - 2]);
+    let batch = broadcast_shapes(batch_a, batch_b)
+        .ok_or_else(|| format!("the batch axes {batch_a:?} and {batch_b:?} do not broadcast"))?;
+    let mut out = ndarray::Array2::<T>::zeros((m, n));
+    let nb: usize = batch.iter().product();
+    if nb == 0 || m == 0 || n == 0 {
+        return Ok(out);
+    }
+    if ta && !tb && batch_a == batch_b {
+        let flat_a = raw_a.into_shape_with_order((nb * k, m));
+        let flat_b = raw_b.into_shape_with_order((nb * k, n));
+        if let (Ok(fa), Ok(fb)) = (flat_a, flat_b) {
+            gemm(T::one(), fa.t(), fb, T::zero(), out.view_mut());
+            return Ok(out);
+        }
+    }
+    let full = |mut s: Shape, r, c| {
+        s.extend([r, c]);
+        s
+    };
+    let a_b = a2
+        .broadcast(IxDyn(&full(batch.clone(), m, k)))
+        .ok_or("internal: batch broadcast failed")?;
+    let b_b = b2
+        .broadcast(IxDyn(&full(batch.clone(), k, n)))
+        .ok_or("internal: batch broadcast failed")?;
+    let mut idx: Shape = batch.iter().map(|_| 0).collect();
+    for _ in 0..nb {
+        let (ai, bi) = (matrix_at(&a_b, &idx)?, matrix_at(&b_b, &idx)?);
+        gemm(T::one(), ai, bi, T::one(), out.view_mut());
+        for ax in (0..idx.len()).rev() {
+            idx[ax] += 1;
+            if idx[ax] < batch[ax] {
+                break;
+            }
+            idx[ax] = 0;
+        }
+    }
+    Ok(out)
+}
+
+/// The extents of the last two axes.
+fn last2<T>(v: &ArrayViewD<'_, T>) -> (usize, usize) {
+    let s = v.shape();
+    (s[s.len() - 2], s[s.len() - 1])
+}
+
+/// The matrix of a broadcast stack at batch index `idx`.
+fn matrix_at<'a, T>(v: &ArrayViewD<'a, T>, idx: &[usize]) -> Result<ArrayView2<'a, T>, String> {
+    let mut m = v.clone();
+    for &i in idx {
+        m = m.index_axis_move(Axis(0), i);
+    }
+    m.into_dimensionality::<Ix2>().map_err(|e| e.to_string())
+}
+
+/// `op(a) · op(b)` under numpy's matmul rules, each matrix product through the kernel.
+pub(crate) fn product<T: Float>(
+    a: ArrayViewD<'_, T>,
+    b: ArrayViewD<'_, T>,
+    ta: bool,
+    tb: bool,
+) -> Result<ArrayD<T>, String> {
+    if a.ndim() == 0 || b.ndim() == 0 {
+        return Err("operands need at least one axis (scale by a scalar with `*`)".to_string());
+    }
+    let (a_vec, b_vec) = (a.ndim() == 1, b.ndim() == 1);
+    // Promote vectors and apply the transpose flags: views only, no copies.
+    let mut a2 = if a_vec { a.insert_axis(Axis(0)) } else { a };
+    if ta && !a_vec {
+        let n = a2.ndim();
+        a2.swap_axes(n - 2, n - 1);
+    }
+    let mut b2 = if b_vec { b.insert_axis(Axis(1)) } else { b };
+    if tb && !b_vec {
+        let n = b2.ndim();
+        b2.swap_axes(n - 2, n - 1);
+    }
+    let ((m, k), (k2, n)) = (last2(&a2), last2(&b2));
+    if k != k2 {
+        return Err(format!(
+            "the contracted extents differ: {k} (columns of the first operand{}) vs {k2} \
+             (rows of the second{})",
+            if ta && !a_vec { ", transposed" } else { "" },
+            if tb && !b_vec { ", transposed" } else { "" },
+        ));
+    }
+    let (batch_a, batch_b) = (&a2.shape()[..a2.ndim() - 2], &b2.shape()[..b2.ndim() - 2]);
+    let batch = broadcast_shapes(batch_a, batch_b)
+        .ok_or_else(|| format!("the batch axes {batch_a:?} and {batch_b:?} do not broadcast"))?;
+    let mut shape: Shape = batch.clone();
+    if !a_vec {
+        shape.push(m);
+    }
+    if !b_vec {
+        shape.push(n);
+    }
+    let mut out = ArrayD::<T>::zeros(IxDyn(&shape));
+    let nb: usize = batch.iter().product();
+    if nb == 0 || m == 0 || n == 0 {
+        return Ok(out);
+    }
+    // The output as a stack of `nb` contiguous m×n matrices (a fresh standard array).
+    let mut out3 = out
+        .view_mut()
+        .into_shape_with_order((nb, m, n))
+        .map_err(|e| e.to_string())?;
+    if batch_b.is_empty() && !batch_a.is_empty() {
+        // `[..., m, k] · [k, n]`: one GEMM over all rows when A's rows are contiguous.
+        if let Ok(a_flat) = a2.view().into_shape_with_order((nb * m, k)) {
+            let b_mat = b2.into_dimensionality::<Ix2>().map_err(|e| e.to_string())?;
+            let out_flat = out3
+                .view_mut()
+                .into_shape_with_order((nb * m, n))
+                .map_err(|e| e.to_string())?;
+            gemm(T::one(), a_flat, b_mat, T::zero(), out_flat);
+            return Ok(out);
+        }
+    }
+    let full = |mut s: Shape, r, c| {
+        s.extend([r, c]);
+        s
+    };
+    let a_b = a2
+        .broadcast(IxDyn(&full(batch.clone(), m, k)))
+        .ok_or("internal: batch broadcast failed")?;
+    let b_b = b2
+        .broadcast(IxDyn(&full(batch.clone(), k, n)))
+        .ok_or("internal: batch broadcast failed")?;
+    let mut idx: Shape = batch.iter().map(|_| 0).collect();
+    for c in out3.outer_iter_mut() {
+        gemm(
+            T::one(),
+            matrix_at(&a_b, &idx)?,
+            matrix_at(&b_b, &idx)?,
+            T::zero(),
+            c,
+        );
+        // Next batch index, row-major.
+        for ax in (0..idx.len()).rev() {
+            idx[ax] += 1;
+            if idx[ax] < batch[ax] {
+                break;
+            }
+            idx[ax] = 0;
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::panic::{AssertUnwindSafe, catch_unwind};
+
+    use ndarray::{Array, ArrayD, Axis, Dimension, IxDyn, array};
+    use proptest::prelude::*;
+    use retrograd_tape::check::{CheckOptions, check_gradients};
+    use retrograd_tape::strategies::{array, config, matmul_shapes};
+    use retrograd_tape::{GradOptions, Tape, broadcast_shapes};
+
+    use crate::linalg::LinalgOps;
+
+    /// `numpy.matmul` by its definition, with explicit loops.
+    fn reference(a: &ArrayD<f64>, b: &ArrayD<f64>) -> ArrayD<f64> {
+        let a2 = if a.ndim() == 1 {
+            a.clone().insert_axis(Axis(0))
+        } else {
+            a.clone()
+        };
+        let b2 = if b.ndim() == 1 {
+            b.clone().insert_axis(Axis(1))
+        } else {
+            b.clone()
+        };
+        let (sa, sb) = (a2.shape(), b2.shape());
+        let (m, k, n) = (sa[sa.len() - 2], sa[sa.len() - 1], sb[sb.len() - 1]);
+        let batch = broadcast_shapes(&sa[..sa.len() - 2], &sb[..sb.len() - 2]).unwrap();
+        let full = |r, c| [batch.as_slice(), &[r, c]].concat();
+        let ab = a2.broadcast(IxDyn(&full(m, k))).unwrap();
+        let bb = b2.broadcast(IxDyn(&full(k, n))).unwrap();
+        let nb = batch.len();
+        let mut out = Array::zeros(IxDyn(&full(m, n)));
+        for (idx, o) in out.indexed_iter_mut() {
+            let idx = idx.slice().to_vec();
+            for p in 0..k {
+                let (mut ia, mut ib) = (idx.clone(), idx.clone());
+                ia[nb + 1] = p;
+                ib[nb] = p;
+                *o += ab[IxDyn(&ia)] * bb[IxDyn(&ib)];
+            }
+        }
+        if b.ndim() == 1 {
+            out = out.index_axis_move(Axis(nb + 1), 0);
+        }
+        if a.ndim() == 1 {
+            out = out.index_axis_move(Axis(nb), 0);
+        }
+        out
+    }
+
+    fn close(a: &ArrayD<f64>, b: &ArrayD<f64>) -> bool {
+        a.shape() == b.shape()
+            && a.iter()
+                .zip(b)
+                .all(|(x, y)| (x - y).abs() <= 1e-12 * (1.0 + y.abs()))
+    }
+
+    /// Random operands for `matmul`, with transpose flags for the ≥2-D ones: the arrays
+    /// are stored transposed when their flag is set.
+    fn operands() -> impl Strategy<Value = (ArrayD<f64>, ArrayD<f64>, bool, bool)> {
+        (matmul_shapes(2, 3), any::<bool>(), any::<bool>()).prop_flat_map(|((sa, sb), ta, tb)| {
+            let swap = |mut s: Vec<usize>, t: bool| {
+                let n = s.len();
+                if t && n >= 2 {
+                    s.swap(n - 2, n - 1);
+                }
+                s
+            };
+            let (ta, tb) = (ta && sa.len() >= 2, tb && sb.len() >= 2);
+            (
+                array(swap(sa, ta), -2.0, 2.0),
+                array(swap(sb, tb), -2.0, 2.0),
+                Just(ta),
+                Just(tb),
+            )
+        })
+    }
+
+    fn transposed(x: &ArrayD<f64>, t: bool) -> ArrayD<f64> {
+        let mut v = x.view();
+        if t {
+            let n = v.ndim();
+            v.swap_axes(n - 2, n - 1);
+        }
+        v.to_owned()
+    }
+
+    proptest! {
+        #![proptest_config(config(48))]
+
+        #[test]
+        fn matmul_matches_numpy_and_its_derivatives_check((a, b, ta, tb) in operands()) {
+            let tape = Tape::<f64>::new();
+            let y = tape.var(a.clone()).matmul_transposed(&tape.var(b.clone()), ta, tb);
+            let expected = reference(&transposed(&a, ta), &transposed(&b, tb));
+            let got = y.array();
+            prop_assert!(close(&got, &expected), "{} vs {}", got, expected);
+            let r = check_gradients(
+                |x| x[0].matmul_transposed(&x[1], ta, tb),
+                &[a, b],
+                &CheckOptions::default(),
+            );
+            prop_assert!(r.is_ok(), "{}", r.unwrap_err());
+        }
+    }
+
+    #[test]
+    fn batched_shapes_follow_numpy() {
+        let tape = Tape::<f64>::new();
+        let cases: [(&[usize], &[usize], &[usize]); 7] = [
+            (&[3], &[3], &[]),
+            (&[3], &[3, 4], &[4]),
+            (&[2, 3], &[3], &[2]),
+            (&[2, 3, 4], &[4, 5], &[2, 3, 5]),
+            (&[3, 4], &[2, 4, 5], &[2, 3, 5]),
+            (&[5, 1, 2, 3], &[4, 3, 6], &[5, 4, 2, 6]),
+            (&[3], &[2, 3, 4], &[2, 4]),
+        ];
+        for (sa, sb, so) in cases {
+            let a =
+                ArrayD::from_shape_fn(IxDyn(sa), |i| i.slice().iter().sum::<usize>() as f64 - 1.5);
+            let b = ArrayD::from_shape_fn(IxDyn(sb), |i| {
+                (i.slice().iter().product::<usize>() as f64).sin()
+            });
+            let y = tape.var(a.clone()).matmul(&tape.var(b.clone()));
+            assert_eq!(y.shape().as_slice(), so, "{sa:?} · {sb:?}");
+            assert!(close(&y.array(), &reference(&a, &b)), "{sa:?} · {sb:?}");
+        }
+    }
+
+    #[test]
+    fn folded_and_broadcast_batches_have_correct_gradients() {
+        // [2, 3, 4] · [4, 5] takes the one-GEMM path; [3, 4] · [2, 4, 5] broadcasts A.
+        let a = ArrayD::from_shape_fn(IxDyn(&[2, 3, 4]), |i| {
+            (i[0] * 12 + i[1] * 4 + i[2]) as f64 * 0.1 - 1.0
+        });
+        let w = ArrayD::from_shape_fn(IxDyn(&[4, 5]), |i| ((i[0] * 5 + i[1]) as f64).cos());
+        let r = check_gradients(
+            |x| x[0].matmul(&x[1]),
+            &[a.clone(), w.clone()],
+            &CheckOptions::default(),
+        );
+        assert!(r.is_ok(), "{}", r.unwrap_err());
+        let b = ArrayD::from_shape_fn(IxDyn(&[2, 4, 5]), |i| ((i[0] + i[1] * i[2]) as f64).sin());
+        let a2 = a.index_axis(Axis(0), 1).to_owned();
+        let r = check_gradients(|x| x[0].matmul(&x[1]), &[a2, b], &CheckOptions::default());
+        assert!(r.is_ok(), "{}", r.unwrap_err());
+    }
+
+    #[test]
+    fn vectors_against_stacks_have_correct_gradients() {
+        // A 1-D operand against a batched one: the promotion goes through reshapes.
+        let f = |s: &[usize], k: f64| {
+            ArrayD::from_shape_fn(IxDyn(s), |i| {
+                (i.slice().iter().sum::<usize>() as f64 * k).sin()
+            })
+        };
+        for (sa, sb) in [
+            (&[3][..], &[2, 3, 4][..]),
+            (&[2, 2, 3, 4], &[4]),
+            (&[4], &[2, 1, 4, 2]),
+        ] {
+            let r = check_gradients(
+                |x| x[0].matmul(&x[1]),
+                &[f(sa, 0.7), f(sb, 1.3)],
+                &CheckOptions::default(),
+            );
+            assert!(r.is_ok(), "{sa:?} · {sb:?}: {}", r.unwrap_err());
+        }
+    }
+
+    #[test]
+    fn dot_and_f32() {
+        let tape = Tape::<f32>::new();
+        let a = tape.var(array![1.0f32, 2.0, 3.0]);
+        let b = tape.var(array![4.0f32, 5.0, 6.0]);
+        let d = a.dot(&b);
+        assert_eq!(d.item(), 32.0);
+        let g = tape.grad(d, &[a, b]).unwrap();
+        assert_eq!(g[0], array![4.0f32, 5.0, 6.0].into_dyn());
+        assert_eq!(g[1], array![1.0f32, 2.0, 3.0].into_dyn());
+        let m = tape.var(array![[1.0f32, 2.0], [3.0, 4.0]]);
+        assert_eq!(
+            m.matmul(&m).array(),
+            array![[7.0f32, 10.0], [15.0, 22.0]].into_dyn()
+        );
+    }
+
+    #[test]
+    fn the_data_input_of_a_layer_costs_no_gradient() {
+        // With x a constant, the recorded backward of x·W holds one product (dW), not two.
+        let recorded = |x_is_var: bool| {
+            let tape = Tape::<f64>::new();
+            let xv = ArrayD::from_elem(IxDyn(&[4, 3]), 0.5);
+            let x = if x_is_var {
+                tape.var(xv)
+            } else {
+                tape.constant(xv)
+            };
+            let w = tape.var(ArrayD::from_elem(IxDyn(&[3, 2]), 0.25));
+            let y = x.matmul(&w);
+            let before = tape.len();
+            let wanted: Vec<_> = if x_is_var { vec![x, w] } else { vec![w] };
+            let opts = GradOptions::new()
+                .create_graph()
+                .seed(ArrayD::from_elem(IxDyn(&[4, 2]), 1.0));
+            let g = tape.grad_with(y, &wanted, &opts).unwrap();
+            assert_eq!(
+                g.last().unwrap().value().to_array(),
+                ArrayD::from_elem(IxDyn(&[3, 2]), 2.0)
+            );
+            tape.len() - before
+        };
+        assert!(
+            recorded(false) < recorded(true),
+            "{} vs {}",
+            recorded(false),
+            recorded(true)
+        );
+    }
+
+    #[test]
+    fn incompatible_shapes_panic_naming_op_shapes_and_line() {
+        let err = catch_unwind(|| {
+            let tape = Tape::<f64>::new();
+            let a = tape.var(ArrayD::zeros(IxDyn(&[2, 3])));
+            let b = tape.var(ArrayD::zeros(IxDyn(&[4, 5])));
+            a.matmul(&b);
+        })
+        .unwrap_err();
+        let msg = err.downcast_ref::<String>().cloned().unwrap_or_default();
+        for part in ["matmul", "[2, 3]", "[4, 5]", file!()] {
+            assert!(msg.contains(part), "{part:?} missing from: {msg}");
+        }
+        let tape = Tape::<f64>::new();
+        let a = tape.var(ArrayD::zeros(IxDyn(&[2, 2, 3])));
+        let b = tape.var(ArrayD::zeros(IxDyn(&[3, 3, 1])));
+        let e = a.try_matmul(&b).unwrap_err().to_string();
+        assert!(e.contains("batch axes [2] and [3] do not broadcast"), "{e}");
+        let v = tape.var(ArrayD::zeros(IxDyn(&[2, 2])));
+        assert!(catch_unwind(AssertUnwindSafe(|| v.dot(&v))).is_err());
+    }
+}

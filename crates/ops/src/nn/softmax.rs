@@ -1,0 +1,148 @@
+//! `softmax`: `y = exp(x − max) / Σ exp(x − max)` along one axis, fused and stable.
+//!
+//! Subtracting the lane's maximum before exponentiating keeps every `exp` in `(0, 1]`, so
+//! logits of ±1000 give exact probabilities rather than `inf / inf`. A lane whose
+//! maximum is not finite (all `−inf`, or a `+inf` entry) gives NaN, as in PyTorch.
+//!
+//! The Jacobian `diag(y) − y yᵀ` (per lane) is symmetric, so both rules have one form:
+//! - VJP: `x̄ = y ⊙ (ȳ − Σ_axis(ȳ ⊙ y))`;
+//! - JVP: `ẏ = y ⊙ (ẋ − Σ_axis(ẋ ⊙ y))`.
+//!
+//! Both are written with `mul`, `sub` and a keep-dims sum on the output `y`, so second
+//! derivatives flow through this op's own node.
+
+use ndarray::Axis;
+use smallvec::smallvec;
+
+use retrograd_tape::{Cotangents, Float, Operand, Rule, RuleCtx, Tensor, Val};
+
+use super::helpers::{resolve_axis, sum_axis};
+
+/// Softmax along `axis`; see the [module docs](self).
+#[derive(Debug, Clone, Copy)]
+pub struct Softmax {
+    axis: isize,
+    /// The axis resolved against the input in `forward`.
+    resolved: usize,
+}
+
+impl Softmax {
+    /// Softmax along `axis` (negative counts from the end).
+    pub fn new(axis: isize) -> Self {
+        Softmax { axis, resolved: 0 }
+    }
+}
+
+/// `softmax(x)` along the resolved axis `axis`.
+#[track_caller]
+pub(crate) fn softmax<'t, T: Float, X: Operand<'t, T>>(x: &X, axis: usize) -> X {
+    X::apply(Softmax::new(axis as isize), &[x])
+}
+
+/// The lane maximum used as the stabilising shift (0 when it is not finite).
+#[inline]
+pub(crate) fn shift<T: Float>(lane: &ndarray::ArrayViewMut1<'_, T>) -> T {
+    let m = lane.fold(T::neg_infinity(), |m, &v| if v > m { v } else { m });
+    if m.is_finite() { m } else { T::zero() }
+}
+
+impl<T: Float> Rule<T> for Softmax {
+    fn name(&self) -> &'static str {
+        "softmax"
+    }
+    fn attributes(&self) -> Vec<(&'static str, String)> {
+        vec![("axis", self.axis.to_string())]
+    }
+    fn forward(&mut self, x: &[&Tensor<T>]) -> Result<Tensor<T>, String> {
+        self.resolved = resolve_axis(self.axis, x[0].ndim())?;
+        let mut y = x[0].to_array();
+        for mut lane in y.lanes_mut(Axis(self.resolved)) {
+            let m = shift(&lane);
+            lane.mapv_inplace(|v| (v - m).exp());
+            let s = lane.sum();
+            lane.mapv_inplace(|v| v / s);
+        }
+        Ok(Tensor::from_array(y))
+    }
+    fn vjp<'t>(&self, cx: &RuleCtx<'t, T>, g: &Val<'t, T>) -> Cotangents<'t, T> {
+        smallvec![Some(self.product(cx.output(), g))]
+    }
+    fn jvp<'t>(&self, cx: &RuleCtx<'t, T>, t: &[Option<Val<'t, T>>]) -> Option<Val<'t, T>> {
+        t[0].as_ref().map(|t| self.product(cx.output(), t))
+    }
+}
+
+impl Softmax {
+    /// `y ⊙ (v − Σ_axis(v ⊙ y))`: the (symmetric) Jacobian of softmax applied to `v`.
+    fn product<'t, T: Float>(&self, y: &Val<'t, T>, v: &Val<'t, T>) -> Val<'t, T> {
+        y * &(v - &sum_axis(&(v * y), self.resolved))
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use ndarray::{ArrayD, Axis, array};
+    use proptest::prelude::*;
+    use retrograd_tape::Tape;
+    use retrograd_tape::check::{CheckOptions, check_gradients};
+    use retrograd_tape::strategies::{array, config, shape};
+
+    use crate::nn::NnOps;
+
+    /// An array of rank ≥ 1 and an axis of it, possibly negative.
+    pub(crate) fn array_and_axis() -> impl Strategy<Value = (ArrayD<f64>, isize)> {
+        shape(3, 4)
+            .prop_filter("rank ≥ 1", |s| !s.is_empty())
+            .prop_flat_map(|s| {
+                let r = s.len() as isize;
+                (array(s, -3.0, 3.0), -r..r)
+            })
+    }
+
+    proptest! {
+        #![proptest_config(config(32))]
+        #[test]
+        fn softmax_sums_to_one_and_checks((x, axis) in array_and_axis()) {
+            let tape = Tape::<f64>::new();
+            let y = tape.var(x.clone()).softmax(axis).array();
+            let ax = if axis < 0 { axis + x.ndim() as isize } else { axis } as usize;
+            for s in y.sum_axis(Axis(ax)).iter() {
+                prop_assert!((s - 1.0).abs() < 1e-12);
+            }
+            let r = check_gradients(|v| v[0].softmax(axis), &[x], &CheckOptions::default());
+            prop_assert!(r.is_ok(), "{}", r.unwrap_err());
+        }
+    }
+
+    #[test]
+    fn softmax_is_finite_for_huge_logits() {
+        let tape = Tape::<f32>::new();
+        let x = tape.var(array![
+            [1000.0f32, -1000.0, 0.0],
+            [-1000.0, -1000.0, -1000.0]
+        ]);
+        let y = x.softmax(1);
+        let third = 1.0f32 / 3.0;
+        assert_eq!(
+            y.array(),
+            array![[1.0f32, 0.0, 0.0], [third, third, third]].into_dyn()
+        );
+        let g = tape
+            .vjp(y, array![[1.0f32, 2.0, 3.0], [1.0, 0.0, 0.0]], &[x])
+            .unwrap();
+        assert!(g[0].iter().all(|v| v.is_finite()), "{}", g[0]);
+    }
+
+    #[test]
+    fn bad_axis_panics_naming_the_op() {
+        let err = std::panic::catch_unwind(|| {
+            let tape = Tape::<f64>::new();
+            tape.var(array![1.0, 2.0]).softmax(1);
+        })
+        .unwrap_err();
+        let msg = err.downcast_ref::<String>().cloned().unwrap_or_default();
+        for part in ["softmax", "axis 1", "[2]", file!()] {
+            assert!(msg.contains(part), "{part:?} missing from: {msg}");
+        }
+    }
+}

@@ -1,0 +1,124 @@
+//! `sum`: the sum over some axes.
+//!
+//! `y = Σ_{axes} x`. Linear, so its rules are the pair broadcast/sum:
+//! - VJP: `x̄ = broadcast(reshape(ȳ, kept))`, the cotangent copied back over the reduced
+//!   axes (`kept` is the input shape with the reduced axes set to 1).
+//! - JVP: `ẏ = Σ_{axes} ẋ`.
+//!
+//! Summing over no elements gives 0.
+
+use smallvec::smallvec;
+
+use retrograd_tape::{Cotangents, Float, Rule, RuleCtx, Tensor, Val};
+
+use super::{Axes, AxisList, ReduceOps, finish, fold_kept, unreduce};
+
+/// The sum over `axes`; see the [module docs](self).
+#[derive(Debug, Clone)]
+pub struct Sum {
+    axes: Axes,
+    keepdims: bool,
+    /// The axes resolved against the input in `forward`.
+    resolved: AxisList,
+}
+
+impl Sum {
+    /// A sum over `axes`, keeping them as extent 1 when `keepdims`.
+    pub fn new(axes: Axes, keepdims: bool) -> Self {
+        Sum {
+            axes,
+            keepdims,
+            resolved: AxisList::new(),
+        }
+    }
+}
+
+impl<T: Float> Rule<T> for Sum {
+    fn name(&self) -> &'static str {
+        "sum"
+    }
+    fn attributes(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("axes", self.axes.to_string()),
+            ("keepdims", self.keepdims.to_string()),
+        ]
+    }
+    fn forward(&mut self, x: &[&Tensor<T>]) -> Result<Tensor<T>, String> {
+        let x = x[0];
+        self.resolved = self.axes.normalize(x.ndim())?;
+        if self.resolved.is_empty() {
+            return Ok(x.clone());
+        }
+        let kept = fold_kept(x.view(), &self.resolved, T::zero(), |s, v| s + v);
+        Ok(finish(kept, x.shape(), &self.resolved, self.keepdims))
+    }
+    fn vjp<'t>(&self, cx: &RuleCtx<'t, T>, g: &Val<'t, T>) -> Cotangents<'t, T> {
+        smallvec![Some(unreduce(g, &cx.input_shape(0), &self.resolved))]
+    }
+    fn jvp<'t>(&self, _: &RuleCtx<'t, T>, t: &[Option<Val<'t, T>>]) -> Option<Val<'t, T>> {
+        let axes = Axes::Many(self.resolved.iter().map(|&a| a as isize).collect());
+        t[0].as_ref().map(|t| t.sum(axes, self.keepdims))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use ndarray::{ArrayD, array};
+    use proptest::prelude::*;
+    use retrograd_tape::Tape;
+
+    use crate::reduce::testutil::{assert_panics_with, axes_for, check, check_squared};
+    use crate::reduce::{Axes, ReduceOps};
+
+    #[test]
+    fn exact_values() {
+        let tape = Tape::<f64>::new();
+        let x = tape.var(array![[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]]);
+        assert_eq!(x.sum(0, false).array(), array![5.0, 7.0, 9.0].into_dyn());
+        assert_eq!(x.sum(-1, true).array(), array![[6.0], [15.0]].into_dyn());
+        assert_eq!(x.sum([0, 1], false).item(), 21.0);
+        assert_eq!(x.sum_all().item(), 21.0);
+        assert_eq!(x.sum(Vec::<isize>::new(), false).array(), x.array());
+        let g = tape.grad(x.sum(1, false).sum_all(), &[x]).unwrap();
+        assert_eq!(g[0], ArrayD::from_elem(vec![2, 3], 1.0));
+    }
+
+    #[test]
+    fn axis_out_of_range_panics_naming_op_shape_and_line() {
+        assert_panics_with(
+            |tape| {
+                let x = tape.var(ArrayD::zeros(vec![2, 3]));
+                x.sum(2, false);
+            },
+            &["sum", "[2, 3]", "axis 2", file!()],
+        );
+        assert_panics_with(
+            |tape| {
+                let x = tape.var(ArrayD::zeros(vec![2, 3]));
+                x.sum([1, -1], false);
+            },
+            &["sum", "[2, 3]", "twice", file!()],
+        );
+    }
+
+    proptest! {
+        #![proptest_config(retrograd_tape::strategies::config(32))]
+
+        #[test]
+        fn gradients((x, axes, keep) in axes_for(3, 4)) {
+            check(&x, move |x| x.sum(axes.clone(), keep))?;
+        }
+
+        #[test]
+        fn second_order((x, axes, keep) in axes_for(3, 4)) {
+            check_squared(&x, move |x| x.sum(axes.clone(), keep))?;
+        }
+
+        #[test]
+        fn sum_all_matches_ndarray(x in crate::reduce::testutil::any_array(3, 4)) {
+            let tape = Tape::<f64>::new();
+            let v = tape.var(x.clone());
+            prop_assert!((v.sum(Axes::All, false).item() - x.sum()).abs() < 1e-12);
+        }
+    }
+}
