@@ -10,8 +10,11 @@
 //!    `(f(x + h v) − f(x − h v)) / 2h`;
 //! 3. **the transpose identity** between the two modes: `⟨w, J v⟩ = ⟨Jᵀw, v⟩`;
 //! 4. **second order** (unless [`CheckOptions::first_order_only`]): the Hessian-vector
-//!    product of `⟨w, f⟩` computed forward-over-reverse and reverse-over-reverse against
-//!    finite differences of the gradient. This exercises the rules' own derivatives.
+//!    products of `⟨w, f⟩` and of `⟨w, f²⟩/2`, computed forward-over-reverse and
+//!    reverse-over-reverse, against finite differences of the gradient. This exercises the
+//!    rules' own derivatives; the squared form feeds each VJP a cotangent that depends on
+//!    `x`, so a rule that reads its cotangent's value instead of differentiating through
+//!    it is caught even when the op is linear.
 //!
 //! On failure, [`CheckFailure`] names the check, the input, the worst entry's index, both
 //! values and the tolerance used.
@@ -241,6 +244,77 @@ fn step(xs: &[ArrayD<f64>], vs: &[ArrayD<f64>], s: f64) -> Vec<ArrayD<f64>> {
     xs.iter().zip(vs).map(|(x, v)| x + &(v * s)).collect()
 }
 
+/// Gives a closure the higher-ranked signature the checks take (closure lifetimes are not
+/// inferred as higher-ranked from the body alone).
+fn higher_ranked<F>(f: F) -> F
+where
+    F: for<'t> Fn(&[Var<'t, f64>]) -> Var<'t, f64>,
+{
+    f
+}
+
+/// Compares the Hessian-vector products of `⟨w, f⟩` in direction `v`, forward over
+/// reverse and reverse over reverse, with central differences of the gradient.
+fn hessian_vector_products<F>(
+    f: &F,
+    inputs: &[ArrayD<f64>],
+    w: &ArrayD<f64>,
+    vs: &[ArrayD<f64>],
+    h: f64,
+    cmp: &mut Comparer<'_>,
+    labels: [&'static str; 2],
+) -> Result<(), CheckFailure>
+where
+    F: for<'t> Fn(&[Var<'t, f64>]) -> Var<'t, f64>,
+{
+    let tape = Tape::new();
+    let xs: Vec<_> = inputs.iter().map(|x| tape.var(x.clone())).collect();
+    let y = f(&xs);
+    let g = match tape.grad_with(y, &xs, &GradOptions::new().create_graph().seed(w.clone())) {
+        Ok(g) => g.into_iter().map(|v| v.into_var(&tape)).collect::<Vec<_>>(),
+        Err(e) => panic!("check_gradients: the recorded reverse sweep failed: {e}"),
+    };
+    let tangents = vs
+        .iter()
+        .map(|v| Val::Const(Tensor::from_array(v.clone())))
+        .collect();
+    let hv_fwd = match tape.jvp_with(&g, &xs, tangents, false) {
+        Ok(t) => t
+            .into_iter()
+            .map(|v| v.value().into_array())
+            .collect::<Vec<_>>(),
+        Err(e) => panic!("check_gradients: the forward sweep over the gradient failed: {e}"),
+    };
+    let mut gv: Option<Var<'_, f64>> = None;
+    for (gi, v) in g.iter().zip(vs) {
+        let term = crate::arith::sum_to(&(*gi * tape.constant(v.clone())), &[]);
+        gv = Some(match gv {
+            None => term,
+            Some(acc) => acc + term,
+        });
+    }
+    let hv_rev = match gv {
+        Some(gv) => match tape.grad_with(gv, &xs, &GradOptions::new()) {
+            Ok(h) => h
+                .into_iter()
+                .map(|v| v.value().into_array())
+                .collect::<Vec<_>>(),
+            Err(e) => {
+                panic!("check_gradients: the reverse sweep over the gradient failed: {e}")
+            }
+        },
+        None => Vec::new(),
+    };
+    let g_plus = gradient(f, &step(inputs, vs, h), w);
+    let g_minus = gradient(f, &step(inputs, vs, -h), w);
+    for i in 0..inputs.len() {
+        let fd = (&g_plus[i] - &g_minus[i]) / (2.0 * h);
+        cmp.compare(labels[0], Some(i), &hv_fwd[i], &fd)?;
+        cmp.compare(labels[1], Some(i), &hv_rev[i], &fd)?;
+    }
+    Ok(())
+}
+
 /// Checks `f`'s derivatives at `inputs` in every way the engine computes them. See the
 /// [module docs](self) for the list of comparisons.
 ///
@@ -312,60 +386,25 @@ where
     cmp.compare("transpose identity <w, Jv> = <J^T w, v>", None, &lhs, &rhs)?;
 
     if opts.second_order {
-        // 4. Hessian-vector products of <w, f>: forward over reverse, and reverse over
-        //    reverse, against differences of the reverse-mode gradient.
-        let g = match tape.grad_with(y, &xs, &GradOptions::new().create_graph().seed(w.clone())) {
-            Ok(g) => g.into_iter().map(|v| v.into_var(&tape)).collect::<Vec<_>>(),
-            Err(e) => panic!("check_gradients: the recorded reverse sweep failed: {e}"),
-        };
-        let tangents = vs
-            .iter()
-            .map(|v| Val::Const(Tensor::from_array(v.clone())))
-            .collect();
-        let hv_fwd = match tape.jvp_with(&g, &xs, tangents, false) {
-            Ok(t) => t
-                .into_iter()
-                .map(|v| v.value().into_array())
-                .collect::<Vec<_>>(),
-            Err(e) => panic!("check_gradients: the forward sweep over the gradient failed: {e}"),
-        };
-        let mut gv: Option<Var<'_, f64>> = None;
-        for (gi, v) in g.iter().zip(&vs) {
-            let term = crate::arith::sum_to(&(*gi * tape.constant(v.clone())), &[]);
-            gv = Some(match gv {
-                None => term,
-                Some(acc) => acc + term,
-            });
-        }
-        let hv_rev = match gv {
-            Some(gv) => match tape.grad_with(gv, &xs, &GradOptions::new()) {
-                Ok(h) => h
-                    .into_iter()
-                    .map(|v| v.value().into_array())
-                    .collect::<Vec<_>>(),
-                Err(e) => {
-                    panic!("check_gradients: the reverse sweep over the gradient failed: {e}")
-                }
-            },
-            None => Vec::new(),
-        };
-        let g_plus = gradient(&f, &step(inputs, &vs, h), &w);
-        let g_minus = gradient(&f, &step(inputs, &vs, -h), &w);
-        for i in 0..inputs.len() {
-            let fd = (&g_plus[i] - &g_minus[i]) / (2.0 * h);
-            cmp.compare(
-                "Hessian-vector product (forward over reverse) vs finite differences",
-                Some(i),
-                &hv_fwd[i],
-                &fd,
-            )?;
-            cmp.compare(
-                "Hessian-vector product (reverse over reverse) vs finite differences",
-                Some(i),
-                &hv_rev[i],
-                &fd,
-            )?;
-        }
+        // 4. Hessian-vector products, against differences of the reverse-mode gradient:
+        //    of <w, f>, and of <w, f²>/2, whose VJP of f receives a cotangent (w ⊙ f) that
+        //    depends on x. The second catches a rule that reads its cotangent's value
+        //    instead of using differentiable ops, which a linear op would otherwise hide
+        //    (its Hessian is zero either way).
+        let labels = [
+            "Hessian-vector product (forward over reverse) vs finite differences",
+            "Hessian-vector product (reverse over reverse) vs finite differences",
+        ];
+        hessian_vector_products(&f, inputs, &w, &vs, h, &mut cmp, labels)?;
+        let squared = higher_ranked(|x| {
+            let y = f(x);
+            y * y * 0.5
+        });
+        let labels = [
+            "Hessian-vector product of <w, f^2>/2 (forward over reverse) vs finite differences",
+            "Hessian-vector product of <w, f^2>/2 (reverse over reverse) vs finite differences",
+        ];
+        hessian_vector_products(&squared, inputs, &w, &vs, h, &mut cmp, labels)?;
     }
     Ok(CheckReport {
         comparisons: cmp.comparisons,
@@ -437,5 +476,39 @@ mod tests {
             text.contains("reverse mode vs finite differences") && text.contains("input 0"),
             "{text}"
         );
+    }
+
+    /// `2x`, linear, with a VJP that reads its cotangent's value instead of using
+    /// differentiable ops: first-order checks and the HVP of `<w, f>` cannot see it.
+    struct OpaqueDouble;
+    impl Rule<f64> for OpaqueDouble {
+        fn name(&self) -> &'static str {
+            "opaque_double"
+        }
+        fn forward(&mut self, x: &[&Tensor<f64>]) -> Result<Tensor<f64>, String> {
+            Ok(x[0].map(|v| 2.0 * v))
+        }
+        fn vjp<'t>(&self, _: &RuleCtx<'t, f64>, g: &Val<'t, f64>) -> Cotangents<'t, f64> {
+            smallvec![Some(Val::Const(g.value().map(|v| 2.0 * v)))]
+        }
+        fn jvp<'t>(
+            &self,
+            _: &RuleCtx<'t, f64>,
+            t: &[Option<Val<'t, f64>>],
+        ) -> Option<Val<'t, f64>> {
+            t[0].as_ref().map(|t| t * 2.0)
+        }
+    }
+
+    #[test]
+    fn a_rule_that_reads_its_cotangent_is_caught_by_the_squared_check() {
+        let x = array![0.3, -1.2].into_dyn();
+        let err = check_gradients(
+            |v| Var::apply(OpaqueDouble, &[&v[0]]),
+            &[x],
+            &CheckOptions::default(),
+        )
+        .unwrap_err();
+        assert!(err.check.contains("f^2"), "{err}");
     }
 }
