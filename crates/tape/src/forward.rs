@@ -111,8 +111,32 @@ impl<T: Float> Tape<T> {
                 }
             }
         }
+        // Only nodes that lead to a requested output are visited: one pass backwards marks
+        // them. Without it, an unrelated branch would cost work and, if a backward sweep
+        // had freed it, fail with a spurious GraphFreed.
+        let mut reaches = vec![false; if lo <= hi { hi + 1 - lo } else { 0 }];
+        if lo <= hi {
+            let inner = self.inner.borrow();
+            for v in outputs {
+                let p = inner.nodes[v.key].pos as usize;
+                if p >= lo {
+                    reaches[p - lo] = true;
+                }
+            }
+            for p in (lo..=hi).rev() {
+                if !reaches[p - lo] {
+                    continue;
+                }
+                for k in &inner.nodes[inner.order[p]].inputs {
+                    let ip = inner.nodes[*k].pos as usize;
+                    if ip >= lo {
+                        reaches[ip - lo] = true;
+                    }
+                }
+            }
+        }
         for p in lo..=hi {
-            if lo > hi || seeded[p - lo] {
+            if lo > hi || seeded[p - lo] || !reaches[p - lo] {
                 continue;
             }
             let mut inner = self.inner.borrow_mut();

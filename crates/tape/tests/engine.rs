@@ -318,3 +318,15 @@ proptest! {
         prop_assert_eq!(Operand::shape(&u).to_vec(), small);
     }
 }
+
+#[test]
+fn the_forward_sweep_ignores_branches_that_do_not_reach_the_outputs() {
+    // A branch freed by a backward sweep, unrelated to the output asked for, must neither
+    // cost work nor fail the forward sweep.
+    let tape = Tape::<f64>::new();
+    let x = tape.var(2.0);
+    tape.grad(x * x, &[x]).unwrap();
+    let y = x * 3.0;
+    let t = tape.jvp(&[y], &[x], vec![1.0.into()]).unwrap();
+    assert_eq!(t[0].sum(), 3.0);
+}
