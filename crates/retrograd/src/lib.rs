@@ -29,3 +29,8 @@ pub mod prelude {
     pub use retrograd_ops::prelude::*;
     pub use retrograd_tape::{Error, Gradients, Rule, RuleCtx};
 }
+
+/// The README's examples, compiled and run as doctests so that they stay true.
+#[cfg(doctest)]
+#[doc = include_str!("../../../README.md")]
+pub struct ReadmeDoctests;
