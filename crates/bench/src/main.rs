@@ -19,29 +19,31 @@
 //! (`w1.retrograd`, `w2.retrograd`, `w3`, `w5`, `w6.retrograd`) go beside them, and
 //! [`run_workload`] dispatches by name.
 
+mod alloc;
 mod inputs;
 mod kernels;
 mod report;
 mod timing;
 mod w1;
 mod w2;
+mod w2_engine;
+mod w5;
 mod w6;
+
+/// Counts heap allocations and live bytes (W1's allocations per op and bytes per node).
+#[global_allocator]
+static ALLOCATOR: alloc::Counting = alloc::Counting;
 
 use std::process::{Command, ExitCode, Stdio};
 
 use kernels::{Kernel, bench_gemm};
 use report::Report;
 
-/// The kernel behind W2 and W6 unless `--kernel` says otherwise: the `gemm` crate on 2
-/// threads (the fastest pure-Rust kernel measured for the W2 step on this machine; see
-/// docs/benchmarks.md).
-const DEFAULT_KERNEL: Kernel = Kernel::Gemm { threads: 2 };
-
 /// The thread count used where a kernel is threaded.
 const THREADS: usize = 2;
 
 /// The workloads `all` runs, in order.
-const ALL: [&str; 4] = ["w1", "kernels", "w2", "w6"];
+const ALL: [&str; 5] = ["w1", "kernels", "w2", "w5", "w6"];
 
 /// Command-line options.
 #[derive(Clone, Copy, Debug)]
@@ -90,7 +92,9 @@ fn main() -> ExitCode {
 
     let mut opts = Options {
         quick: false,
-        kernel: DEFAULT_KERNEL,
+        // The hand-written W2/W6 baselines run, unless `--kernel` says otherwise, on the
+        // kernel behind the engine's matmul seam, so that `w2.ratio` compares like with like.
+        kernel: engine_kernel(),
     };
     let mut names: Vec<String> = Vec::new();
     let mut child: Option<Vec<String>> = None;
@@ -157,12 +161,26 @@ fn usage_error(message: &str) -> ExitCode {
 /// Runs one workload by name; false if the name is unknown.
 fn run_workload(report: &mut Report, name: &str, opts: Options) -> bool {
     match name {
-        "w1" => w1::run(report, opts.quick),
+        "w1" => {
+            w1::run(report, opts.quick);
+            w1::run_engine(report, opts.quick);
+        }
+        "w5" => w5::run(report, opts.quick),
         "kernels" | "gemm" => kernel_sweep(report, opts.quick),
         "w2" => w2_default(report, opts),
         "w6" => {
             let (family, threads) = kernel_args(opts.kernel);
             spawn_child(report, &["w6-hand", family, &threads], opts.quick, None);
+            spawn_child(report, &["w6-engine"], opts.quick, None);
+            if let Some(peak) = report.value("w6.retrograd.peak_bytes") {
+                report.push("w6.peak_bytes", peak, "bytes");
+                if let Some(hand) = report.value("w6.hand.peak_bytes") {
+                    report.push("w6.peak_ratio", peak / hand, "x");
+                }
+            }
+            if let Some(growth) = report.value("w6.retrograd.growth_bytes") {
+                report.push("w6.growth_bytes", growth, "bytes");
+            }
         }
         _ => return false,
     }
@@ -174,16 +192,73 @@ fn gemm_size(quick: bool) -> (usize, usize, usize) {
     if quick { (256, 1, 3) } else { (1024, 2, 11) }
 }
 
-/// W2 on the chosen kernel in this process, with that kernel's GEMM rate measured in the
-/// same run: `w2.kernel.<label>` (which kernel), `gemm.default.gflops` and `w2.hand.*`. The engine's W2
-/// (`w2.retrograd.*`, `w2.ratio`, `w2.gemm_fraction`, `w3.ratio`) belongs here, beside it.
+/// The bench kernel that matches the engine's matmul seam
+/// (`retrograd::ops::linalg::kernel::KERNEL`), so the hand-written step runs on the same
+/// kernel as the engine's.
+fn engine_kernel() -> Kernel {
+    if retrograd::ops::linalg::kernel::KERNEL.starts_with("gemm") {
+        Kernel::Gemm { threads: THREADS }
+    } else {
+        Kernel::MatrixMultiply
+    }
+}
+
+/// W2 and W3 in this process: the hand-written step on the chosen kernel (by default the
+/// engine's), its 1024³ GEMM rate, the engine's step through its own kernel seam and that
+/// seam's 1024³ rate, all measured in one run: `w2.kernel.<label>`, `gemm.default.gflops`,
+/// `gemm.engine.gflops`, `w2.hand.*`, `w2.retrograd.*`, `w2.ratio`, `w2.gemm_fraction`,
+/// `w3.*`.
 fn w2_default(report: &mut Report, opts: Options) {
     let label = opts.kernel.label();
     report.push(format!("w2.kernel.{label}"), 1.0, "-");
+    report.push(
+        format!(
+            "w2.engine_kernel.{}",
+            retrograd::ops::linalg::kernel::KERNEL
+        ),
+        1.0,
+        "-",
+    );
     let (n, warmup, reps) = gemm_size(opts.quick);
     bench_gemm(report, opts.kernel, "gemm.default", n, warmup, reps);
     let rate = report.value("gemm.default.gflops");
-    w2::run_hand(report, opts.kernel, "w2.hand", rate, opts.quick);
+    let hand_ms = w2::run_hand(report, opts.kernel, "w2.hand", rate, opts.quick);
+    let hand_fwd = report.value("w2.hand.forward_ms");
+
+    let seam = w2_engine::seam_gemm_gflops(n, warmup, reps);
+    report.push("gemm.engine.gflops", seam, "GFLOP/s");
+    let (warmup, reps) = w2::reps(opts.quick);
+    let e = w2_engine::measure(warmup, reps);
+    report.push_exact("w2.retrograd.loss_first", f64::from(e.loss_first), "-");
+    report.push_exact("w2.retrograd.loss_last", f64::from(e.loss_last), "-");
+    if let Some(hand_first) = report.value("w2.hand.loss_first") {
+        report.check_close(
+            "w2.retrograd.loss_first vs w2.hand",
+            f64::from(e.loss_first),
+            hand_first,
+            1e-4,
+        );
+    }
+    if e.loss_last.is_nan() || e.loss_last >= e.loss_first {
+        report.fail(format!(
+            "w2.retrograd: training did not lower the loss ({} -> {})",
+            e.loss_first, e.loss_last
+        ));
+    }
+    let step_ms = e.step / 1e6;
+    report.push("w2.retrograd.ms", step_ms, "ms");
+    report.push("w2.retrograd.fresh_tape_ms", e.step_fresh / 1e6, "ms");
+    report.push("w2.retrograd.forward_ms", e.forward / 1e6, "ms");
+    report.push("w2.retrograd.fwd_bwd_ms", e.fwd_bwd / 1e6, "ms");
+    let gflops = inputs::W2_FLOP_PER_STEP / e.step;
+    report.push("w2.retrograd.gflops", gflops, "GFLOP/s");
+    report.push("w2.ratio", step_ms / hand_ms, "x");
+    report.push("w2.ratio_fresh_tape", e.step_fresh / 1e6 / hand_ms, "x");
+    report.push("w2.gemm_fraction", gflops / seam, "x");
+    report.push("w3.ratio", e.fwd_bwd / e.forward, "x");
+    if let Some(f) = hand_fwd {
+        report.push("w3.forward_vs_hand", e.forward / 1e6 / f, "x");
+    }
 }
 
 /// The kernel configurations the sweep measures: (family, threads).
@@ -282,6 +357,12 @@ fn run_child_task(report: &mut Report, task: &[String], quick: bool) {
                 let prefix = format!("w2.hand.{}", kernel.label());
                 w2::run_hand(report, kernel, &prefix, Some(rate), quick);
             }
+        }
+        Some("w6-engine") => w6::run_engine_child(report, quick),
+        Some("w1-probe") => {
+            let steps = task.get(1).and_then(|t| t.parse().ok()).unwrap_or(100_000);
+            let runs = task.get(2).and_then(|t| t.parse().ok()).unwrap_or(2);
+            w1::probe(report, steps, runs);
         }
         Some("w6-hand") => {
             if let Some(kernel) = parse_kernel(report) {

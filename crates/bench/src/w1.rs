@@ -5,13 +5,19 @@
 //! The baseline here is the hand-coded adjoint: a forward loop that stores what the reverse
 //! needs (each intermediate `s`), and a reverse loop. Its storage is allocated once and
 //! reused across runs, as a cleared and refilled tape would be. The engine's version
-//! (`w1.retrograd.*`, `w1.ratio`, `w1.bytes_per_node`) goes beside [`run`].
+//! ([`run_engine`]: `w1.retrograd.*`, `w1.ratio`, `w1.bytes_per_node`) runs the same chain
+//! on a tape, in the same process.
 
 use crate::inputs::{
     W1_CHECK_GRAD_SUM, W1_CHECK_S, W1_LEAVES, W1_S0, W1_STEPS, w1_indices, w1_leaves,
 };
+use std::time::Instant;
+
+use retrograd::ops::prelude::*;
+
+use crate::alloc::{allocations, live_bytes};
 use crate::report::Report;
-use crate::timing::{black_box, median_ns};
+use crate::timing::{black_box, median, median_ns};
 
 /// Relative tolerance of the W1 checksums.
 pub const CHECK_TOL: f64 = 1e-9;
@@ -106,29 +112,207 @@ pub fn run(report: &mut Report, quick: bool) {
     report.push("w1.hand.backward.ns_per_op", bwd / ops, "ns");
     report.push("w1.hand.ns_per_op", total / ops, "ns");
 
-    // Per-op cost against chain length (3 ops per step), for the engine's flatness target.
-    let lengths: &[usize] = if quick {
-        &[1_000, 10_000]
-    } else {
-        &[1_000, 10_000, 100_000, 1_000_000]
-    };
-    for &steps in lengths {
+    // Per-op cost against chain length, for the engine's flatness target.
+    for &ops in flat_lengths(quick) {
+        let steps = ops / 3;
         let mut h = HandAdjoint::new(steps);
-        let reps = if steps >= 1_000_000 {
-            reps.min(7)
-        } else {
-            reps
-        };
-        let t = median_ns(warmup, reps, || {
+        let t = median_ns(warmup, flat_reps(ops, reps), || {
             h.forward(black_box(steps));
             h.backward();
             black_box(h.grad[0])
         });
         report.push(
-            format!("w1.hand.steps_{steps}.ns_per_op"),
+            format!("w1.hand.ops_{}.ns_per_op", ops_label(ops)),
             t / (3 * steps) as f64,
             "ns",
         );
+    }
+}
+
+/// Chain lengths (in recorded ops, 3 per step) of the flatness measurement.
+fn flat_lengths(quick: bool) -> &'static [usize] {
+    if quick {
+        &[999, 9_999]
+    } else {
+        &[999, 9_999, 99_999, 999_999]
+    }
+}
+
+/// Fewer repetitions for the longest chains.
+fn flat_reps(ops: usize, reps: usize) -> usize {
+    if ops >= 900_000 { reps.min(7) } else { reps }
+}
+
+/// `1e3` for 999 ops and so on (the lengths are multiples of 3 just under a power of 10).
+fn ops_label(ops: usize) -> String {
+    format!("1e{}", ((ops + 1) as f64).log10().round() as i32)
+}
+
+/// W1 recorded on the engine: the 1000 leaves entered with `tape.var`, the chain with the
+/// engine's `*` and `+` and retrograd-ops' `tanh`. Returns the leaves and the final `s`.
+pub fn record<'t>(
+    tape: &'t Tape<f64>,
+    p: &[f64],
+    steps: usize,
+) -> (Vec<Var<'t, f64>>, Var<'t, f64>) {
+    let leaves: Vec<Var<'t, f64>> = p.iter().map(|&v| tape.var(v)).collect();
+    let n = leaves.len();
+    let mut s = tape.constant(W1_S0);
+    for i in 0..steps {
+        let (a, c) = w1_indices(i, n);
+        s = (s * leaves[a] + leaves[c]).tanh();
+    }
+    (leaves, s)
+}
+
+/// A profiling probe (`__child w1-probe [STEPS]`): two engine runs of W1 on one cleared
+/// tape, with nothing else, for `valgrind --tool=callgrind` and `perf record`.
+pub fn probe(report: &mut Report, steps: usize, runs: usize) {
+    let p = w1_leaves(W1_LEAVES);
+    let mut tape = Tape::<f64>::new();
+    let (mut f, mut b) = (0.0, 0.0);
+    for _ in 0..runs {
+        let r = engine_once(&tape, &p, steps);
+        tape.clear();
+        f += r.0;
+        b += r.1;
+    }
+    let ops = (3 * steps * runs) as f64;
+    report.push("w1.probe.forward.ns_per_op", f / ops, "ns");
+    report.push("w1.probe.backward.ns_per_op", b / ops, "ns");
+}
+
+/// One engine run on `tape` (which the caller clears between runs): nanoseconds of
+/// record+forward and of backward, the final `s` and the sum of the 1000 gradients.
+fn engine_once(tape: &Tape<f64>, p: &[f64], steps: usize) -> (f64, f64, f64, f64) {
+    let start = Instant::now();
+    let (leaves, s) = record(tape, p, black_box(steps));
+    let recorded = Instant::now();
+    let grads = s.backward().expect("W1 backward");
+    let done = Instant::now();
+    let sum: f64 = leaves
+        .iter()
+        .map(|&v| grads.get(v).and_then(|g| g.item()).unwrap_or(0.0))
+        .sum();
+    (
+        (recorded - start).as_secs_f64() * 1e9,
+        (done - recorded).as_secs_f64() * 1e9,
+        s.item(),
+        sum,
+    )
+}
+
+/// Runs W1 on the engine, beside the hand-coded adjoint [`run`] already pushed: checksums,
+/// ns per op (record+forward, backward, total) on a cleared-and-refilled tape (what a
+/// training loop does) and on a fresh tape per run, `w1.ratio` (total / hand total),
+/// flatness from 10³ to 10⁶ ops, allocations per op, and `w1.bytes_per_node`.
+pub fn run_engine(report: &mut Report, quick: bool) {
+    let ops = (3 * W1_STEPS) as f64;
+    let (warmup, reps) = if quick { (1, 3) } else { (3, 21) };
+    let p = w1_leaves(W1_LEAVES);
+    let mut tape = Tape::<f64>::new();
+
+    let (_, _, s, sum) = engine_once(&tape, &p, W1_STEPS);
+    tape.clear();
+    report.push_exact("w1.retrograd.checksum_s", s, "-");
+    report.push_exact("w1.retrograd.checksum_grad_sum", sum, "-");
+    report.check_close("w1.retrograd.checksum_s", s, W1_CHECK_S, CHECK_TOL);
+    report.check_close(
+        "w1.retrograd.checksum_grad_sum",
+        sum,
+        W1_CHECK_GRAD_SUM,
+        CHECK_TOL,
+    );
+
+    // A cleared tape, refilled each run.
+    let (mut fwd, mut bwd, mut tot) = (Vec::new(), Vec::new(), Vec::new());
+    for r in 0..warmup + reps {
+        let (f, b, _, _) = engine_once(&tape, &p, W1_STEPS);
+        tape.clear();
+        if r >= warmup {
+            fwd.push(f);
+            bwd.push(b);
+            tot.push(f + b);
+        }
+    }
+    let total = median(&mut tot) / ops;
+    report.push(
+        "w1.retrograd.forward.ns_per_op",
+        median(&mut fwd) / ops,
+        "ns",
+    );
+    report.push(
+        "w1.retrograd.backward.ns_per_op",
+        median(&mut bwd) / ops,
+        "ns",
+    );
+    report.push("w1.retrograd.ns_per_op", total, "ns");
+    if let Some(hand) = report.value("w1.hand.ns_per_op") {
+        report.push("w1.ratio", total / hand, "x");
+    }
+
+    // A fresh tape every run: first-touch page faults included.
+    let fresh = median_ns(warmup.min(1), reps.min(7), || {
+        let tape = Tape::<f64>::new();
+        let (f, b, _, _) = engine_once(&tape, &p, W1_STEPS);
+        f + b
+    });
+    report.push("w1.retrograd.fresh_tape.ns_per_op", fresh / ops, "ns");
+
+    // Heap traffic: allocations per op on a cleared tape (record and backward), and the
+    // heap bytes a tape sized for the chain holds per node once it is recorded.
+    let before = allocations();
+    {
+        let (leaves, s) = record(&tape, &p, W1_STEPS);
+        let mid = allocations();
+        let grads = s.backward().expect("W1 backward");
+        black_box((&leaves, &grads));
+        report.push(
+            "w1.retrograd.record.allocs_per_op",
+            (mid - before) as f64 / ops,
+            "-",
+        );
+        report.push(
+            "w1.retrograd.backward.allocs_per_op",
+            (allocations() - mid) as f64 / ops,
+            "-",
+        );
+    }
+    tape.clear();
+    let nodes = W1_LEAVES + 1 + 3 * W1_STEPS;
+    let base = live_bytes();
+    {
+        let sized = Tape::<f64>::with_capacity(nodes);
+        let (leaves, s) = record(&sized, &p, W1_STEPS);
+        let held =
+            live_bytes() - base - (leaves.capacity() * std::mem::size_of::<Var<f64>>()) as isize;
+        black_box(s);
+        report.push("w1.bytes_per_node", held as f64 / nodes as f64, "bytes");
+    }
+
+    // Flatness: per-op cost of a cleared tape against chain length.
+    let mut per_op = Vec::new();
+    for &len in flat_lengths(quick) {
+        let steps = len / 3;
+        let mut tape = Tape::<f64>::new();
+        let mut t = Vec::new();
+        for r in 0..warmup + flat_reps(len, reps) {
+            let (f, b, _, _) = engine_once(&tape, &p, steps);
+            tape.clear();
+            if r >= warmup {
+                t.push(f + b);
+            }
+        }
+        let ns = median(&mut t) / (3 * steps) as f64;
+        per_op.push(ns);
+        report.push(
+            format!("w1.retrograd.ops_{}.ns_per_op", ops_label(len)),
+            ns,
+            "ns",
+        );
+    }
+    if let (Some(first), Some(last)) = (per_op.first(), per_op.last()) {
+        report.push("w1.retrograd.flatness", last / first, "x");
     }
 }
 

@@ -11,6 +11,7 @@ use crate::kernels::Kernel;
 use crate::report::Report;
 use crate::timing::{black_box, rss};
 use crate::w2::{Setup, step};
+use crate::w2_engine::EngineSetup;
 
 /// Steps W6 measures (the 50; 5 in quick mode).
 pub fn steps(quick: bool) -> usize {
@@ -34,4 +35,45 @@ pub fn run_hand_child(report: &mut Report, kernel: Kernel, quick: bool) {
     report.push("w6.hand.start_rss_bytes", start.current as f64, "bytes");
     report.push("w6.hand.peak_bytes", end.peak as f64, "bytes");
     report.push("w6.hand.rss_bytes", end.current as f64, "bytes");
+}
+
+/// Steps after which W6 reads resident memory again for the growth figure (the issue's
+/// 1000; 20 in quick mode).
+pub fn long_steps(quick: bool) -> usize {
+    if quick { 20 } else { 1000 }
+}
+
+/// Body of the child process for the engine: 50 engine W2 steps (cleared tape), then
+/// `w6.retrograd.peak_bytes` (`VmHWM`) and `w6.retrograd.rss_50_bytes` (`VmRSS`); then up to
+/// 1000 steps and `w6.retrograd.rss_1000_bytes`, `w6.retrograd.peak_1000_bytes` and the
+/// growth between the two readings.
+pub fn run_engine_child(report: &mut Report, quick: bool) {
+    let Some(start) = rss() else {
+        report.fail("w6: /proc/self/status has no VmRSS/VmHWM (not Linux?)");
+        return;
+    };
+    let mut s = EngineSetup::w2();
+    let short = steps(quick);
+    for _ in 0..short {
+        black_box(s.step(false));
+    }
+    let mid = rss().unwrap_or(start);
+    for _ in short..long_steps(quick) {
+        black_box(s.step(false));
+    }
+    let end = rss().unwrap_or(start);
+    report.push(
+        "w6.retrograd.start_rss_bytes",
+        start.current as f64,
+        "bytes",
+    );
+    report.push("w6.retrograd.peak_bytes", mid.peak as f64, "bytes");
+    report.push("w6.retrograd.rss_50_bytes", mid.current as f64, "bytes");
+    report.push("w6.retrograd.rss_1000_bytes", end.current as f64, "bytes");
+    report.push("w6.retrograd.peak_1000_bytes", end.peak as f64, "bytes");
+    report.push(
+        "w6.retrograd.growth_bytes",
+        end.current as f64 - mid.current as f64,
+        "bytes",
+    );
 }

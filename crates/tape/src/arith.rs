@@ -45,6 +45,25 @@ pub fn broadcast_to<'t, T: Float, X: Operand<'t, T>>(x: &X, shape: &[usize]) -> 
     }
 }
 
+/// `x` summed to `like`'s shape (the adjoint of broadcasting `like`): `x` itself, moved
+/// through without a clone, when the shapes already agree. Two constants are compared
+/// without building a [`Shape`]: this is on the plain sweep's hot path for every
+/// broadcasting binary op.
+#[inline]
+fn sum_like<'t, T: Float>(x: Val<'t, T>, like: &Val<'t, T>) -> Val<'t, T> {
+    if let (Val::Const(a), Val::Const(b)) = (&x, like)
+        && crate::tensor::shape_eq(a.shape(), b.shape())
+    {
+        return x;
+    }
+    let shape = like.shape();
+    if x.has_shape(&shape) {
+        x
+    } else {
+        Val::apply(SumTo(shape), &[&x])
+    }
+}
+
 /// A tangent of one input of a broadcasting op, stretched to the output's shape.
 fn stretch<'t, T: Float>(t: &Val<'t, T>, cx: &RuleCtx<'t, T>) -> Val<'t, T> {
     broadcast_to(t, &cx.output().shape())
@@ -63,8 +82,8 @@ impl<T: Float> Rule<T> for Add {
     }
     fn vjp<'t>(&self, cx: &RuleCtx<'t, T>, g: &Val<'t, T>) -> Cotangents<'t, T> {
         smallvec![
-            cx.needs(0).then(|| sum_to(g, &cx.input_shape(0))),
-            cx.needs(1).then(|| sum_to(g, &cx.input_shape(1)))
+            cx.needs(0).then(|| sum_like(g.clone(), cx.input(0))),
+            cx.needs(1).then(|| sum_like(g.clone(), cx.input(1)))
         ]
     }
     fn jvp<'t>(&self, cx: &RuleCtx<'t, T>, t: &[Option<Val<'t, T>>]) -> Option<Val<'t, T>> {
@@ -90,8 +109,8 @@ impl<T: Float> Rule<T> for Sub {
     }
     fn vjp<'t>(&self, cx: &RuleCtx<'t, T>, g: &Val<'t, T>) -> Cotangents<'t, T> {
         smallvec![
-            cx.needs(0).then(|| sum_to(g, &cx.input_shape(0))),
-            cx.needs(1).then(|| sum_to(&-g, &cx.input_shape(1)))
+            cx.needs(0).then(|| sum_like(g.clone(), cx.input(0))),
+            cx.needs(1).then(|| sum_like(-g, cx.input(1)))
         ]
     }
     fn jvp<'t>(&self, cx: &RuleCtx<'t, T>, t: &[Option<Val<'t, T>>]) -> Option<Val<'t, T>> {
@@ -118,8 +137,8 @@ impl<T: Float> Rule<T> for Mul {
     fn vjp<'t>(&self, cx: &RuleCtx<'t, T>, g: &Val<'t, T>) -> Cotangents<'t, T> {
         let (a, b) = (cx.input(0), cx.input(1));
         smallvec![
-            cx.needs(0).then(|| sum_to(&(g * b), &a.shape())),
-            cx.needs(1).then(|| sum_to(&(g * a), &b.shape()))
+            cx.needs(0).then(|| sum_like(g * b, a)),
+            cx.needs(1).then(|| sum_like(g * a, b))
         ]
     }
     fn jvp<'t>(&self, cx: &RuleCtx<'t, T>, t: &[Option<Val<'t, T>>]) -> Option<Val<'t, T>> {
@@ -147,8 +166,8 @@ impl<T: Float> Rule<T> for Div {
     fn vjp<'t>(&self, cx: &RuleCtx<'t, T>, g: &Val<'t, T>) -> Cotangents<'t, T> {
         let (a, b, out) = (cx.input(0), cx.input(1), cx.output());
         smallvec![
-            cx.needs(0).then(|| sum_to(&(g / b), &a.shape())),
-            cx.needs(1).then(|| sum_to(&-(g * out / b), &b.shape()))
+            cx.needs(0).then(|| sum_like(g / b, a)),
+            cx.needs(1).then(|| sum_like(-(g * out / b), b))
         ]
     }
     fn jvp<'t>(&self, cx: &RuleCtx<'t, T>, t: &[Option<Val<'t, T>>]) -> Option<Val<'t, T>> {

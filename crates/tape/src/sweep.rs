@@ -285,6 +285,31 @@ impl<'t, T: Float> Index<Var<'t, T>> for Gradients<T> {
     }
 }
 
+/// A VJP rule returned the wrong number of cotangents: a bug in that rule.
+#[cold]
+#[inline(never)]
+fn wrong_count(name: &str, location: SourceLocation, got: usize, inputs: usize) -> ! {
+    panic!(
+        "the VJP rule of `{name}` (recorded at {location}) returned {got} cotangents for {inputs} inputs"
+    )
+}
+
+/// A VJP rule returned a cotangent of the wrong shape: a bug in that rule.
+#[cold]
+#[inline(never)]
+fn wrong_shape(
+    name: &str,
+    location: SourceLocation,
+    i: usize,
+    got: &[usize],
+    expected: &[usize],
+) -> ! {
+    panic!(
+        "the VJP rule of `{name}` (recorded at {location}) returned a cotangent of shape {got:?} \
+         for input {i} of shape {expected:?}"
+    )
+}
+
 /// Which inputs a sweep differentiates with respect to.
 enum Targets<'a> {
     /// Every leaf that requires a gradient (what `backward` does).
@@ -653,10 +678,11 @@ impl<T: Float> Tape<T> {
                 }
             }
 
-            // Prepare the rule call under a short borrow: take the rule out of its node
-            // (a rule that records needs the tape), and read what it may use.
-            let mut inner = self.inner.borrow_mut();
+            // One borrow and one lookup of the node decide what to do with it.
+            let mut guard = self.inner.borrow_mut();
+            let inner = &mut *guard;
             let key = inner.order[p];
+            let node = &inner.nodes[key];
             match (&mut swept, &targets) {
                 (Swept::Keys(found), Targets::Keys(keys)) => {
                     let mark = scratch.marks[p - lo];
@@ -674,7 +700,7 @@ impl<T: Float> Tape<T> {
                 }
                 (Swept::Leaves(found), _) => {
                     if matches!(
-                        inner.nodes[key].origin,
+                        node.origin,
                         Origin::Leaf {
                             requires_grad: true
                         }
@@ -685,19 +711,18 @@ impl<T: Float> Tape<T> {
                 }
                 _ => unreachable!("targets and results agree"),
             }
-            // One lookup per input gathers what the rule may read and whether anyone needs
-            // the input's cotangent; leaves and constants are left at once.
-            let inner_ref = &mut *inner;
-            let node = &inner_ref.nodes[key];
+            // Leaves and constants are left at once.
             if !matches!(node.origin, Origin::Op(_) | Origin::Spent(_)) {
                 continue;
             }
             let location = node.location;
-            let input_keys = node.inputs.clone();
+            // One lookup per input gathers what the rule may read, where the input's
+            // cotangent slot is, and whether anyone needs it.
             let mut needs = 0u64;
-            let mut inputs: SmallVec<[Val<'_, T>; 2]> = SmallVec::new();
-            for (i, &k) in input_keys.iter().enumerate() {
-                let n = &inner_ref.nodes[k];
+            let mut inputs: SmallVec<[Val<'_, T>; 2]> = SmallVec::with_capacity(node.inputs.len());
+            let mut input_pos: SmallVec<[u32; 4]> = SmallVec::with_capacity(node.inputs.len());
+            for (i, &k) in node.inputs.iter().enumerate() {
+                let n = &inner.nodes[k];
                 let ip = n.pos as usize;
                 let live = match targets {
                     Targets::AllLeaves => n.origin.requires_grad(),
@@ -706,17 +731,22 @@ impl<T: Float> Tape<T> {
                 if live {
                     needs |= 1u64 << i.min(63);
                 }
+                input_pos.push(n.pos);
                 inputs.push(if opts.create_graph {
                     Val::Var(Var { tape: self, key: k })
                 } else {
                     Val::Const(n.value.clone())
                 });
             }
-            let any = needs != 0;
-            if !any {
+            if needs == 0 {
                 continue;
             }
-            let node = &mut inner_ref.nodes[key];
+            let output = if opts.create_graph {
+                Val::Var(Var { tape: self, key })
+            } else {
+                Val::Const(node.value.clone())
+            };
+            let node = &mut inner.nodes[key];
             let rule = match std::mem::replace(&mut node.origin, Origin::Spent("")) {
                 Origin::Op(rule) => rule,
                 Origin::Spent(op) => {
@@ -726,29 +756,28 @@ impl<T: Float> Tape<T> {
                 }
                 _ => unreachable!("checked above"),
             };
-            let name = rule.name();
-            let output = if opts.create_graph {
-                Val::Var(Var { tape: self, key })
-            } else {
-                Val::Const(node.value.clone())
-            };
             let cx = RuleCtx {
                 inputs,
                 output,
                 needs,
             };
-            drop(inner);
 
-            let cots = rule.vjp(&cx, &self.cot_to_val(g));
-
-            let mut inner = self.inner.borrow_mut();
-            assert_eq!(
-                cots.len(),
-                input_keys.len(),
-                "the VJP rule of `{name}` (recorded at {location}) returned {} cotangents for {} inputs",
-                cots.len(),
-                input_keys.len()
-            );
+            // A plain sweep's rules compute on constants and never touch the tape, so the
+            // borrow is kept across the call (one borrow per node). A recording sweep's
+            // rules record nodes, so the borrow is released around the call.
+            let cots = if opts.create_graph {
+                drop(guard);
+                let cots = rule.vjp(&cx, &self.cot_to_val(g));
+                guard = self.inner.borrow_mut();
+                cots
+            } else {
+                rule.vjp(&cx, &self.cot_to_val(g))
+            };
+            let inner = &mut *guard;
+            let name = rule.name();
+            if cots.len() != input_pos.len() {
+                wrong_count(name, location, cots.len(), input_pos.len());
+            }
             inner.nodes[key].origin = if opts.retain_graph {
                 Origin::Op(rule)
             } else {
@@ -757,17 +786,13 @@ impl<T: Float> Tape<T> {
             let mut pending: SmallVec<[(usize, Val<'_, T>); 2]> = SmallVec::new();
             for (i, c) in cots.into_iter().enumerate() {
                 let Some(c) = c else { continue };
-                if i >= 64
-                    && !self.input_live(
-                        &inner,
-                        input_keys[i],
-                        &targets,
-                        lo,
-                        out_pos,
-                        &scratch.marks,
-                    )
-                    || i < 64 && cx.needs >> i & 1 == 0
-                {
+                let needed = if i < 64 {
+                    needs >> i & 1 == 1
+                } else {
+                    let k = inner.nodes[key].inputs[i];
+                    self.input_live(inner, k, &targets, lo, out_pos, &scratch.marks)
+                };
+                if !needed {
                     continue;
                 }
                 // The borrow is held, so recorded values are read from the arena directly;
@@ -780,15 +805,11 @@ impl<T: Float> Tape<T> {
                     Val::Const(t) => t,
                     Val::Var(v) => &inner.nodes[v.key].value,
                 };
-                assert!(
-                    crate::tensor::shape_eq(value.shape(), input_value.shape()),
-                    "the VJP rule of `{name}` (recorded at {location}) returned a cotangent of shape {:?} \
-                     for input {i} of shape {:?}",
-                    value.shape(),
-                    input_value.shape()
-                );
+                if !crate::tensor::shape_eq(value.shape(), input_value.shape()) {
+                    wrong_shape(name, location, i, value.shape(), input_value.shape());
+                }
                 if anomaly_mode && !value.all_finite() {
-                    let input = &inner.nodes[input_keys[i]];
+                    let input = &inner.nodes[inner.nodes[key].inputs[i]];
                     failure = Some(Error::NonFinite {
                         what: "cotangent",
                         op: name,
@@ -798,7 +819,7 @@ impl<T: Float> Tape<T> {
                     });
                     break 'sweep;
                 }
-                let slot = inner.nodes[input_keys[i]].pos as usize - lo;
+                let slot = input_pos[i] as usize - lo;
                 match (&mut slots[slot], c) {
                     // A plain sweep adds in place at once; a recorded one records `add`
                     // after the borrow is released.
@@ -807,7 +828,7 @@ impl<T: Float> Tape<T> {
                     (_, c) => pending.push((slot, c)),
                 }
             }
-            drop(inner);
+            drop(guard);
             drop(cx);
             for (slot, c) in pending {
                 self.accumulate(&mut slots[slot], c);

@@ -284,6 +284,7 @@ impl<T: Float> Tape<T> {
         Self::push_in(&mut inner, value, origin, inputs, location)
     }
 
+    #[inline]
     fn push_in(
         inner: &mut TapeInner<T>,
         value: Tensor<T>,
@@ -323,45 +324,71 @@ impl<T: Float> Tape<T> {
 
     /// Computes a rule's forward value from recorded inputs and records the node: with its
     /// rule when some input requires a gradient and recording is on, else as a constant.
+    /// Each input is looked up once (its value and whether it requires a gradient); the
+    /// error is boxed so that the common, successful return stays small.
+    #[inline]
     pub(crate) fn record<R: Rule<T>>(
         &self,
         mut rule: R,
         inputs: &[NodeKey],
         location: SourceLocation,
-    ) -> Result<NodeKey> {
-        let mut inner = self.inner.borrow_mut();
-        let inner = &mut *inner;
+    ) -> std::result::Result<NodeKey, Box<Error>> {
+        let mut guard = self.inner.borrow_mut();
+        let inner = &mut *guard;
         let nodes = &inner.nodes;
         // The common arities pass their values on the stack.
-        let forward = match inputs {
-            [a] => rule.forward(&[&nodes[*a].value]),
-            [a, b] => rule.forward(&[&nodes[*a].value, &nodes[*b].value]),
+        let (forward, any_grad) = match inputs {
+            [a] => {
+                let a = &nodes[*a];
+                (rule.forward(&[&a.value]), a.origin.requires_grad())
+            }
+            [a, b] => {
+                let (a, b) = (&nodes[*a], &nodes[*b]);
+                (
+                    rule.forward(&[&a.value, &b.value]),
+                    a.origin.requires_grad() || b.origin.requires_grad(),
+                )
+            }
             _ => {
                 let values: SmallVec<[&Tensor<T>; 4]> =
                     inputs.iter().map(|k| &nodes[*k].value).collect();
-                rule.forward(&values)
+                let any = inputs.iter().any(|k| nodes[*k].origin.requires_grad());
+                (rule.forward(&values), any)
             }
         };
-        let value = forward.map_err(|message| Error::InvalidOp {
-            op: rule.name(),
-            shapes: inputs
-                .iter()
-                .map(|k| Shape::from_slice(nodes[*k].value.shape()))
-                .collect(),
-            message,
-            location,
-        })?;
-        let tracked = inner.no_grad_depth == 0
-            && inputs
-                .iter()
-                .any(|k| inner.nodes[*k].origin.requires_grad());
-        let origin = if tracked {
+        let value = match forward {
+            Ok(v) => v,
+            Err(message) => return Err(invalid_op(rule.name(), nodes, inputs, message, location)),
+        };
+        let origin = if any_grad && inner.no_grad_depth == 0 {
             Origin::Op(Box::new(rule))
         } else {
             Origin::Constant(rule.name())
         };
         Ok(Self::push_in(inner, value, origin, inputs, location))
     }
+}
+
+/// The error of a forward computation that rejected its inputs (kept out of line: it is
+/// never on the hot path).
+#[cold]
+#[inline(never)]
+fn invalid_op<T: Float>(
+    op: &'static str,
+    nodes: &SlotMap<NodeKey, Node<T>>,
+    inputs: &[NodeKey],
+    message: String,
+    location: SourceLocation,
+) -> Box<Error> {
+    Box::new(Error::InvalidOp {
+        op,
+        shapes: inputs
+            .iter()
+            .map(|k| Shape::from_slice(nodes[*k].value.shape()))
+            .collect(),
+        message,
+        location,
+    })
 }
 
 impl<T: Float> std::fmt::Debug for Tape<T> {

@@ -246,6 +246,25 @@ impl<T: Float> fmt::Debug for Val<'_, T> {
     }
 }
 
+/// [`Operand::apply`] for Vars beyond the hot path (other arities, Vars of two tapes).
+#[cold]
+#[inline(never)]
+#[track_caller]
+fn apply_slow<'t, T: Float, R: Rule<T>>(rule: R, inputs: &[&Var<'t, T>]) -> Var<'t, T> {
+    match <Var<'t, T> as Operand<'t, T>>::try_apply(rule, inputs) {
+        Ok(v) => v,
+        Err(e) => panic_with(e),
+    }
+}
+
+/// Panics with an error's message (out of line: never on the hot path).
+#[cold]
+#[inline(never)]
+#[track_caller]
+fn panic_with(e: Error) -> ! {
+    panic!("{e}")
+}
+
 /// What a primitive can be applied to: a user's [`Var`] or a rule's [`Val`].
 ///
 /// Ops are written once as generic functions over `Operand`, so the same `x.exp()` is a
@@ -285,6 +304,27 @@ pub trait Operand<'t, T: Float>: Clone + Sized {
 }
 
 impl<'t, T: Float> Operand<'t, T> for Var<'t, T> {
+    /// The recording hot path: the common arities record straight from the stack, and a
+    /// rejected input panics out of line, so the successful path carries no large
+    /// `Result`.
+    #[track_caller]
+    #[inline]
+    fn apply<R: Rule<T>>(rule: R, inputs: &[&Self]) -> Self {
+        let location = Location::caller();
+        let recorded = match inputs {
+            [a] => a.tape.record(rule, &[a.key], location).map(|k| (a.tape, k)),
+            [a, b] if std::ptr::eq(a.tape, b.tape) => a
+                .tape
+                .record(rule, &[a.key, b.key], location)
+                .map(|k| (a.tape, k)),
+            _ => return apply_slow(rule, inputs),
+        };
+        match recorded {
+            Ok((tape, key)) => Var { tape, key },
+            Err(e) => panic_with(*e),
+        }
+    }
+
     #[track_caller]
     fn try_apply<R: Rule<T>>(rule: R, inputs: &[&Self]) -> Result<Self> {
         let location = Location::caller();
@@ -308,13 +348,14 @@ impl<'t, T: Float> Operand<'t, T> for Var<'t, T> {
         }
         // The common arities build their key list on the stack.
         let key = match inputs {
-            [a] => tape.record(rule, &[a.key], location)?,
-            [a, b] => tape.record(rule, &[a.key, b.key], location)?,
+            [a] => tape.record(rule, &[a.key], location),
+            [a, b] => tape.record(rule, &[a.key, b.key], location),
             _ => {
                 let keys: SmallVec<[NodeKey; 4]> = inputs.iter().map(|v| v.key).collect();
-                tape.record(rule, &keys, location)?
+                tape.record(rule, &keys, location)
             }
-        };
+        }
+        .map_err(|e| *e)?;
         Ok(Var { tape, key })
     }
 
@@ -432,7 +473,7 @@ impl<'t, T: Float> Operand<'t, T> for Val<'t, T> {
                         Val::Const(t) => tape.push_constant(t.clone(), "constant", location),
                     });
                 }
-                let key = tape.record(rule, &keys, location)?;
+                let key = tape.record(rule, &keys, location).map_err(|e| *e)?;
                 Ok(Val::Var(Var { tape, key }))
             }
         }
