@@ -66,8 +66,6 @@ mod softplus;
 mod sqrt;
 mod square;
 mod tanh;
-#[cfg(test)]
-mod testing;
 mod unary;
 
 pub use abs::Abs;

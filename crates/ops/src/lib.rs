@@ -25,8 +25,16 @@ pub mod linalg;
 pub mod nn;
 pub mod reduce;
 pub mod shape;
+#[cfg(test)]
+pub(crate) mod testing;
 
 pub use retrograd_tape::arith;
+
+/// The number of elements of a shape, for the ops' multiply-add estimates
+/// ([`Rule::madds`](retrograd_tape::Rule::madds)).
+pub(crate) fn elements(shape: &[usize]) -> u64 {
+    shape.iter().map(|&d| d as u64).product()
+}
 
 /// Everything needed to write models: the tape types and every op trait.
 pub mod prelude {

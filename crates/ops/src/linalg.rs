@@ -19,7 +19,6 @@
 pub mod kernel;
 pub mod matmul;
 pub mod outer;
-mod reshape;
 
 pub use matmul::MatMul;
 pub use outer::Outer;
@@ -56,7 +55,7 @@ pub trait LinalgOps<'t, T: Float>: Operand<'t, T> {
     /// `x.matmul_transposed(&w, false, true)`, without copying `w`. Flags on 1-D operands
     /// are ignored. Otherwise as [`matmul`](LinalgOps::matmul).
     ///
-    /// `x.matmul_transposed(&w, false, true)` equals `x.matmul(&w.transpose(-2, -1))`.
+    /// `x.matmul_transposed(&w, false, true)` equals `x.matmul(&w.transpose())`.
     #[track_caller]
     fn matmul_transposed(&self, other: &Self, transpose_a: bool, transpose_b: bool) -> Self {
         Self::apply(MatMul::transposed(transpose_a, transpose_b), &[self, other])

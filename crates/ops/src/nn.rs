@@ -103,7 +103,6 @@
 
 pub mod bce;
 pub mod cross_entropy;
-mod helpers;
 pub mod log_softmax;
 pub mod mse;
 pub mod softmax;

@@ -27,9 +27,6 @@ pub mod mean;
 pub mod sum;
 pub mod variance;
 
-#[cfg(test)]
-pub(crate) mod testutil;
-
 pub use extremum::{Extremum, ExtremumKind};
 pub use logsumexp::LogSumExp;
 pub use mean::Mean;
@@ -202,19 +199,39 @@ pub(crate) fn unreduce<'t, T: Float, X: Operand<'t, T>>(
     retrograd_tape::arith::broadcast_to(&g, input_shape)
 }
 
+/// Resolved axes as [`Axes`] again: the rules reduce a tangent over the very axes the
+/// forward computation resolved.
+pub(crate) fn axes_of(resolved: &[usize]) -> Axes {
+    Axes::Many(resolved.iter().map(|&a| a as isize).collect())
+}
+
+/// The attributes every reduction reports for inspection.
+pub(crate) fn reduce_attributes(axes: &Axes, keepdims: bool) -> Vec<(&'static str, String)> {
+    vec![
+        ("axes", axes.to_string()),
+        ("keepdims", keepdims.to_string()),
+    ]
+}
+
 /// Folds `view` over the (normalised, sorted) `axes` with `f` from `init`, keeping the
-/// reduced axes as extent 1 (the caller reshapes when `keepdims` is off).
+/// reduced axes as extent 1 (the caller reshapes when `keepdims` is off). The first axis
+/// is folded straight from the view, so the input is never copied.
 pub(crate) fn fold_kept<T: Float>(
     view: ndarray::ArrayViewD<'_, T>,
     axes: &[usize],
     init: T,
     f: impl Fn(T, T) -> T,
 ) -> ndarray::ArrayD<T> {
-    let mut acc = view.to_owned();
-    for &a in axes {
-        acc = acc
-            .fold_axis(ndarray::Axis(a), init, |&s, &x| f(s, x))
-            .insert_axis(ndarray::Axis(a));
+    let fold = |a: ndarray::ArrayViewD<'_, T>, axis: usize| {
+        a.fold_axis(ndarray::Axis(axis), init, |&s, &x| f(s, x))
+            .insert_axis(ndarray::Axis(axis))
+    };
+    let Some((&first, rest)) = axes.split_first() else {
+        return view.to_owned();
+    };
+    let mut acc = fold(view, first);
+    for &a in rest {
+        acc = fold(acc.view(), a);
     }
     acc
 }

@@ -26,7 +26,9 @@ use std::ops::{Bound, RangeBounds};
 
 use ndarray::{ArrayBase, Data, Dimension};
 
-use retrograd_tape::{Float, Operand};
+use smallvec::SmallVec;
+
+use retrograd_tape::{Float, Operand, RuleCtx, Tensor, Val};
 
 pub mod concat;
 pub mod gather;
@@ -54,15 +56,36 @@ pub use slice::{Slice, SliceSpec};
 pub use squeeze::{Squeeze, Unsqueeze};
 pub use stack::Stack;
 
-/// Reshapes to an exact shape, recording nothing when `x` already has it (what rules use
-/// to move between a reduction's output and its keep-dims shape).
+/// Reshapes to an exact shape, recording nothing when `x` already has it: what rules use to
+/// move between a reduction's output and its keep-dims shape, and to promote `matmul`'s
+/// vector operands to matrices (and their cotangents back).
 #[track_caller]
 pub(crate) fn reshape_exact<'t, T: Float, X: Operand<'t, T>>(x: &X, shape: &[usize]) -> X {
-    if x.shape().as_slice() == shape {
+    if x.has_shape(shape) {
         x.clone()
     } else {
         X::apply(Reshape::exact(shape), &[x])
     }
+}
+
+/// The tangents of a multi-input linear op (`concat`, `stack`), zeros of the input's shape
+/// standing in for inputs without one; `None` when no input has a tangent.
+pub(crate) fn tangents_or_zeros<'t, T: Float>(
+    cx: &RuleCtx<'t, T>,
+    t: &[Option<Val<'t, T>>],
+) -> Option<SmallVec<[Val<'t, T>; 4]>> {
+    if t.iter().all(Option::is_none) {
+        return None;
+    }
+    let filled = t
+        .iter()
+        .enumerate()
+        .map(|(i, t)| match t {
+            Some(t) => t.clone(),
+            None => Val::Const(Tensor::zeros(&cx.input_shape(i))),
+        })
+        .collect();
+    Some(filled)
 }
 
 /// Concatenates values along an existing `axis`; all other extents must agree:
@@ -103,7 +126,7 @@ pub fn stack<'t, T: Float, X: Operand<'t, T>>(xs: &[&X], axis: isize) -> X {
     X::apply(Stack::new(axis), xs)
 }
 
-/// Shape ops on [`Var`](retrograd_tape::Var) and [`Val`](retrograd_tape::Val).
+/// Shape ops on [`Var`](retrograd_tape::Var) and [`Val`].
 pub trait ShapeOps<'t, T: Float>: Operand<'t, T> {
     /// The same elements (row-major order) in a new shape; one extent may be `-1`, inferred
     /// from the others: `x.reshape(&[2, -1])`.

@@ -43,8 +43,8 @@ pub(crate) fn compare<'t, T: Float, X: Operand<'t, T>>(
 
 #[cfg(test)]
 mod tests {
-    use crate::elementwise::testing::panic_message;
     use crate::prelude::*;
+    use crate::testing::panic_message;
     use ndarray::array;
 
     #[test]

@@ -55,29 +55,17 @@ impl<T: Float> Rule<T> for Maximum {
 
 #[cfg(test)]
 mod tests {
-    use crate::elementwise::testing::*;
     use crate::prelude::*;
-    use ndarray::{ArrayD, array};
+    use crate::testing::*;
+    use ndarray::array;
     use proptest::prelude::*;
-    use retrograd_tape::strategies::{array, broadcast_shapes_pair, config};
-
-    /// Values on two interleaved grids (k/2 + 0.1 and k/2 + 0.35), so every pair across
-    /// the two inputs differs by at least 0.15: no tie or kink within the check's step.
-    fn pair() -> impl Strategy<Value = (ArrayD<f64>, ArrayD<f64>)> {
-        broadcast_shapes_pair(3, 4).prop_flat_map(|(sa, sb)| {
-            let grid = |off: f64| move |a: ArrayD<f64>| a.mapv(|x| (x * 2.0).round() / 2.0 + off);
-            (
-                array(sa, -2.0, 2.0).prop_map(grid(0.1)),
-                array(sb, -2.0, 2.0).prop_map(grid(0.35)),
-            )
-        })
-    }
+    use retrograd_tape::strategies::config;
 
     proptest! {
         #![proptest_config(config(32))]
         #[test]
-        fn gradients_check((a, b) in pair()) {
-            check(|v| v[0].maximum(&v[1]), &[a, b], true)?;
+        fn gradients_check((a, b) in separated_pair()) {
+            check_many(&[a, b], |v| v[0].maximum(&v[1]))?;
         }
     }
 
@@ -89,7 +77,7 @@ mod tests {
         let y = tape.var(a.clone()).maximum(&tape.var(b.clone()));
         assert_eq!(y.shape().as_slice(), &[3, 4]);
         assert_eq!(y.array()[[2, 1]], 2.1);
-        check(|v| v[0].maximum(&v[1]), &[a, b], true).unwrap();
+        check_many(&[a, b], |v| v[0].maximum(&v[1])).unwrap();
     }
 
     #[test]

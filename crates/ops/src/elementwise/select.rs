@@ -2,10 +2,10 @@
 
 use ndarray::{IxDyn, Zip};
 
+use retrograd_tape::arith::ScalarLhs;
 use retrograd_tape::{Cotangents, Float, Operand, Rule, RuleCtx, Tensor, Val, broadcast_shapes};
 
 use super::binary::{masked_jvp, masked_vjp};
-use super::unary::one_minus;
 
 /// `y = cond ≠ 0 ? a : b`, elementwise, with the three inputs broadcast together under
 /// numpy's rules. Inputs are `[cond, a, b]`; any nonzero `cond` (NaN included, as numpy's
@@ -64,12 +64,12 @@ impl<T: Float> Rule<T> for Where {
     }
     fn vjp<'t>(&self, cx: &RuleCtx<'t, T>, g: &Val<'t, T>) -> Cotangents<'t, T> {
         let ma = || mask(cx);
-        let mb = || one_minus(&mask(cx));
+        let mb = || mask(cx).rsub(T::one());
         masked_vjp(cx, g, &[(1, &ma), (2, &mb)])
     }
     fn jvp<'t>(&self, cx: &RuleCtx<'t, T>, t: &[Option<Val<'t, T>>]) -> Option<Val<'t, T>> {
         let ma = || mask(cx);
-        let mb = || one_minus(&mask(cx));
+        let mb = || mask(cx).rsub(T::one());
         masked_jvp(t, &[(1, &ma), (2, &mb)])
     }
 }
@@ -97,8 +97,8 @@ pub fn where_<'t, T: Float, X: Operand<'t, T>>(cond: &X, a: &X, b: &X) -> X {
 #[cfg(test)]
 mod tests {
     use super::where_;
-    use crate::elementwise::testing::*;
     use crate::prelude::*;
+    use crate::testing::*;
     use ndarray::array;
     use proptest::prelude::*;
     use retrograd_tape::strategies::{array, broadcast_shapes_pair, config};
@@ -115,11 +115,11 @@ mod tests {
             let c = c.mapv(|v| if v > 0.0 { 1.0 } else { 0.0 });
             // The condition enters as a constant; a and b are checked, to second order
             // (through a smooth function of the selection).
-            check(move |v| {
+            check_many(&[a, b], move |v| {
                 let cond = v[0].tape().constant(c.clone());
                 let y = where_(&cond, &v[0], &v[1]);
                 y * y
-            }, &[a, b], true)?;
+            })?;
         }
     }
 
@@ -141,16 +141,15 @@ mod tests {
         let g = tape.grad(s, &[a, b]).unwrap();
         assert_eq!(g[0], array![[4.0], [0.0], [4.0]].into_dyn());
         assert_eq!(g[1], array![1.0, 1.0, 1.0, 1.0].into_dyn());
-        check(
-            |v| {
-                let cond = v[0].tape().constant(array![[1.0], [0.0], [2.0]]);
-                where_(&cond, &v[0], &v[1])
-            },
+        check_many(
             &[
                 array![[1.0], [2.0], [3.0]].into_dyn(),
                 array![1.0, 2.0, 3.0, 4.0].into_dyn(),
             ],
-            true,
+            |v| {
+                let cond = v[0].tape().constant(array![[1.0], [0.0], [2.0]]);
+                where_(&cond, &v[0], &v[1])
+            },
         )
         .unwrap();
     }

@@ -8,7 +8,6 @@
 
 use smallvec::smallvec;
 
-use retrograd_tape::arith::ScalarOp;
 use retrograd_tape::{Cotangents, Float, Operand, Rule, RuleCtx, Tensor, Val};
 
 /// An elementwise function of one tensor, described by its value and its derivative.
@@ -85,13 +84,6 @@ impl<T: Float, U: UnaryFn<T>> Rule<T> for Unary<U> {
         t[0].as_ref()
             .map(|t| self.0.chain(cx.input(0), cx.output(), t))
     }
-}
-
-/// `1 - x`, recorded as one node (the engine's scalar-on-the-left operators exist only
-/// for the concrete `f32`/`f64`, not for a generic `T`).
-#[track_caller]
-pub(crate) fn one_minus<'t, T: Float, X: Operand<'t, T>>(x: &X) -> X {
-    X::apply(ScalarOp::SubFrom(T::one()), &[x])
 }
 
 /// A 0/1 (or other piecewise-constant) factor computed from `x`'s value, entered as a

@@ -44,6 +44,10 @@ impl<T: Float> Rule<T> for Mse {
     fn attributes(&self) -> Vec<(&'static str, String)> {
         vec![("reduction", self.reduction.to_string())]
     }
+    /// A difference and a multiply-add per element (the output is one scalar).
+    fn madds(&self, input_shapes: &[&[usize]], _: &[usize]) -> u64 {
+        2 * crate::elements(input_shapes[0])
+    }
     fn forward(&mut self, x: &[&Tensor<T>]) -> Result<Tensor<T>, String> {
         let (p, t) = (x[0], x[1]);
         if p.shape() != t.shape() {
@@ -88,10 +92,10 @@ impl<T: Float> Rule<T> for Mse {
 
 #[cfg(test)]
 pub(crate) mod tests {
+    use crate::testing::{check_many, panic_message};
     use ndarray::{ArrayD, array};
     use proptest::prelude::*;
     use retrograd_tape::Tape;
-    use retrograd_tape::check::{CheckOptions, check_gradients};
     use retrograd_tape::strategies::{array, config, shape};
 
     use crate::nn::{NnOps, Reduction};
@@ -113,8 +117,7 @@ pub(crate) mod tests {
             let sq: f64 = p.iter().zip(t.iter()).map(|(a, b)| (a - b) * (a - b)).sum();
             let expected = if sum { sq } else { sq / p.len() as f64 };
             prop_assert!((got - expected).abs() < 1e-12);
-            let r = check_gradients(|v| v[0].mse_with(&v[1], reduction), &[p, t], &CheckOptions::default());
-            prop_assert!(r.is_ok(), "{}", r.unwrap_err());
+            check_many(&[p, t], |v| v[0].mse_with(&v[1], reduction))?;
         }
     }
 
@@ -123,8 +126,9 @@ pub(crate) mod tests {
         let tape = Tape::<f64>::new();
         let p = tape.var(array![[1.0], [2.0]]);
         let t = tape.constant(array![1.0, 2.0]);
-        let err = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| p.mse(&t))).unwrap_err();
-        let msg = err.downcast_ref::<String>().cloned().unwrap_or_default();
+        let msg = panic_message(|| {
+            p.mse(&t);
+        });
         assert!(
             msg.contains("mse") && msg.contains("[2, 1]") && msg.contains(file!()),
             "{msg}"

@@ -20,7 +20,7 @@ use smallvec::smallvec;
 
 use retrograd_tape::{Cotangents, Float, Operand, Rule, RuleCtx, Tensor, Val};
 
-use super::{Axes, AxisList, ReduceOps, finish, fold_kept, unreduce};
+use super::{Axes, AxisList, ReduceOps, axes_of, finish, fold_kept, reduce_attributes, unreduce};
 
 /// Which extreme an [`Extremum`] takes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -71,10 +71,11 @@ impl<T: Float> Rule<T> for Extremum<T> {
         }
     }
     fn attributes(&self) -> Vec<(&'static str, String)> {
-        vec![
-            ("axes", self.axes.to_string()),
-            ("keepdims", self.keepdims.to_string()),
-        ]
+        reduce_attributes(&self.axes, self.keepdims)
+    }
+    /// One comparison per input element (the tie weights cost about as much again).
+    fn madds(&self, input_shapes: &[&[usize]], _: &[usize]) -> u64 {
+        crate::elements(input_shapes[0])
     }
     fn forward(&mut self, x: &[&Tensor<T>]) -> Result<Tensor<T>, String> {
         let x = x[0];
@@ -119,7 +120,7 @@ impl<T: Float> Rule<T> for Extremum<T> {
     }
     fn jvp<'t>(&self, cx: &RuleCtx<'t, T>, t: &[Option<Val<'t, T>>]) -> Option<Val<'t, T>> {
         let w = cx.input(0).constant_like(self.weights());
-        let axes = Axes::Many(self.resolved.iter().map(|&a| a as isize).collect());
+        let axes = axes_of(&self.resolved);
         t[0].as_ref().map(|t| (t * &w).sum(axes, self.keepdims))
     }
     fn saved_bytes(&self) -> usize {
@@ -134,9 +135,7 @@ mod tests {
     use retrograd_tape::Tape;
 
     use crate::reduce::ReduceOps;
-    use crate::reduce::testutil::{
-        assert_panics_with, axes_for, check, check_squared, distinct_axes_for,
-    };
+    use crate::testing::{assert_panics_with, axes_for, check, check_squared, distinct_axes_for};
 
     #[test]
     fn exact_values() {

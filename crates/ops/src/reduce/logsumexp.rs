@@ -17,7 +17,7 @@ use retrograd_tape::{Cotangents, Float, Rule, RuleCtx, Tensor, Val};
 
 use crate::elementwise::ElementwiseOps;
 
-use super::{Axes, AxisList, ReduceOps, finish, fold_kept, unreduce};
+use super::{Axes, AxisList, ReduceOps, axes_of, finish, fold_kept, reduce_attributes, unreduce};
 
 /// `ln Σ exp(x)` over `axes`; see the [module docs](self).
 #[derive(Debug, Clone)]
@@ -50,10 +50,11 @@ impl<T: Float> Rule<T> for LogSumExp {
         "logsumexp"
     }
     fn attributes(&self) -> Vec<(&'static str, String)> {
-        vec![
-            ("axes", self.axes.to_string()),
-            ("keepdims", self.keepdims.to_string()),
-        ]
+        reduce_attributes(&self.axes, self.keepdims)
+    }
+    /// Three passes over the input: the maximum, the shifted exponentials, their sum.
+    fn madds(&self, input_shapes: &[&[usize]], _: &[usize]) -> u64 {
+        3 * crate::elements(input_shapes[0])
     }
     fn forward(&mut self, x: &[&Tensor<T>]) -> Result<Tensor<T>, String> {
         let x = x[0];
@@ -82,7 +83,7 @@ impl<T: Float> Rule<T> for LogSumExp {
         smallvec![Some(spread * self.softmax(cx))]
     }
     fn jvp<'t>(&self, cx: &RuleCtx<'t, T>, t: &[Option<Val<'t, T>>]) -> Option<Val<'t, T>> {
-        let axes = Axes::Many(self.resolved.iter().map(|&a| a as isize).collect());
+        let axes = axes_of(&self.resolved);
         let t = t[0].as_ref()?;
         Some((t * &self.softmax(cx)).sum(axes, self.keepdims))
     }
@@ -95,7 +96,7 @@ mod tests {
     use retrograd_tape::Tape;
 
     use crate::reduce::ReduceOps;
-    use crate::reduce::testutil::{assert_panics_with, axes_for, check, check_squared};
+    use crate::testing::{assert_panics_with, axes_for, check, check_squared};
 
     #[test]
     fn exact_values() {

@@ -10,7 +10,10 @@ use smallvec::smallvec;
 
 use retrograd_tape::{Cotangents, Float, Rule, RuleCtx, Tensor, Val};
 
-use super::{Axes, AxisList, ReduceOps, finish, fold_kept, reduced_count, unreduce};
+use super::{
+    Axes, AxisList, ReduceOps, axes_of, finish, fold_kept, reduce_attributes, reduced_count,
+    unreduce,
+};
 
 /// The mean over `axes`; see the [module docs](self).
 #[derive(Debug, Clone)]
@@ -39,10 +42,11 @@ impl<T: Float> Rule<T> for Mean {
         "mean"
     }
     fn attributes(&self) -> Vec<(&'static str, String)> {
-        vec![
-            ("axes", self.axes.to_string()),
-            ("keepdims", self.keepdims.to_string()),
-        ]
+        reduce_attributes(&self.axes, self.keepdims)
+    }
+    /// One addition per input element.
+    fn madds(&self, input_shapes: &[&[usize]], _: &[usize]) -> u64 {
+        crate::elements(input_shapes[0])
     }
     fn forward(&mut self, x: &[&Tensor<T>]) -> Result<Tensor<T>, String> {
         let x = x[0];
@@ -60,7 +64,7 @@ impl<T: Float> Rule<T> for Mean {
         smallvec![Some(spread / T::of(self.count as f64))]
     }
     fn jvp<'t>(&self, _: &RuleCtx<'t, T>, t: &[Option<Val<'t, T>>]) -> Option<Val<'t, T>> {
-        let axes = Axes::Many(self.resolved.iter().map(|&a| a as isize).collect());
+        let axes = axes_of(&self.resolved);
         t[0].as_ref().map(|t| t.mean(axes, self.keepdims))
     }
 }
@@ -72,7 +76,7 @@ mod tests {
     use retrograd_tape::Tape;
 
     use crate::reduce::ReduceOps;
-    use crate::reduce::testutil::{assert_panics_with, axes_for, check, check_squared};
+    use crate::testing::{assert_panics_with, axes_for, check, check_squared};
 
     #[test]
     fn exact_values() {

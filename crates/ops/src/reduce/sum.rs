@@ -11,7 +11,7 @@ use smallvec::smallvec;
 
 use retrograd_tape::{Cotangents, Float, Rule, RuleCtx, Tensor, Val};
 
-use super::{Axes, AxisList, ReduceOps, finish, fold_kept, unreduce};
+use super::{Axes, AxisList, ReduceOps, axes_of, finish, fold_kept, reduce_attributes, unreduce};
 
 /// The sum over `axes`; see the [module docs](self).
 #[derive(Debug, Clone)]
@@ -38,10 +38,11 @@ impl<T: Float> Rule<T> for Sum {
         "sum"
     }
     fn attributes(&self) -> Vec<(&'static str, String)> {
-        vec![
-            ("axes", self.axes.to_string()),
-            ("keepdims", self.keepdims.to_string()),
-        ]
+        reduce_attributes(&self.axes, self.keepdims)
+    }
+    /// One addition per input element.
+    fn madds(&self, input_shapes: &[&[usize]], _: &[usize]) -> u64 {
+        crate::elements(input_shapes[0])
     }
     fn forward(&mut self, x: &[&Tensor<T>]) -> Result<Tensor<T>, String> {
         let x = x[0];
@@ -56,7 +57,7 @@ impl<T: Float> Rule<T> for Sum {
         smallvec![Some(unreduce(g, &cx.input_shape(0), &self.resolved))]
     }
     fn jvp<'t>(&self, _: &RuleCtx<'t, T>, t: &[Option<Val<'t, T>>]) -> Option<Val<'t, T>> {
-        let axes = Axes::Many(self.resolved.iter().map(|&a| a as isize).collect());
+        let axes = axes_of(&self.resolved);
         t[0].as_ref().map(|t| t.sum(axes, self.keepdims))
     }
 }
@@ -67,8 +68,9 @@ mod tests {
     use proptest::prelude::*;
     use retrograd_tape::Tape;
 
-    use crate::reduce::testutil::{assert_panics_with, axes_for, check, check_squared};
     use crate::reduce::{Axes, ReduceOps};
+    use crate::testing::{assert_panics_with, axes_for, check, check_squared};
+    use retrograd_tape::strategies::array_any;
 
     #[test]
     fn exact_values() {
@@ -81,6 +83,17 @@ mod tests {
         assert_eq!(x.sum(Vec::<isize>::new(), false).array(), x.array());
         let g = tape.grad(x.sum(1, false).sum_all(), &[x]).unwrap();
         assert_eq!(g[0], ArrayD::from_elem(vec![2, 3], 1.0));
+    }
+
+    /// A reduction costs one operation per input element, however small its output.
+    #[test]
+    fn madds_count_the_input() {
+        let tape = Tape::<f64>::new();
+        let x = tape.var(ArrayD::zeros(vec![3, 4]));
+        assert_eq!(tape.node_info(x.sum_all()).madds, 12);
+        assert_eq!(tape.node_info(x.mean(1, false)).madds, 12);
+        assert_eq!(tape.node_info(x.max(0, true)).madds, 12);
+        assert_eq!(tape.node_info(x.logsumexp_all()).madds, 36);
     }
 
     #[test]
@@ -115,7 +128,7 @@ mod tests {
         }
 
         #[test]
-        fn sum_all_matches_ndarray(x in crate::reduce::testutil::any_array(3, 4)) {
+        fn sum_all_matches_ndarray(x in array_any(3, 4, -2.0, 2.0)) {
             let tape = Tape::<f64>::new();
             let v = tape.var(x.clone());
             prop_assert!((v.sum(Axes::All, false).item() - x.sum()).abs() < 1e-12);

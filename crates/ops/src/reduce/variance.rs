@@ -17,7 +17,10 @@ use smallvec::smallvec;
 
 use retrograd_tape::{Cotangents, Float, Rule, RuleCtx, Tensor, Val};
 
-use super::{Axes, AxisList, ReduceOps, finish, fold_kept, reduced_count, unreduce};
+use super::{
+    Axes, AxisList, ReduceOps, axes_of, finish, fold_kept, reduce_attributes, reduced_count,
+    unreduce,
+};
 
 /// The variance over `axes`; see the [module docs](self).
 #[derive(Debug, Clone)]
@@ -43,14 +46,10 @@ impl Variance {
         }
     }
 
-    fn axes_list(&self) -> Axes {
-        Axes::Many(self.resolved.iter().map(|&a| a as isize).collect())
-    }
-
     /// `2d / (n − c)`, the weights of both rules, in differentiable ops.
     fn weights<'t, T: Float>(&self, cx: &RuleCtx<'t, T>) -> Val<'t, T> {
         let x = cx.input(0);
-        let mean = x.mean(self.axes_list(), true);
+        let mean = x.mean(axes_of(&self.resolved), true);
         let d = x - &unreduce(&mean, &x.shape(), &self.resolved);
         d * T::of(2.0 / self.divisor)
     }
@@ -61,11 +60,13 @@ impl<T: Float> Rule<T> for Variance {
         "var"
     }
     fn attributes(&self) -> Vec<(&'static str, String)> {
-        vec![
-            ("axes", self.axes.to_string()),
-            ("keepdims", self.keepdims.to_string()),
-            ("correction", self.correction.to_string()),
-        ]
+        let mut attributes = reduce_attributes(&self.axes, self.keepdims);
+        attributes.push(("correction", self.correction.to_string()));
+        attributes
+    }
+    /// Three passes over the input: the mean, the squared deviations, their sum.
+    fn madds(&self, input_shapes: &[&[usize]], _: &[usize]) -> u64 {
+        3 * crate::elements(input_shapes[0])
     }
     fn forward(&mut self, x: &[&Tensor<T>]) -> Result<Tensor<T>, String> {
         let x = x[0];
@@ -92,7 +93,7 @@ impl<T: Float> Rule<T> for Variance {
     }
     fn jvp<'t>(&self, cx: &RuleCtx<'t, T>, t: &[Option<Val<'t, T>>]) -> Option<Val<'t, T>> {
         let t = t[0].as_ref()?;
-        Some((t * &self.weights(cx)).sum(self.axes_list(), self.keepdims))
+        Some((t * &self.weights(cx)).sum(axes_of(&self.resolved), self.keepdims))
     }
 }
 
@@ -103,7 +104,7 @@ mod tests {
     use retrograd_tape::Tape;
 
     use crate::reduce::ReduceOps;
-    use crate::reduce::testutil::{assert_panics_with, axes_for, check, check_squared};
+    use crate::testing::{assert_panics_with, axes_for, check, check_squared};
 
     #[test]
     fn exact_values() {

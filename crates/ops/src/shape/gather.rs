@@ -127,8 +127,9 @@ pub(crate) mod tests {
     use retrograd_tape::Tape;
 
     use crate::reduce::ReduceOps;
-    use crate::reduce::testutil::{any_array, assert_panics_with, check, check_squared};
     use crate::shape::ShapeOps;
+    use crate::testing::{assert_panics_with, check, check_squared};
+    use retrograd_tape::strategies::array_any;
 
     #[test]
     fn exact_values() {
@@ -175,7 +176,7 @@ pub(crate) mod tests {
 
     /// An array, an axis, and an index array fitting it (free extent along the axis).
     pub(crate) fn gathering() -> impl Strategy<Value = (ArrayD<f64>, usize, ArrayD<usize>)> {
-        any_array(3, 4)
+        array_any(3, 4, -2.0, 2.0)
             .prop_filter("at least one axis", |x| x.ndim() > 0)
             .prop_flat_map(|x| {
                 let n = x.ndim();

@@ -86,8 +86,9 @@ mod tests {
     use proptest::prelude::*;
     use retrograd_tape::Tape;
 
-    use crate::reduce::testutil::{any_array, assert_panics_with, check, check_squared};
     use crate::shape::ShapeOps;
+    use crate::testing::{assert_panics_with, check, check_squared};
+    use retrograd_tape::strategies::array_any;
 
     #[test]
     fn exact_values() {
@@ -115,7 +116,7 @@ mod tests {
         #![proptest_config(retrograd_tape::strategies::config(32))]
 
         #[test]
-        fn gradients(x in any_array(3, 3), widths in prop::collection::vec((0..3usize, 0..3usize), 3)) {
+        fn gradients(x in array_any(3, 3, -2.0, 2.0), widths in prop::collection::vec((0..3usize, 0..3usize), 3)) {
             let w: Vec<_> = widths[..x.ndim()].to_vec();
             let w2 = w.clone();
             check(&x, move |x| x.pad(&w))?;

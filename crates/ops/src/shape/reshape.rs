@@ -12,6 +12,16 @@ use retrograd_tape::{Cotangents, Float, Rule, RuleCtx, Shape, Tensor, Val};
 
 use super::reshape_exact;
 
+/// `x`'s elements, in logical row-major order, in `shape` (of the same element count): the
+/// forward computation of every reshape-like op (`reshape`, `squeeze`, `unsqueeze`, and the
+/// promotions inside `matmul`'s rules).
+pub(crate) fn reshaped<T: Float>(x: &Tensor<T>, shape: &[usize]) -> Result<Tensor<T>, String> {
+    match x.view().to_shape(IxDyn(shape)) {
+        Ok(a) => Ok(Tensor::from_array(a.into_owned())),
+        Err(e) => Err(format!("cannot reshape {:?} to {shape:?}: {e}", x.shape())),
+    }
+}
+
 /// A reshape; see the [module docs](self).
 #[derive(Debug, Clone)]
 pub struct Reshape {
@@ -92,13 +102,7 @@ impl<T: Float> Rule<T> for Reshape {
         if self.target.as_slice() == x.shape() {
             return Ok(x.clone());
         }
-        match x.view().to_shape(IxDyn(&self.target)) {
-            Ok(a) => Ok(Tensor::from_array(a.into_owned())),
-            Err(e) => Err(format!(
-                "cannot reshape to {:?}: {e}",
-                self.target.as_slice()
-            )),
-        }
+        reshaped(x, &self.target)
     }
     fn vjp<'t>(&self, cx: &RuleCtx<'t, T>, g: &Val<'t, T>) -> Cotangents<'t, T> {
         smallvec![Some(reshape_exact(g, &cx.input_shape(0)))]
@@ -114,8 +118,9 @@ mod tests {
     use proptest::prelude::*;
     use retrograd_tape::Tape;
 
-    use crate::reduce::testutil::{any_array, assert_panics_with, check, check_squared};
     use crate::shape::ShapeOps;
+    use crate::testing::{assert_panics_with, check, check_squared};
+    use retrograd_tape::strategies::array_any;
 
     #[test]
     fn exact_values() {
@@ -167,7 +172,7 @@ mod tests {
     /// first two axes merged; sometimes with one extent left to infer (`-1`).
     fn reshaped() -> impl Strategy<Value = (ArrayD<f64>, Vec<isize>)> {
         (
-            any_array(3, 4),
+            array_any(3, 4, -2.0, 2.0),
             0..4usize,
             any::<prop::sample::Index>(),
             any::<bool>(),

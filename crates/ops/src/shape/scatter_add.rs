@@ -107,8 +107,8 @@ mod tests {
     use retrograd_tape::{Tape, Var};
 
     use super::ScatterAdd;
-    use crate::reduce::testutil::{assert_panics_with, check, check_squared};
     use crate::shape::gather::tests::gathering;
+    use crate::testing::{assert_panics_with, check, check_squared};
 
     #[test]
     fn exact_values() {

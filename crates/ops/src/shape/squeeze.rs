@@ -12,16 +12,9 @@ use smallvec::smallvec;
 
 use retrograd_tape::{Cotangents, Float, Rule, RuleCtx, Shape, Tensor, Val};
 
+use super::reshape::reshaped;
 use super::reshape_exact;
 use crate::reduce::normalize_axis;
-
-/// Reshapes a tensor without a copy of its logical layout.
-fn with_shape<T: Float>(x: &Tensor<T>, shape: &[usize]) -> Result<Tensor<T>, String> {
-    match x.view().to_shape(ndarray::IxDyn(shape)) {
-        Ok(a) => Ok(Tensor::from_array(a.into_owned())),
-        Err(e) => Err(format!("cannot reshape to {shape:?}: {e}")),
-    }
-}
 
 /// Removes an axis of extent 1; see the [module docs](self).
 #[derive(Debug, Clone)]
@@ -65,7 +58,7 @@ impl<T: Float> Rule<T> for Squeeze {
             .filter(|&(i, _)| i != a)
             .map(|(_, d)| d)
             .collect();
-        with_shape(x, &self.out)
+        reshaped(x, &self.out)
     }
     fn vjp<'t>(&self, cx: &RuleCtx<'t, T>, g: &Val<'t, T>) -> Cotangents<'t, T> {
         smallvec![Some(reshape_exact(g, &cx.input_shape(0)))]
@@ -104,7 +97,7 @@ impl<T: Float> Rule<T> for Unsqueeze {
         let a = normalize_axis(self.axis, x.ndim() + 1)?;
         self.out = Shape::from_slice(x.shape());
         self.out.insert(a, 1);
-        with_shape(x, &self.out)
+        reshaped(x, &self.out)
     }
     fn vjp<'t>(&self, cx: &RuleCtx<'t, T>, g: &Val<'t, T>) -> Cotangents<'t, T> {
         smallvec![Some(reshape_exact(g, &cx.input_shape(0)))]
@@ -120,8 +113,9 @@ mod tests {
     use proptest::prelude::*;
     use retrograd_tape::Tape;
 
-    use crate::reduce::testutil::{any_array, assert_panics_with, check, check_squared};
     use crate::shape::ShapeOps;
+    use crate::testing::{assert_panics_with, check, check_squared};
+    use retrograd_tape::strategies::array_any;
 
     #[test]
     fn exact_values() {
@@ -153,12 +147,17 @@ mod tests {
 
     /// An array with a unit axis somewhere, and that axis (maybe negative).
     fn with_unit_axis() -> impl Strategy<Value = (ArrayD<f64>, isize)> {
-        (any_array(2, 4), any::<prop::sample::Index>(), any::<bool>()).prop_map(|(x, pick, neg)| {
-            let a = pick.index(x.ndim() + 1);
-            let n = x.ndim() as isize + 1;
-            let x = x.insert_axis(ndarray::Axis(a));
-            (x, if neg { a as isize - n } else { a as isize })
-        })
+        (
+            array_any(2, 4, -2.0, 2.0),
+            any::<prop::sample::Index>(),
+            any::<bool>(),
+        )
+            .prop_map(|(x, pick, neg)| {
+                let a = pick.index(x.ndim() + 1);
+                let n = x.ndim() as isize + 1;
+                let x = x.insert_axis(ndarray::Axis(a));
+                (x, if neg { a as isize - n } else { a as isize })
+            })
     }
 
     proptest! {
@@ -171,7 +170,7 @@ mod tests {
         }
 
         #[test]
-        fn unsqueeze_gradients(x in any_array(3, 4), pick in any::<prop::sample::Index>()) {
+        fn unsqueeze_gradients(x in array_any(3, 4, -2.0, 2.0), pick in any::<prop::sample::Index>()) {
             let n = x.ndim() + 1;
             let axis = pick.index(2 * n) as isize - n as isize;
             check(&x, move |x| x.unsqueeze(axis))?;

@@ -9,7 +9,7 @@ use smallvec::SmallVec;
 
 use retrograd_tape::{Cotangents, Float, Operand, Rule, RuleCtx, Tensor, Val};
 
-use super::{Slice, SliceSpec, reshape_exact};
+use super::{Slice, SliceSpec, reshape_exact, tangents_or_zeros};
 use crate::reduce::normalize_axis;
 
 /// Stacking along a new axis; see the [module docs](self).
@@ -64,17 +64,7 @@ impl<T: Float> Rule<T> for Stack {
             .collect()
     }
     fn jvp<'t>(&self, cx: &RuleCtx<'t, T>, t: &[Option<Val<'t, T>>]) -> Option<Val<'t, T>> {
-        if t.iter().all(Option::is_none) {
-            return None;
-        }
-        let filled: SmallVec<[Val<'t, T>; 4]> = t
-            .iter()
-            .enumerate()
-            .map(|(i, t)| match t {
-                Some(t) => t.clone(),
-                None => Val::Const(Tensor::zeros(&cx.input_shape(i))),
-            })
-            .collect();
+        let filled = tangents_or_zeros(cx, t)?;
         let refs: SmallVec<[&Val<'t, T>; 4]> = filled.iter().collect();
         Some(Val::apply(Stack::new(self.resolved as isize), &refs))
     }
@@ -86,8 +76,9 @@ mod tests {
     use proptest::prelude::*;
     use retrograd_tape::Tape;
 
-    use crate::reduce::testutil::{any_array, assert_panics_with, check_many};
     use crate::shape::stack;
+    use crate::testing::{assert_panics_with, check_many};
+    use retrograd_tape::strategies::array_any;
 
     #[test]
     fn exact_values() {
@@ -136,7 +127,7 @@ mod tests {
 
         #[test]
         fn gradients(
-            x in any_array(2, 3),
+            x in array_any(2, 3, -2.0, 2.0),
             count in 1..4usize,
             pick in any::<prop::sample::Index>(),
         ) {
