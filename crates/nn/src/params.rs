@@ -59,7 +59,8 @@ impl<'t, T: Scalar> Params<'t, T> {
     }
 
     /// Every parameter of `store` entered on `tape`: as leaves that require a gradient
-    /// when `trainable`, else as constants (evaluation: nothing is recorded).
+    /// when `trainable`, else as constants (evaluation: nothing is recorded). Each is
+    /// labelled with its name, which tape dumps and exports show.
     #[track_caller]
     pub fn from_store(
         tape: &'t Tape<T>,
@@ -75,6 +76,8 @@ impl<'t, T: Scalar> Params<'t, T> {
             } else {
                 tape.constant(value)
             };
+            // Named on the tape too, so dumps and DOT exports show "0.weight", not a bare id.
+            tape.label(var, name);
             p = p.insert(name, var);
         }
         p
@@ -384,6 +387,18 @@ mod tests {
     use crate::optim::{Adam, Optimizer};
     use ndarray::{Array2, array, s};
     use retrograd_ops::prelude::*;
+
+    #[test]
+    fn parameters_from_a_store_carry_their_names_on_the_tape() {
+        let model = mlp(&[3, 4, 2], Activation::Relu);
+        let store: ParamStore<f64> = model.init_store(1);
+        let tape = Tape::<f64>::new();
+        let p = Params::from_store(&tape, &store, true, 0);
+        for name in store.names() {
+            assert_eq!(p.get(name).label().as_deref(), Some(name), "{name}");
+        }
+        assert!(tape.dump().to_string().contains("0.weight"));
+    }
 
     #[test]
     fn views_nest_names_and_report_missing_ones() {
