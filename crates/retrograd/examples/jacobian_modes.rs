@@ -127,6 +127,13 @@ fn main() {
         lines.push(format!("{name}.default.seconds {secs:.6} s"));
         lines.push(format!("{name}.default.choice {} -", product.choice()));
 
+        // One recorded evaluation of the chain: the unit the cheap-gradient principle
+        // measures a sweep against.
+        let eval_secs = median_seconds(reps, || {
+            let tape = retrograd::tape::Tape::<f64>::new();
+            run(&layers, tape.var(x.clone())).array()
+        });
+
         // The same Jacobian by sweeps over one recording of the whole chain.
         let fwd_secs = median_seconds(3, || jacfwd(|x| run(&layers, x), &x).expect("jacfwd"));
         let rev_secs = median_seconds(3, || jacrev(|x| run(&layers, x), &x).expect("jacrev"));
@@ -149,6 +156,12 @@ fn main() {
         lines.push(format!("{name}.tape_forward.seconds {fwd_secs:.6} s"));
         lines.push(format!("{name}.tape_reverse.seconds {rev_secs:.6} s"));
         lines.push(format!("{name}.tape_auto.choice {picked} -"));
+        lines.push(format!("{name}.eval.seconds {eval_secs:.6} s"));
+        let best = fwd_secs.min(rev_secs);
+        lines.push(format!(
+            "{name}.tape_best.per_eval {:.2} ratio",
+            best / eval_secs
+        ));
         println!();
     }
     for line in lines {
