@@ -22,6 +22,7 @@
 mod alloc;
 mod inputs;
 mod kernels;
+mod recording;
 mod report;
 mod timing;
 mod w1;
@@ -43,7 +44,7 @@ use report::Report;
 const THREADS: usize = 2;
 
 /// The workloads `all` runs, in order.
-const ALL: [&str; 5] = ["w1", "kernels", "w2", "w5", "w6"];
+const ALL: [&str; 6] = ["w1", "kernels", "w2", "w5", "w6", "recording"];
 
 /// Command-line options.
 #[derive(Clone, Copy, Debug)]
@@ -57,16 +58,20 @@ struct Options {
 /// The usage text.
 const USAGE: &str = "\
 usage: retrograd-bench [--quick] [--kernel gemm|matrixmultiply] [WORKLOAD...]
-workloads: all (default), w1, kernels (alias gemm), w2, w6
-  w1       scalar chain, hand-coded adjoint (ns per op, checksums)
-  kernels  f32 1024^3 GEMM rate, W2's eight matmul shapes and the hand-written
-           W2 step on each kernel, 1 and 2 threads, each in its own process
-  w2       hand-written W2 step on the default kernel (and its GEMM rate)
-  w6       peak resident memory of 50 hand-written W2 steps (child process)
+workloads: all (default), w1, kernels (alias gemm), w2, w5, w6, recording
+  w1         scalar chain: hand-coded adjoint, then the engine (ns per op, checksums,
+             flatness from 1e3 to 1e6 ops, bytes per node)
+  kernels    f32 1024^3 GEMM rate, W2's eight matmul shapes and the hand-written
+             W2 step on each kernel, 1 and 2 threads, each in its own process
+  w2         W2 training step, hand-written and through the engine on the same
+             kernel (ratio, GEMM fraction), and W3 (recorded / unrecorded)
+  w5         Hessian-vector product / gradient
+  w6         peak and growth of resident memory, hand-written and engine (child processes)
+  recording  a plain backward against a create_graph one (what recording would cost)
 options:
   --quick          tiny sizes and few repetitions (CI smoke test; timings meaningless)
-  --kernel NAME    kernel for w2/w6: gemm (default, 2 threads) or matrixmultiply
-                   (threads from MATMUL_NUM_THREADS, default 2)";
+  --kernel NAME    kernel of the hand-written baselines: the engine's own by default
+                   (matrixmultiply), or gemm (2 threads)";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
@@ -166,6 +171,7 @@ fn run_workload(report: &mut Report, name: &str, opts: Options) -> bool {
             w1::run_engine(report, opts.quick);
         }
         "w5" => w5::run(report, opts.quick),
+        "recording" => recording::run(report, opts.quick),
         "kernels" | "gemm" => kernel_sweep(report, opts.quick),
         "w2" => w2_default(report, opts),
         "w6" => {
