@@ -13,14 +13,24 @@ use crate::rule::{Cotangents, Rule, RuleCtx};
 use crate::tensor::{Shape, Tensor, broadcast_shapes};
 use crate::var::{Operand, Val, Var};
 
+/// `f` elementwise under broadcasting; inlined into each op's forward (the plain sweep
+/// runs it once per op on scalars), with the error message built out of line.
+#[inline(always)]
 fn zip<T: Float>(a: &Tensor<T>, b: &Tensor<T>, f: impl Fn(T, T) -> T) -> Result<Tensor<T>, String> {
-    a.zip_map(b, f).ok_or_else(|| {
-        format!(
-            "shapes {:?} and {:?} do not broadcast",
-            a.shape(),
-            b.shape()
-        )
-    })
+    match a.zip_map(b, f) {
+        Some(t) => Ok(t),
+        None => Err(no_broadcast(a, b)),
+    }
+}
+
+#[cold]
+#[inline(never)]
+fn no_broadcast<T: Float>(a: &Tensor<T>, b: &Tensor<T>) -> String {
+    format!(
+        "shapes {:?} and {:?} do not broadcast",
+        a.shape(),
+        b.shape()
+    )
 }
 
 /// Sums `x` down to `shape` (the adjoint of broadcasting); returns `x` itself, recording
@@ -49,13 +59,20 @@ pub fn broadcast_to<'t, T: Float, X: Operand<'t, T>>(x: &X, shape: &[usize]) -> 
 /// through without a clone, when the shapes already agree. Two constants are compared
 /// without building a [`Shape`]: this is on the plain sweep's hot path for every
 /// broadcasting binary op.
-#[inline]
+/// The check is inlined into each VJP; the rest is out of line.
+#[inline(always)]
 fn sum_like<'t, T: Float>(x: Val<'t, T>, like: &Val<'t, T>) -> Val<'t, T> {
     if let (Val::Const(a), Val::Const(b)) = (&x, like)
         && crate::tensor::shape_eq(a.shape(), b.shape())
     {
         return x;
     }
+    sum_like_general(x, like)
+}
+
+/// [`sum_like`] beyond two constants of one shape: a recorded value, or a broadcast.
+#[inline(never)]
+fn sum_like_general<'t, T: Float>(x: Val<'t, T>, like: &Val<'t, T>) -> Val<'t, T> {
     let shape = like.shape();
     if x.has_shape(&shape) {
         x
@@ -77,6 +94,7 @@ impl<T: Float> Rule<T> for Add {
     fn name(&self) -> &'static str {
         "add"
     }
+    #[inline]
     fn forward(&mut self, x: &[&Tensor<T>]) -> Result<Tensor<T>, String> {
         zip(x[0], x[1], |a, b| a + b)
     }
@@ -104,6 +122,7 @@ impl<T: Float> Rule<T> for Sub {
     fn name(&self) -> &'static str {
         "sub"
     }
+    #[inline]
     fn forward(&mut self, x: &[&Tensor<T>]) -> Result<Tensor<T>, String> {
         zip(x[0], x[1], |a, b| a - b)
     }
@@ -131,6 +150,7 @@ impl<T: Float> Rule<T> for Mul {
     fn name(&self) -> &'static str {
         "mul"
     }
+    #[inline]
     fn forward(&mut self, x: &[&Tensor<T>]) -> Result<Tensor<T>, String> {
         zip(x[0], x[1], |a, b| a * b)
     }
@@ -160,6 +180,7 @@ impl<T: Float> Rule<T> for Div {
     fn name(&self) -> &'static str {
         "div"
     }
+    #[inline]
     fn forward(&mut self, x: &[&Tensor<T>]) -> Result<Tensor<T>, String> {
         zip(x[0], x[1], |a, b| a / b)
     }

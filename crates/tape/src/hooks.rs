@@ -275,7 +275,7 @@ mod tests {
         w.register_hook(clip_norm(1.0));
         b.register_hook(clip_norm(2.0)); // norm √2, below the limit: untouched
         let y = sum_to(&(w * w * 0.5 + b), &[]);
-        let g: Gradients<f64> = y.backward().unwrap();
+        let g: Gradients<'_, f64> = y.backward().unwrap();
         let gw = g.array(w);
         assert!((gw[0] - 0.6).abs() < 1e-12 && (gw[1] - 0.8).abs() < 1e-12);
         assert_eq!(g.array(b), array![1.0, 1.0].into_dyn());

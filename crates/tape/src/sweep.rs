@@ -25,6 +25,8 @@ pub(crate) enum Cot<T: Float> {
 pub(crate) struct Scratch<T: Float> {
     pub(crate) slots: Vec<Option<Cot<T>>>,
     pub(crate) marks: Vec<u32>,
+    /// The positions of the current node's inputs (reused from node to node).
+    pub(crate) input_pos: Vec<u32>,
 }
 
 impl<T: Float> Default for Scratch<T> {
@@ -32,6 +34,7 @@ impl<T: Float> Default for Scratch<T> {
         Scratch {
             slots: Vec::new(),
             marks: Vec::new(),
+            input_pos: Vec::new(),
         }
     }
 }
@@ -157,8 +160,24 @@ impl<T: Float> GradOptions<T> {
 /// assert_eq!(grads[a].item(), Some(6.0));
 /// assert_eq!(grads.get(b).and_then(|g| g.item()), Some(2.0));
 /// ```
-pub struct Gradients<T: Float> {
-    tape: usize,
+///
+/// Gradients borrow their tape, so they cannot be read after it is gone (a new tape could
+/// sit at the same address with the same keys):
+///
+/// ```compile_fail
+/// let grads;
+/// {
+///     let tape = retrograd_tape::Tape::<f64>::new();
+///     let x = tape.var(1.0);
+///     grads = (x * x).backward().unwrap();
+/// } // `tape` dropped here while still borrowed
+/// println!("{}", grads.len());
+/// ```
+pub struct Gradients<'t, T: Float> {
+    /// Borrowed, not just remembered by address: a tape made in a loop sits at the same
+    /// address each time with the same keys, so only a borrow guarantees that these
+    /// gradients are never read with another tape's Vars.
+    tape: &'t Tape<T>,
     /// One entry per leaf reached, in evaluation order.
     entries: Vec<LeafGradient<T>>,
     /// Where each leaf's entry is. A hash map, not a slotmap `SecondaryMap`: after
@@ -175,7 +194,7 @@ struct LeafGradient<T: Float> {
     location: SourceLocation,
 }
 
-impl<T: Float> Gradients<T> {
+impl<'t, T: Float> Gradients<'t, T> {
     /// The gradient for `var`; `None` when no gradient reached it (it does not require
     /// one, or the output does not depend on it).
     ///
@@ -184,10 +203,7 @@ impl<T: Float> Gradients<T> {
     #[track_caller]
     pub fn get(&self, var: Var<'_, T>) -> Option<&Tensor<T>> {
         assert!(
-            std::ptr::eq(
-                var.tape as *const Tape<T> as *const (),
-                self.tape as *const ()
-            ),
+            std::ptr::eq(var.tape, self.tape),
             "Gradients::get: the Var (created at {}) belongs to another tape",
             var.location()
         );
@@ -263,7 +279,7 @@ impl<T: Float> Gradients<T> {
 
 /// `Gradients { %0 [2, 3] at src/main.rs:4:13, .. }`: each leaf's id, gradient shape and
 /// line, in evaluation order.
-impl<T: Float> std::fmt::Debug for Gradients<T> {
+impl<T: Float> std::fmt::Debug for Gradients<'_, T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "Gradients {{ ")?;
         for (i, e) in self.entries.iter().filter(|e| e.grad.is_some()).enumerate() {
@@ -275,7 +291,7 @@ impl<T: Float> std::fmt::Debug for Gradients<T> {
     }
 }
 
-impl<'t, T: Float> Index<Var<'t, T>> for Gradients<T> {
+impl<'t, T: Float> Index<Var<'t, T>> for Gradients<'t, T> {
     type Output = Tensor<T>;
     #[track_caller]
     fn index(&self, var: Var<'t, T>) -> &Tensor<T> {
@@ -332,7 +348,7 @@ impl<'t, T: Float> Var<'t, T> {
     /// # Errors
     /// [`Error::NonScalarOutput`] when the value has more than one element, and
     /// [`Error::GraphFreed`] when an earlier sweep consumed the graph.
-    pub fn backward(self) -> Result<Gradients<T>> {
+    pub fn backward(self) -> Result<Gradients<'t, T>> {
         self.backward_with(&GradOptions::new())
     }
 
@@ -343,7 +359,7 @@ impl<'t, T: Float> Var<'t, T> {
     /// With `create_graph`, whose results are Vars: use [`Tape::grad_graph`] or
     /// [`Tape::grad_with`] for those.
     #[track_caller]
-    pub fn backward_with(self, opts: &GradOptions<T>) -> Result<Gradients<T>> {
+    pub fn backward_with(self, opts: &GradOptions<T>) -> Result<Gradients<'t, T>> {
         assert!(
             !opts.create_graph,
             "backward_with: create_graph gives Vars; use Tape::grad_graph or Tape::grad_with"
@@ -375,7 +391,7 @@ impl<'t, T: Float> Var<'t, T> {
             .map(|(i, e)| (e.key, i))
             .collect();
         Ok(Gradients {
-            tape: self.tape as *const Tape<T> as usize,
+            tape: self.tape,
             entries,
             index,
         })
@@ -663,6 +679,17 @@ impl<T: Float> Tape<T> {
         slots.resize_with(out_pos + 1 - lo, || None);
         slots[out_pos - lo] = Some(Cot::Tensor(seed));
 
+        // Per-node buffers, built once per sweep and refilled at each node, so the loop
+        // constructs and drops no list per node: the rule's context (its input list and
+        // output), the inputs' slot positions, and the cotangents a recording sweep adds
+        // after releasing the borrow.
+        let mut cx = RuleCtx {
+            inputs: SmallVec::new(),
+            output: Val::Const(Tensor::Scalar(T::zero())),
+            needs: 0,
+        };
+        let mut input_pos = std::mem::take(&mut scratch.input_pos);
+        let mut pending: Vec<(usize, Val<'_, T>)> = Vec::new();
         let mut failure = None;
         'sweep: for p in (lo..=out_pos).rev() {
             let Some(mut g) = slots[p - lo].take() else {
@@ -719,8 +746,8 @@ impl<T: Float> Tape<T> {
             // One lookup per input gathers what the rule may read, where the input's
             // cotangent slot is, and whether anyone needs it.
             let mut needs = 0u64;
-            let mut inputs: SmallVec<[Val<'_, T>; 2]> = SmallVec::with_capacity(node.inputs.len());
-            let mut input_pos: SmallVec<[u32; 4]> = SmallVec::with_capacity(node.inputs.len());
+            cx.inputs.clear();
+            input_pos.clear();
             for (i, &k) in node.inputs.iter().enumerate() {
                 let n = &inner.nodes[k];
                 let ip = n.pos as usize;
@@ -732,7 +759,7 @@ impl<T: Float> Tape<T> {
                     needs |= 1u64 << i.min(63);
                 }
                 input_pos.push(n.pos);
-                inputs.push(if opts.create_graph {
+                cx.inputs.push(if opts.create_graph {
                     Val::Var(Var { tape: self, key: k })
                 } else {
                     Val::Const(n.value.clone())
@@ -741,11 +768,12 @@ impl<T: Float> Tape<T> {
             if needs == 0 {
                 continue;
             }
-            let output = if opts.create_graph {
+            cx.output = if opts.create_graph {
                 Val::Var(Var { tape: self, key })
             } else {
                 Val::Const(node.value.clone())
             };
+            cx.needs = needs;
             let node = &mut inner.nodes[key];
             let rule = match std::mem::replace(&mut node.origin, Origin::Spent("")) {
                 Origin::Op(rule) => rule,
@@ -755,11 +783,6 @@ impl<T: Float> Tape<T> {
                     break 'sweep;
                 }
                 _ => unreachable!("checked above"),
-            };
-            let cx = RuleCtx {
-                inputs,
-                output,
-                needs,
             };
 
             // A plain sweep's rules compute on constants and never touch the tape, so the
@@ -783,7 +806,6 @@ impl<T: Float> Tape<T> {
             } else {
                 Origin::Spent(name)
             };
-            let mut pending: SmallVec<[(usize, Val<'_, T>); 2]> = SmallVec::new();
             for (i, c) in cots.into_iter().enumerate() {
                 let Some(c) = c else { continue };
                 let needed = if i < 64 {
@@ -829,11 +851,14 @@ impl<T: Float> Tape<T> {
                 }
             }
             drop(guard);
-            drop(cx);
-            for (slot, c) in pending {
-                self.accumulate(&mut slots[slot], c);
+            if !pending.is_empty() {
+                for (slot, c) in pending.drain(..) {
+                    self.accumulate(&mut slots[slot], c);
+                }
             }
         }
+        drop(cx);
+        scratch.input_pos = input_pos;
         if let Some(e) = failure {
             // Drop the cotangents still in flight, but keep the buffers for the next sweep.
             scratch.slots.clear();

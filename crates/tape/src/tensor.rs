@@ -207,7 +207,19 @@ impl<T: Float> Tensor<T> {
     ///
     /// # Panics
     /// When the shapes differ.
+    #[inline]
     pub fn add_assign(&mut self, other: &Self) {
+        // Two scalars (every accumulation of a scalar graph's sweep) add inline.
+        if let (Tensor::Scalar(a), Tensor::Scalar(b)) = (&mut *self, other) {
+            *a += *b;
+            return;
+        }
+        self.add_assign_general(other);
+    }
+
+    /// [`Tensor::add_assign`] beyond two scalars.
+    #[inline(never)]
+    fn add_assign_general(&mut self, other: &Self) {
         assert!(
             shape_eq(self.shape(), other.shape()),
             "add_assign: shapes {:?} and {:?} differ",
