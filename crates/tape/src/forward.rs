@@ -26,6 +26,7 @@ impl<T: Float> Tape<T> {
     ///
     /// # Errors
     /// As [`jvp_with`](Tape::jvp_with).
+    #[track_caller]
     pub fn jvp(
         &self,
         outputs: &[Var<'_, T>],
@@ -48,6 +49,8 @@ impl<T: Float> Tape<T> {
     /// - [`Error::GraphFreed`]: a backward sweep without `retain_graph` consumed a rule on
     ///   the way.
     /// - [`Error::ForeignVar`]: a Var of another tape.
+    /// - [`Error::InvalidOp`]: not one tangent per input.
+    #[track_caller]
     pub fn jvp_with<'t>(
         &'t self,
         outputs: &[Var<'t, T>],
@@ -55,13 +58,14 @@ impl<T: Float> Tape<T> {
         tangents: Vec<Val<'t, T>>,
         create_graph: bool,
     ) -> Result<Vec<Val<'t, T>>> {
-        assert_eq!(
-            inputs.len(),
-            tangents.len(),
-            "jvp: {} inputs but {} tangents",
-            inputs.len(),
-            tangents.len()
-        );
+        if inputs.len() != tangents.len() {
+            return Err(Error::InvalidOp {
+                op: "jvp",
+                shapes: tangents.iter().map(|t| t.shape()).collect(),
+                message: format!("{} inputs but {} tangents", inputs.len(), tangents.len()),
+                location: std::panic::Location::caller(),
+            });
+        }
         for v in outputs.iter().chain(inputs) {
             if !std::ptr::eq(v.tape, self) {
                 return Err(Error::ForeignVar {

@@ -330,3 +330,18 @@ fn the_forward_sweep_ignores_branches_that_do_not_reach_the_outputs() {
     let t = tape.jvp(&[y], &[x], vec![1.0.into()]).unwrap();
     assert_eq!(t[0].sum(), 3.0);
 }
+
+#[test]
+fn a_tangent_count_that_does_not_match_the_inputs_is_an_error() {
+    let tape = Tape::<f64>::new();
+    let (a, b) = (tape.var(1.0), tape.var(2.0));
+    let y = a * b;
+    let err = tape.jvp(&[y], &[a, b], vec![1.0.into()]).unwrap_err();
+    match err {
+        Error::InvalidOp { op, location, .. } => {
+            assert_eq!(op, "jvp");
+            assert_eq!(location.file(), file!());
+        }
+        other => panic!("expected InvalidOp, got {other}"),
+    }
+}
