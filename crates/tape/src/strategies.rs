@@ -21,12 +21,15 @@ use proptest::prelude::*;
 use proptest::test_runner::{Config, RngSeed};
 
 /// A proptest configuration for this project's tests: `cases` cases, a fixed seed (runs
-/// are repeatable, on any machine), and no failure-persistence files.
+/// are repeatable, on any machine), and no failure-persistence files. `PROPTEST_CASES` and
+/// `PROPTEST_RNG_SEED` (a number) override the count and the seed, to explore further
+/// than CI does.
 pub fn config(cases: u32) -> Config {
+    let env = |name: &str| std::env::var(name).ok().and_then(|v| v.parse::<u64>().ok());
     Config {
-        cases,
+        cases: env("PROPTEST_CASES").map_or(cases, |c| c as u32),
         failure_persistence: None,
-        rng_seed: RngSeed::Fixed(0x7265_7472_6f67),
+        rng_seed: RngSeed::Fixed(env("PROPTEST_RNG_SEED").unwrap_or(0x7265_7472_6f67)),
         ..Config::default()
     }
 }
