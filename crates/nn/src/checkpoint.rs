@@ -212,15 +212,26 @@ pub fn to_bytes<T: Scalar>(store: &ParamStore<T>) -> Result<Vec<u8>, CheckpointE
 }
 
 /// Saves `store` to the safetensors file `path` (created or overwritten).
+///
+/// The bytes go to a temporary file beside `path` that is then renamed over it, so a crash
+/// in the middle of a save leaves the previous checkpoint intact rather than truncated.
 pub fn save<T: Scalar>(
     store: &ParamStore<T>,
     path: impl AsRef<Path>,
 ) -> Result<(), CheckpointError> {
     let path = path.as_ref();
     let bytes = to_bytes(store)?;
-    std::fs::write(path, bytes).map_err(|source| CheckpointError::Io {
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = std::path::PathBuf::from(tmp);
+    let io = |source| CheckpointError::Io {
         path: path.to_owned(),
         source,
+    };
+    std::fs::write(&tmp, bytes).map_err(io)?;
+    std::fs::rename(&tmp, path).map_err(|source| {
+        let _ = std::fs::remove_file(&tmp);
+        io(source)
     })
 }
 

@@ -122,7 +122,8 @@ impl BceWithLogitsLoss {
 }
 
 /// The predicted class of each row of `[N, C]` scores: the index of the row's maximum (the
-/// first one on ties; NaN never wins).
+/// first one on ties). NaN never wins against a number; a row that is all NaN has no
+/// maximum and gets its last index.
 pub fn argmax_rows<T: Scalar, S: Data<Elem = T>>(scores: &ArrayBase<S, Ix2>) -> Vec<usize> {
     scores
         .axis_iter(Axis(0))
