@@ -23,7 +23,9 @@ pub fn steps(quick: bool) -> usize {
 /// `w6.hand.peak_bytes` (`VmHWM` after the steps) and `w6.hand.rss_bytes` (`VmRSS` then).
 pub fn run_hand_child(report: &mut Report, kernel: Kernel, quick: bool) {
     let Some(start) = rss() else {
-        report.fail("w6: /proc/self/status has no VmRSS/VmHWM (not Linux?)");
+        // Resident memory is read from /proc; elsewhere W6 is skipped, not failed, so the
+        // suite's smoke test passes on any platform the toolchain runs on.
+        report.push_raw("w6.skipped".into(), "no-/proc/self/status".into(), "-");
         return;
     };
     let mut s = Setup::w2();
@@ -49,7 +51,9 @@ pub fn long_steps(quick: bool) -> usize {
 /// growth between the two readings.
 pub fn run_engine_child(report: &mut Report, quick: bool) {
     let Some(start) = rss() else {
-        report.fail("w6: /proc/self/status has no VmRSS/VmHWM (not Linux?)");
+        // Resident memory is read from /proc; elsewhere W6 is skipped, not failed, so the
+        // suite's smoke test passes on any platform the toolchain runs on.
+        report.push_raw("w6.skipped".into(), "no-/proc/self/status".into(), "-");
         return;
     };
     let mut s = EngineSetup::w2();
