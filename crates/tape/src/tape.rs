@@ -207,8 +207,9 @@ impl<T: Float> Tape<T> {
     /// Turns anomaly mode on or off (off by default; free when off). When on, every
     /// forward value and every cotangent is checked for NaN and infinity. The first
     /// non-finite forward value is remembered (the op still returns its Var, since ops do
-    /// not return `Result`) and returned as [`Error::NonFinite`] by the next reverse sweep
-    /// and by [`check_anomaly`](Tape::check_anomaly); a non-finite cotangent stops the
+    /// not return `Result`) and returned as [`Error::NonFinite`] by every later reverse
+    /// sweep on this tape, whichever output it starts from, until [`Tape::clear`], and by
+    /// [`check_anomaly`](Tape::check_anomaly); a non-finite cotangent stops the
     /// sweep at once with that error. Either names the op, its node id and the user's
     /// line; for a cotangent also the node it flows into.
     ///

@@ -262,17 +262,26 @@ impl<T: Float> Tensor<T> {
             "sum_to: shape {shape:?} does not broadcast to {from:?}"
         );
         let lead = from.len() - shape.len();
-        let mut acc = self.view().to_owned();
-        // Reduce the leading axes broadcasting added, then the stretched extent-1 axes.
+        // Reduce the leading axes broadcasting added, then the stretched extent-1 axes. The
+        // first reduction reads the value in place, so only reduced results are allocated.
+        let view = self.view();
+        let mut acc: Option<ArrayD<T>> = None;
+        let sum = |acc: &Option<ArrayD<T>>, axis: usize| match acc {
+            None => view.sum_axis(Axis(axis)),
+            Some(a) => a.sum_axis(Axis(axis)),
+        };
         for _ in 0..lead {
-            acc = acc.sum_axis(Axis(0));
+            acc = Some(sum(&acc, 0));
         }
         for (axis, &extent) in shape.iter().enumerate() {
-            if extent == 1 && acc.shape()[axis] != 1 {
-                acc = acc.sum_axis(Axis(axis)).insert_axis(Axis(axis));
+            let current = acc
+                .as_ref()
+                .map_or(view.shape()[lead + axis], |a| a.shape()[axis]);
+            if extent == 1 && current != 1 {
+                acc = Some(sum(&acc, axis).insert_axis(Axis(axis)));
             }
         }
-        Tensor::from_array(acc)
+        Tensor::from_array(acc.unwrap_or_else(|| view.to_owned()))
     }
 
     /// Whether every element is finite (no NaN, no infinity).
