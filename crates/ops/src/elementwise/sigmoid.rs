@@ -1,11 +1,9 @@
 //! `sigmoid`: the logistic function, and its fused derivative `sigmoid_backward`.
 
-use smallvec::smallvec;
-
 use retrograd_tape::arith::ScalarLhs;
-use retrograd_tape::{Cotangents, Float, Operand, Rule, RuleCtx, Tensor, Val};
+use retrograd_tape::{Float, Operand, Val};
 
-use super::unary::UnaryFn;
+use super::unary::{OutputSlope, UnaryFn, slope_product};
 
 /// `y = σ(x) = 1 / (1 + e⁻ˣ)`, elementwise, computed stably: `1 / (1 + e⁻ˣ)` for `x ≥ 0`
 /// and `eˣ / (1 + eˣ)` for `x < 0`, so no exponential overflows and tiny outputs keep
@@ -38,63 +36,30 @@ impl<T: Float> UnaryFn<T> for Sigmoid {
     }
 }
 
-/// `g ⊙ y (1 - y)`: the derivative product of `sigmoid` as one primitive (PyTorch's
-/// `sigmoid_backward`), for a cotangent or tangent `g` and the output `y = σ(x)`, of the
-/// same shape.
-///
-/// Its own rules are written in differentiable ops (and in itself), so higher derivatives
-/// of `sigmoid` still flow:
-/// - VJP: `ḡ = ū ⊙ y (1 - y)` (itself), `ȳ = ū ⊙ g ⊙ (1 - 2y)`;
-/// - JVP: `u̇ = ġ ⊙ y (1 - y) + g ⊙ (1 - 2y) ⊙ ẏ`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub(crate) struct SigmoidBackward;
+/// `φ(y) = y (1 - y)`: `sigmoid`'s derivative in terms of its output, so that its
+/// derivative product is one primitive, `sigmoid_backward` (see [`SlopeProduct`](super::unary::SlopeProduct)).
+pub(crate) struct SigmoidSlope;
 
-/// [`SigmoidBackward`] applied to `g` and `y`.
+impl<T: Float> OutputSlope<T> for SigmoidSlope {
+    const NAME: &'static str = "sigmoid_backward";
+    #[inline]
+    fn slope(y: T) -> T {
+        y * (T::one() - y)
+    }
+    /// `1 - 2y`.
+    fn slope_derivative<'t>(y: &Val<'t, T>) -> Val<'t, T> {
+        (y * T::of(2.0)).rsub(T::one())
+    }
+}
+
+/// The derivative product as a rule type, for the tests of `Var::try_apply`.
+#[cfg(test)]
+pub(crate) type SigmoidBackward = super::unary::SlopeProduct<SigmoidSlope>;
+
+/// `g ⊙ y (1 - y)` as one node.
 #[track_caller]
 pub(crate) fn sigmoid_backward<'t, T: Float, X: Operand<'t, T>>(g: &X, y: &X) -> X {
-    X::apply(SigmoidBackward, &[g, y])
-}
-
-/// `1 - 2y`, the derivative of `y (1 - y)`.
-fn one_minus_twice<'t, T: Float>(y: &Val<'t, T>) -> Val<'t, T> {
-    (y * T::of(2.0)).rsub(T::one())
-}
-
-impl<T: Float> Rule<T> for SigmoidBackward {
-    fn name(&self) -> &'static str {
-        "sigmoid_backward"
-    }
-    #[inline]
-    fn forward(&mut self, x: &[&Tensor<T>]) -> Result<Tensor<T>, String> {
-        let (g, y) = (x[0], x[1]);
-        if let (Tensor::Scalar(g), Tensor::Scalar(y)) = (g, y) {
-            return Ok(Tensor::Scalar(*g * *y * (T::one() - *y)));
-        }
-        if g.shape() != y.shape() {
-            return Err(format!(
-                "the cotangent's shape {:?} is not the output's {:?}",
-                g.shape(),
-                y.shape()
-            ));
-        }
-        g.zip_map(y, |g, y| g * y * (T::one() - y))
-            .ok_or_else(|| "shapes differ".to_string())
-    }
-    fn vjp<'t>(&self, cx: &RuleCtx<'t, T>, u: &Val<'t, T>) -> Cotangents<'t, T> {
-        let (g, y) = (cx.input(0), cx.input(1));
-        smallvec![
-            cx.needs(0).then(|| sigmoid_backward(u, y)),
-            cx.needs(1).then(|| &(u * g) * &one_minus_twice(y))
-        ]
-    }
-    fn jvp<'t>(&self, cx: &RuleCtx<'t, T>, t: &[Option<Val<'t, T>>]) -> Option<Val<'t, T>> {
-        let (g, y) = (cx.input(0), cx.input(1));
-        let dy = t[1].as_ref().map(|ty| &(g * ty) * &one_minus_twice(y));
-        match (t[0].as_ref().map(|tg| sigmoid_backward(tg, y)), dy) {
-            (Some(a), Some(b)) => Some(a + b),
-            (a, b) => a.or(b),
-        }
-    }
+    slope_product::<T, SigmoidSlope, X>(g, y)
 }
 
 #[cfg(test)]
@@ -176,7 +141,7 @@ mod tests {
         let tape = Tape::<f64>::new();
         let g = tape.var(ndarray::array![1.0, 2.0]);
         let y = tape.var(ndarray::array![0.5, 0.5, 0.5]);
-        let err = Var::try_apply(super::SigmoidBackward, &[&g, &y])
+        let err = Var::try_apply(super::SigmoidBackward::default(), &[&g, &y])
             .unwrap_err()
             .to_string();
         assert!(

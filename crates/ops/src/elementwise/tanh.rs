@@ -1,10 +1,8 @@
 //! `tanh`, and its fused derivative `tanh_backward`.
 
-use smallvec::smallvec;
+use retrograd_tape::{Float, Operand, Val};
 
-use retrograd_tape::{Cotangents, Float, Operand, Rule, RuleCtx, Tensor, Val};
-
-use super::unary::UnaryFn;
+use super::unary::{OutputSlope, UnaryFn, slope_product};
 
 /// `y = tanh x`, elementwise.
 ///
@@ -26,58 +24,29 @@ impl<T: Float> UnaryFn<T> for Tanh {
     }
 }
 
-/// `g ⊙ (1 - y²)`: the derivative product of `tanh` as one primitive (what PyTorch calls
-/// `tanh_backward`), for a cotangent or tangent `g` and the output `y = tanh x`, of the
-/// same shape.
-///
-/// Its own rules are written in differentiable ops (and in itself), so third and higher
-/// derivatives of `tanh` still flow:
-/// - VJP: `ḡ = ū ⊙ (1 - y²)` (itself), `ȳ = -2 ū ⊙ g ⊙ y`;
-/// - JVP: `u̇ = ġ ⊙ (1 - y²) - 2 g ⊙ y ⊙ ẏ`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub(crate) struct TanhBackward;
+/// `φ(y) = 1 - y²`: `tanh`'s derivative in terms of its output, so that its derivative
+/// product `g ⊙ (1 - y²)` is one primitive, `tanh_backward` (see [`SlopeProduct`](super::unary::SlopeProduct)).
+pub(crate) struct TanhSlope;
 
-/// [`TanhBackward`] applied to `g` and `y`.
-#[track_caller]
-pub(crate) fn tanh_backward<'t, T: Float, X: Operand<'t, T>>(g: &X, y: &X) -> X {
-    X::apply(TanhBackward, &[g, y])
+impl<T: Float> OutputSlope<T> for TanhSlope {
+    const NAME: &'static str = "tanh_backward";
+    #[inline]
+    fn slope(y: T) -> T {
+        T::one() - y * y
+    }
+    fn slope_derivative<'t>(y: &Val<'t, T>) -> Val<'t, T> {
+        y * T::of(-2.0)
+    }
 }
 
-impl<T: Float> Rule<T> for TanhBackward {
-    fn name(&self) -> &'static str {
-        "tanh_backward"
-    }
-    #[inline]
-    fn forward(&mut self, x: &[&Tensor<T>]) -> Result<Tensor<T>, String> {
-        let (g, y) = (x[0], x[1]);
-        if let (Tensor::Scalar(g), Tensor::Scalar(y)) = (g, y) {
-            return Ok(Tensor::Scalar(*g * (T::one() - *y * *y)));
-        }
-        if g.shape() != y.shape() {
-            return Err(format!(
-                "the cotangent's shape {:?} is not the output's {:?}",
-                g.shape(),
-                y.shape()
-            ));
-        }
-        g.zip_map(y, |g, y| g * (T::one() - y * y))
-            .ok_or_else(|| "shapes differ".to_string())
-    }
-    fn vjp<'t>(&self, cx: &RuleCtx<'t, T>, u: &Val<'t, T>) -> Cotangents<'t, T> {
-        let (g, y) = (cx.input(0), cx.input(1));
-        smallvec![
-            cx.needs(0).then(|| tanh_backward(u, y)),
-            cx.needs(1).then(|| &(&(u * g) * y) * T::of(-2.0))
-        ]
-    }
-    fn jvp<'t>(&self, cx: &RuleCtx<'t, T>, t: &[Option<Val<'t, T>>]) -> Option<Val<'t, T>> {
-        let (g, y) = (cx.input(0), cx.input(1));
-        let dy = t[1].as_ref().map(|ty| &(&(g * y) * ty) * T::of(-2.0));
-        match (t[0].as_ref().map(|tg| tanh_backward(tg, y)), dy) {
-            (Some(a), Some(b)) => Some(a + b),
-            (a, b) => a.or(b),
-        }
-    }
+/// The derivative product as a rule type, for the tests of `Var::try_apply`.
+#[cfg(test)]
+pub(crate) type TanhBackward = super::unary::SlopeProduct<TanhSlope>;
+
+/// `g ⊙ (1 - y²)` as one node.
+#[track_caller]
+pub(crate) fn tanh_backward<'t, T: Float, X: Operand<'t, T>>(g: &X, y: &X) -> X {
+    slope_product::<T, TanhSlope, X>(g, y)
 }
 
 #[cfg(test)]
@@ -143,7 +112,7 @@ mod tests {
         let tape = Tape::<f64>::new();
         let g = tape.var(ndarray::array![1.0, 2.0]);
         let y = tape.var(ndarray::array![0.5, 0.5, 0.5]);
-        let err = Var::try_apply(super::TanhBackward, &[&g, &y])
+        let err = Var::try_apply(super::TanhBackward::default(), &[&g, &y])
             .unwrap_err()
             .to_string();
         assert!(

@@ -92,3 +92,71 @@ impl<T: Float, U: UnaryFn<T>> Rule<T> for Unary<U> {
 pub(crate) fn mask_of<'t, T: Float>(x: &Val<'t, T>, f: impl Fn(T) -> T) -> Val<'t, T> {
     x.constant_like(x.value().map(f))
 }
+
+/// The derivative of an elementwise function written in terms of its output,
+/// `f'(x) = φ(y)`: `tanh` has `φ(y) = 1 - y²`, `sigmoid` has `φ(y) = y (1 - y)`. Such a
+/// function's VJP and JVP are both the product `g ⊙ φ(y)`, which [`SlopeProduct`] computes
+/// as one primitive (PyTorch's `tanh_backward`, `sigmoid_backward`) instead of three ops.
+pub(crate) trait OutputSlope<T: Float>: 'static {
+    /// The primitive's name (`"tanh_backward"`).
+    const NAME: &'static str;
+    /// `φ(y)` at one element.
+    fn slope(y: T) -> T;
+    /// `φ'(y)`, written in differentiable ops so that derivatives of any order flow.
+    fn slope_derivative<'t>(y: &Val<'t, T>) -> Val<'t, T>;
+}
+
+/// `g ⊙ φ(y)` for a cotangent or tangent `g` and the output `y`, of one shape. Its own
+/// rules are written in differentiable ops (and in itself), so higher derivatives flow:
+/// - VJP: `ḡ = ū ⊙ φ(y)` (itself), `ȳ = ū ⊙ g ⊙ φ'(y)`;
+/// - JVP: `u̇ = ġ ⊙ φ(y) + g ⊙ φ'(y) ⊙ ẏ`.
+pub(crate) struct SlopeProduct<S>(std::marker::PhantomData<S>);
+
+impl<S> Default for SlopeProduct<S> {
+    fn default() -> Self {
+        SlopeProduct(std::marker::PhantomData)
+    }
+}
+
+/// [`SlopeProduct`] applied to `g` and `y`.
+#[track_caller]
+pub(crate) fn slope_product<'t, T: Float, S: OutputSlope<T>, X: Operand<'t, T>>(g: &X, y: &X) -> X {
+    X::apply(SlopeProduct::<S>::default(), &[g, y])
+}
+
+impl<T: Float, S: OutputSlope<T>> Rule<T> for SlopeProduct<S> {
+    fn name(&self) -> &'static str {
+        S::NAME
+    }
+    #[inline]
+    fn forward(&mut self, x: &[&Tensor<T>]) -> Result<Tensor<T>, String> {
+        let (g, y) = (x[0], x[1]);
+        if let (Tensor::Scalar(g), Tensor::Scalar(y)) = (g, y) {
+            return Ok(Tensor::Scalar(*g * S::slope(*y)));
+        }
+        if g.shape() != y.shape() {
+            return Err(format!(
+                "the cotangent's shape {:?} is not the output's {:?}",
+                g.shape(),
+                y.shape()
+            ));
+        }
+        g.zip_map(y, |g, y| g * S::slope(y))
+            .ok_or_else(|| "shapes differ".to_string())
+    }
+    fn vjp<'t>(&self, cx: &RuleCtx<'t, T>, u: &Val<'t, T>) -> Cotangents<'t, T> {
+        let (g, y) = (cx.input(0), cx.input(1));
+        smallvec![
+            cx.needs(0).then(|| slope_product::<T, S, _>(u, y)),
+            cx.needs(1).then(|| &(u * g) * &S::slope_derivative(y))
+        ]
+    }
+    fn jvp<'t>(&self, cx: &RuleCtx<'t, T>, t: &[Option<Val<'t, T>>]) -> Option<Val<'t, T>> {
+        let (g, y) = (cx.input(0), cx.input(1));
+        let dy = t[1].as_ref().map(|ty| &(g * ty) * &S::slope_derivative(y));
+        match (t[0].as_ref().map(|tg| slope_product::<T, S, _>(tg, y)), dy) {
+            (Some(a), Some(b)) => Some(a + b),
+            (a, b) => a.or(b),
+        }
+    }
+}
