@@ -56,7 +56,7 @@
 //! assert_eq!(d, vec![32.0, 80.0, 160.0, 240.0, 240.0, 120.0]);
 //! ```
 
-use ndarray::{ArrayD, IxDyn};
+use ndarray::{ArrayD, Axis, IxDyn};
 
 use crate::Float;
 use crate::error::{Error, Result};
@@ -434,39 +434,42 @@ where
 
 /// Forward-mode Jacobian on an existing recording: one forward sweep per input element.
 fn jac_forward<T: Float>(x: Var<'_, T>, y: Var<'_, T>) -> Result<ArrayD<T>> {
-    let tape = x.tape;
-    let (in_shape, out_shape) = (x.shape(), y.shape());
-    let (n, m) = (
-        in_shape.iter().product::<usize>(),
-        out_shape.iter().product::<usize>(),
-    );
-    let mut jac = ndarray::Array2::<T>::zeros((m, n));
-    for i in 0..n {
-        let column = tape.jvp(&[y], &[x], vec![one_hot(&in_shape, i)])?;
-        for (dst, src) in jac.column_mut(i).iter_mut().zip(column[0].iter()) {
-            *dst = *src;
-        }
-    }
-    Ok(reshape(jac, &concat(&out_shape, &in_shape)))
+    jacobian_by_lines(x, y, Axis(1), |i, in_shape, _| {
+        Ok(x.tape
+            .jvp(&[y], &[x], vec![one_hot(in_shape, i)])?
+            .remove(0))
+    })
 }
 
 /// Reverse-mode Jacobian on an existing recording: one reverse sweep per output element,
 /// keeping the graph between sweeps.
 fn jac_reverse<T: Float>(x: Var<'_, T>, y: Var<'_, T>) -> Result<ArrayD<T>> {
-    let tape = x.tape;
+    jacobian_by_lines(x, y, Axis(0), |j, _, out_shape| {
+        let opts = GradOptions::new()
+            .retain_graph()
+            .seed(one_hot(out_shape, j));
+        Ok(x.tape.grad_with(y, &[x], &opts)?[0].value().into_array())
+    })
+}
+
+/// Assembles the `[outputs, inputs]` Jacobian of `y` by `x` one line at a time (a column
+/// per forward sweep along `Axis(1)`, a row per reverse sweep along `Axis(0)`), then gives
+/// it the shape `y.shape() ++ x.shape()`. `line(k, in_shape, out_shape)` computes line `k`.
+fn jacobian_by_lines<T: Float>(
+    x: Var<'_, T>,
+    y: Var<'_, T>,
+    axis: Axis,
+    mut line: impl FnMut(usize, &[usize], &[usize]) -> Result<ArrayD<T>>,
+) -> Result<ArrayD<T>> {
     let (in_shape, out_shape) = (x.shape(), y.shape());
     let (n, m) = (
         in_shape.iter().product::<usize>(),
         out_shape.iter().product::<usize>(),
     );
     let mut jac = ndarray::Array2::<T>::zeros((m, n));
-    for j in 0..m {
-        let opts = GradOptions::new()
-            .retain_graph()
-            .seed(one_hot(&out_shape, j));
-        let row = tape.grad_with(y, &[x], &opts)?;
-        let row = row[0].value();
-        for (dst, src) in jac.row_mut(j).iter_mut().zip(row.view().iter()) {
+    for k in 0..jac.len_of(axis) {
+        let values = line(k, &in_shape, &out_shape)?;
+        for (dst, src) in jac.index_axis_mut(axis, k).iter_mut().zip(values.iter()) {
             *dst = *src;
         }
     }
