@@ -531,8 +531,8 @@ impl<T: Float> Tape<T> {
         Ok(out)
     }
 
-    /// Whether an input lies on a path to a target (for inputs past the 64th, which the
-    /// needs mask does not cover).
+    /// Whether a node lies on a path to a target: the output (is there anything to do?)
+    /// and inputs past the 64th, which the needs mask does not cover.
     fn input_live(
         &self,
         inner: &crate::tape::TapeInner<T>,
@@ -655,22 +655,20 @@ impl<T: Float> Tape<T> {
                 }
             }
         };
-        let live = |inner: &crate::tape::TapeInner<T>, key: NodeKey, marks: &[u32]| -> bool {
-            let n = &inner.nodes[key];
-            match targets {
-                Targets::AllLeaves => n.origin.requires_grad(),
-                Targets::Keys(_) => {
-                    let p = n.pos as usize;
-                    p >= lo && p <= out_pos && marks[p - lo] != 0
-                }
-            }
-        };
-
         let mut swept = match targets {
             Targets::AllLeaves => Swept::Leaves(Vec::new()),
             Targets::Keys(keys) => Swept::Keys((0..keys.len()).map(|_| None).collect()),
         };
-        if lo > out_pos || !live(&self.inner.borrow(), output, &scratch.marks) {
+        if lo > out_pos
+            || !self.input_live(
+                &self.inner.borrow(),
+                output,
+                &targets,
+                lo,
+                out_pos,
+                &scratch.marks,
+            )
+        {
             self.inner.borrow_mut().scratch = scratch;
             return Ok(swept);
         }
