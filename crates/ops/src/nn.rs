@@ -71,7 +71,7 @@
 //!         Ok(x[0].map(|v| if v.abs() <= d { half * v * v } else { d * (v.abs() - half * d) }))
 //!     }
 //!     fn vjp<'t>(&self, cx: &RuleCtx<'t, T>, g: &Val<'t, T>) -> Cotangents<'t, T> {
-//!         smallvec![Some(g * &self.derivative(cx.input(0)))]
+//!         Cotangents::from([Some(g * &self.derivative(cx.input(0)))])
 //!     }
 //!     fn jvp<'t>(&self, cx: &RuleCtx<'t, T>, t: &[Option<Val<'t, T>>]) -> Option<Val<'t, T>> {
 //!         t[0].as_ref().map(|t| t * &self.derivative(cx.input(0)))

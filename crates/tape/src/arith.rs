@@ -6,8 +6,6 @@
 //! Rust's orphan rule lets only this crate implement `+ - * /` for [`Var`] and [`Val`],
 //! which rules are written with. Every other primitive lives in `retrograd-ops`.
 
-use smallvec::smallvec;
-
 use crate::Float;
 use crate::rule::{Cotangents, Rule, RuleCtx};
 use crate::tensor::{Shape, Tensor, broadcast_shapes};
@@ -99,10 +97,10 @@ impl<T: Float> Rule<T> for Add {
         zip(x[0], x[1], |a, b| a + b)
     }
     fn vjp<'t>(&self, cx: &RuleCtx<'t, T>, g: &Val<'t, T>) -> Cotangents<'t, T> {
-        smallvec![
+        Cotangents::from([
             cx.needs(0).then(|| sum_like(g.clone(), cx.input(0))),
-            cx.needs(1).then(|| sum_like(g.clone(), cx.input(1)))
-        ]
+            cx.needs(1).then(|| sum_like(g.clone(), cx.input(1))),
+        ])
     }
     fn jvp<'t>(&self, cx: &RuleCtx<'t, T>, t: &[Option<Val<'t, T>>]) -> Option<Val<'t, T>> {
         match (&t[0], &t[1]) {
@@ -111,6 +109,11 @@ impl<T: Float> Rule<T> for Add {
             (None, Some(b)) => Some(stretch(b, cx)),
             (None, None) => None,
         }
+    }
+    #[inline]
+    fn scalar_vjp(&self, _: &[T], _: T, g: T, cot: &mut [T]) -> bool {
+        cot.copy_from_slice(&[g, g]);
+        true
     }
 }
 
@@ -127,10 +130,10 @@ impl<T: Float> Rule<T> for Sub {
         zip(x[0], x[1], |a, b| a - b)
     }
     fn vjp<'t>(&self, cx: &RuleCtx<'t, T>, g: &Val<'t, T>) -> Cotangents<'t, T> {
-        smallvec![
+        Cotangents::from([
             cx.needs(0).then(|| sum_like(g.clone(), cx.input(0))),
-            cx.needs(1).then(|| sum_like(-g, cx.input(1)))
-        ]
+            cx.needs(1).then(|| sum_like(-g, cx.input(1))),
+        ])
     }
     fn jvp<'t>(&self, cx: &RuleCtx<'t, T>, t: &[Option<Val<'t, T>>]) -> Option<Val<'t, T>> {
         match (&t[0], &t[1]) {
@@ -139,6 +142,11 @@ impl<T: Float> Rule<T> for Sub {
             (None, Some(b)) => Some(stretch(&-b, cx)),
             (None, None) => None,
         }
+    }
+    #[inline]
+    fn scalar_vjp(&self, _: &[T], _: T, g: T, cot: &mut [T]) -> bool {
+        cot.copy_from_slice(&[g, -g]);
+        true
     }
 }
 
@@ -156,10 +164,10 @@ impl<T: Float> Rule<T> for Mul {
     }
     fn vjp<'t>(&self, cx: &RuleCtx<'t, T>, g: &Val<'t, T>) -> Cotangents<'t, T> {
         let (a, b) = (cx.input(0), cx.input(1));
-        smallvec![
+        Cotangents::from([
             cx.needs(0).then(|| sum_like(g * b, a)),
-            cx.needs(1).then(|| sum_like(g * a, b))
-        ]
+            cx.needs(1).then(|| sum_like(g * a, b)),
+        ])
     }
     fn jvp<'t>(&self, cx: &RuleCtx<'t, T>, t: &[Option<Val<'t, T>>]) -> Option<Val<'t, T>> {
         let (a, b) = (cx.input(0), cx.input(1));
@@ -169,6 +177,11 @@ impl<T: Float> Rule<T> for Mul {
             (None, Some(tb)) => Some(a * tb),
             (None, None) => None,
         }
+    }
+    #[inline]
+    fn scalar_vjp(&self, x: &[T], _: T, g: T, cot: &mut [T]) -> bool {
+        cot.copy_from_slice(&[g * x[1], g * x[0]]);
+        true
     }
 }
 
@@ -186,10 +199,10 @@ impl<T: Float> Rule<T> for Div {
     }
     fn vjp<'t>(&self, cx: &RuleCtx<'t, T>, g: &Val<'t, T>) -> Cotangents<'t, T> {
         let (a, b, out) = (cx.input(0), cx.input(1), cx.output());
-        smallvec![
+        Cotangents::from([
             cx.needs(0).then(|| sum_like(g / b, a)),
-            cx.needs(1).then(|| sum_like(-(g * out / b), b))
-        ]
+            cx.needs(1).then(|| sum_like(-(g * out / b), b)),
+        ])
     }
     fn jvp<'t>(&self, cx: &RuleCtx<'t, T>, t: &[Option<Val<'t, T>>]) -> Option<Val<'t, T>> {
         let (b, out) = (cx.input(1), cx.output());
@@ -199,6 +212,11 @@ impl<T: Float> Rule<T> for Div {
             (None, Some(tb)) => Some(-(tb * out / b)),
             (None, None) => None,
         }
+    }
+    #[inline]
+    fn scalar_vjp(&self, x: &[T], y: T, g: T, cot: &mut [T]) -> bool {
+        cot.copy_from_slice(&[g / x[1], -(g * y / x[1])]);
+        true
     }
 }
 
@@ -214,10 +232,15 @@ impl<T: Float> Rule<T> for Neg {
         Ok(x[0].map(|a| -a))
     }
     fn vjp<'t>(&self, _: &RuleCtx<'t, T>, g: &Val<'t, T>) -> Cotangents<'t, T> {
-        smallvec![Some(-g)]
+        Cotangents::from([Some(-g)])
     }
     fn jvp<'t>(&self, _: &RuleCtx<'t, T>, t: &[Option<Val<'t, T>>]) -> Option<Val<'t, T>> {
         t[0].as_ref().map(|t| -t)
+    }
+    #[inline]
+    fn scalar_vjp(&self, _: &[T], _: T, g: T, cot: &mut [T]) -> bool {
+        cot[0] = -g;
+        true
     }
 }
 
@@ -270,10 +293,21 @@ impl<T: Float> Rule<T> for ScalarOp<T> {
         })
     }
     fn vjp<'t>(&self, cx: &RuleCtx<'t, T>, g: &Val<'t, T>) -> Cotangents<'t, T> {
-        smallvec![Some(self.derivative(cx, g))]
+        Cotangents::from([Some(self.derivative(cx, g))])
     }
     fn jvp<'t>(&self, cx: &RuleCtx<'t, T>, t: &[Option<Val<'t, T>>]) -> Option<Val<'t, T>> {
         t[0].as_ref().map(|t| self.derivative(cx, t))
+    }
+    #[inline]
+    fn scalar_vjp(&self, x: &[T], y: T, g: T, cot: &mut [T]) -> bool {
+        cot[0] = match *self {
+            ScalarOp::Add(_) | ScalarOp::Sub(_) => g,
+            ScalarOp::Mul(c) => g * c,
+            ScalarOp::Div(c) => g / c,
+            ScalarOp::SubFrom(_) => -g,
+            ScalarOp::DivInto(_) => -(g * y / x[0]),
+        };
+        true
     }
 }
 
@@ -313,7 +347,7 @@ impl<T: Float> Rule<T> for SumTo {
         Ok(x[0].sum_to(&self.0))
     }
     fn vjp<'t>(&self, cx: &RuleCtx<'t, T>, g: &Val<'t, T>) -> Cotangents<'t, T> {
-        smallvec![Some(broadcast_to(g, &cx.input_shape(0)))]
+        Cotangents::from([Some(broadcast_to(g, &cx.input_shape(0)))])
     }
     fn jvp<'t>(&self, _: &RuleCtx<'t, T>, t: &[Option<Val<'t, T>>]) -> Option<Val<'t, T>> {
         t[0].as_ref().map(|t| sum_to(t, &self.0))
@@ -341,7 +375,7 @@ impl<T: Float> Rule<T> for BroadcastTo {
         })
     }
     fn vjp<'t>(&self, cx: &RuleCtx<'t, T>, g: &Val<'t, T>) -> Cotangents<'t, T> {
-        smallvec![Some(sum_to(g, &cx.input_shape(0)))]
+        Cotangents::from([Some(sum_to(g, &cx.input_shape(0)))])
     }
     fn jvp<'t>(&self, _: &RuleCtx<'t, T>, t: &[Option<Val<'t, T>>]) -> Option<Val<'t, T>> {
         t[0].as_ref().map(|t| broadcast_to(t, &self.0))

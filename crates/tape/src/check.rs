@@ -2,7 +2,7 @@
 //!
 //! A rule that computes a wrong derivative produces numbers that look fine; the only
 //! defence is to check. [`check_gradients`] takes any function of tensors (built from
-//! retrograd's ops or your own [`Rule`](crate::Rule)s) and a point, and checks, in `f64`:
+//! retrograd's ops or your own [`Rule`]s) and a point, and checks, in `f64`:
 //!
 //! 1. **reverse vs finite differences**: `Jᵀw` for a random cotangent `w` against central
 //!    differences of `⟨w, f(x)⟩`, entry by entry;
@@ -35,7 +35,10 @@ use std::fmt;
 
 use ndarray::{ArrayD, Dimension, IxDyn, Zip};
 
-use crate::sweep::GradOptions;
+use crate::error::Error;
+use crate::forward::JvpOptions;
+use crate::grad::GradOptions;
+use crate::rule::{Rule, RuleCtx};
 use crate::tape::Tape;
 use crate::tensor::Tensor;
 use crate::var::{Val, Var};
@@ -102,9 +105,35 @@ pub struct CheckReport {
     pub max_error: f64,
 }
 
-/// A failed check: which comparison, where, and by how much.
+/// Why a check failed: a comparison that disagreed, or a sweep that could not run.
 #[derive(Clone, Debug)]
-pub struct CheckFailure {
+#[non_exhaustive]
+pub enum CheckFailure {
+    /// A comparison disagreed beyond its tolerance.
+    Mismatch(Mismatch),
+    /// A sweep the check needed returned an error (the function's output does not depend on
+    /// its inputs through recorded ops, say, or anomaly mode found a NaN).
+    Sweep {
+        /// Which sweep (`"reverse sweep"`, `"forward sweep over the gradient"`, ...).
+        stage: &'static str,
+        /// The sweep's error.
+        error: Error,
+    },
+}
+
+impl CheckFailure {
+    /// The disagreeing comparison, if that is what failed.
+    pub fn mismatch(&self) -> Option<&Mismatch> {
+        match self {
+            CheckFailure::Mismatch(m) => Some(m),
+            CheckFailure::Sweep { .. } => None,
+        }
+    }
+}
+
+/// A failed comparison: which one, where, and by how much.
+#[derive(Clone, Debug)]
+pub struct Mismatch {
     /// The comparison that failed (`"reverse vs finite differences"`, ...).
     pub check: &'static str,
     /// The input the entry belongs to (`None` for comparisons over the output).
@@ -122,6 +151,17 @@ pub struct CheckFailure {
 }
 
 impl fmt::Display for CheckFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CheckFailure::Mismatch(m) => m.fmt(f),
+            CheckFailure::Sweep { stage, error } => {
+                write!(f, "gradient check failed: the {stage} failed: {error}")
+            }
+        }
+    }
+}
+
+impl fmt::Display for Mismatch {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "gradient check failed: {}", self.check)?;
         if let Some(i) = self.input {
@@ -196,7 +236,7 @@ impl Comparer<'_> {
         if let Some((err, index, got, expected, tolerance)) = worst {
             self.max_error = self.max_error.max(err);
             if err.is_nan() || err > 1.0 {
-                return Err(CheckFailure {
+                return Err(CheckFailure::Mismatch(Mismatch {
                     check,
                     input,
                     index,
@@ -204,7 +244,7 @@ impl Comparer<'_> {
                     expected,
                     tolerance,
                     inputs: self.inputs.to_vec(),
-                });
+                }));
             }
         }
         Ok(())
@@ -226,17 +266,20 @@ where
 }
 
 /// The gradient of `⟨w, f(x)⟩` at a point, by reverse mode.
-fn gradient<F>(f: &F, xs: &[ArrayD<f64>], w: &ArrayD<f64>) -> Vec<ArrayD<f64>>
+fn gradient<F>(f: &F, xs: &[ArrayD<f64>], w: &ArrayD<f64>) -> Result<Vec<ArrayD<f64>>, CheckFailure>
 where
     F: for<'t> Fn(&[Var<'t, f64>]) -> Var<'t, f64>,
 {
     let tape = Tape::new();
     let vars: Vec<_> = xs.iter().map(|x| tape.var(x.clone())).collect();
     let y = f(&vars);
-    match tape.vjp(y, w.clone(), &vars) {
-        Ok(g) => g,
-        Err(e) => panic!("check_gradients: the reverse sweep failed: {e}"),
-    }
+    tape.vjp(y, w.clone(), &vars)
+        .map_err(sweep("reverse sweep"))
+}
+
+/// Wraps a sweep's error as the check's failure.
+fn sweep(stage: &'static str) -> impl Fn(Error) -> CheckFailure {
+    move |error| CheckFailure::Sweep { stage, error }
 }
 
 /// `x + s·v` for each input.
@@ -270,21 +313,22 @@ where
     let tape = Tape::new();
     let xs: Vec<_> = inputs.iter().map(|x| tape.var(x.clone())).collect();
     let y = f(&xs);
-    let g = match tape.grad_with(y, &xs, &GradOptions::new().create_graph().seed(w.clone())) {
-        Ok(g) => g.into_iter().map(|v| v.into_var(&tape)).collect::<Vec<_>>(),
-        Err(e) => panic!("check_gradients: the recorded reverse sweep failed: {e}"),
-    };
+    let g: Vec<_> = tape
+        .grad_with(y, &xs, &GradOptions::new().create_graph().seed(w.clone()))
+        .map_err(sweep("recorded reverse sweep"))?
+        .into_iter()
+        .map(|v| v.into_var(&tape))
+        .collect();
     let tangents = vs
         .iter()
         .map(|v| Val::Const(Tensor::from_array(v.clone())))
         .collect();
-    let hv_fwd = match tape.jvp_with(&g, &xs, tangents, false) {
-        Ok(t) => t
-            .into_iter()
-            .map(|v| v.value().into_array())
-            .collect::<Vec<_>>(),
-        Err(e) => panic!("check_gradients: the forward sweep over the gradient failed: {e}"),
-    };
+    let hv_fwd: Vec<_> = tape
+        .jvp_with(&g, &xs, tangents, &JvpOptions::new())
+        .map_err(sweep("forward sweep over the gradient"))?
+        .into_iter()
+        .map(|v| v.value().into_array())
+        .collect();
     let mut gv: Option<Var<'_, f64>> = None;
     for (gi, v) in g.iter().zip(vs) {
         let term = crate::arith::sum_to(&(*gi * tape.constant(v.clone())), &[]);
@@ -294,19 +338,16 @@ where
         });
     }
     let hv_rev = match gv {
-        Some(gv) => match tape.grad_with(gv, &xs, &GradOptions::new()) {
-            Ok(h) => h
-                .into_iter()
-                .map(|v| v.value().into_array())
-                .collect::<Vec<_>>(),
-            Err(e) => {
-                panic!("check_gradients: the reverse sweep over the gradient failed: {e}")
-            }
-        },
+        Some(gv) => tape
+            .grad_with(gv, &xs, &GradOptions::new())
+            .map_err(sweep("reverse sweep over the gradient"))?
+            .into_iter()
+            .map(|v| v.value().into_array())
+            .collect::<Vec<_>>(),
         None => Vec::new(),
     };
-    let g_plus = gradient(f, &step(inputs, vs, h), w);
-    let g_minus = gradient(f, &step(inputs, vs, -h), w);
+    let g_plus = gradient(f, &step(inputs, vs, h), w)?;
+    let g_minus = gradient(f, &step(inputs, vs, -h), w)?;
     for i in 0..inputs.len() {
         let fd = (&g_plus[i] - &g_minus[i]) / (2.0 * h);
         cmp.compare(labels[0], Some(i), &hv_fwd[i], &fd)?;
@@ -323,11 +364,9 @@ where
 /// second-order check), so keep inputs small.
 ///
 /// # Errors
-/// The first comparison that fails, with its worst entry.
-///
-/// # Panics
-/// When a sweep itself fails (the function's output does not depend on recorded ops in a
-/// way the engine can differentiate, e.g. an input was detached everywhere).
+/// [`CheckFailure::Mismatch`]: the first comparison that fails, with its worst entry;
+/// [`CheckFailure::Sweep`]: a sweep itself failed (an input the output cannot be
+/// differentiated with respect to, a freed graph, anomaly mode's NaN).
 pub fn check_gradients<F>(
     f: F,
     inputs: &[ArrayD<f64>],
@@ -352,13 +391,12 @@ where
     let vs: Vec<_> = inputs.iter().map(|x| dirs.array(x.shape())).collect();
 
     // 1. Reverse mode against central differences of <w, f(x)>, entry by entry.
-    let jtw = match tape.grad_with(y, &xs, &GradOptions::new().retain_graph().seed(w.clone())) {
-        Ok(g) => g
-            .into_iter()
-            .map(|v| v.value().into_array())
-            .collect::<Vec<_>>(),
-        Err(e) => panic!("check_gradients: the reverse sweep failed: {e}"),
-    };
+    let jtw: Vec<_> = tape
+        .grad_with(y, &xs, &GradOptions::new().retain_graph().seed(w.clone()))
+        .map_err(sweep("reverse sweep"))?
+        .into_iter()
+        .map(|v| v.value().into_array())
+        .collect();
     for (i, x) in inputs.iter().enumerate() {
         let mut fd = ArrayD::zeros(x.shape());
         for (index, slot) in fd.indexed_iter_mut() {
@@ -373,10 +411,10 @@ where
 
     // 2. Forward mode against central differences along v.
     let tangents: Vec<Tensor<f64>> = vs.iter().map(|v| Tensor::from_array(v.clone())).collect();
-    let jv = match tape.jvp(&[y], &xs, tangents) {
-        Ok(mut t) => t.remove(0),
-        Err(e) => panic!("check_gradients: the forward sweep failed: {e}"),
-    };
+    let jv = tape
+        .jvp(&[y], &xs, tangents)
+        .map_err(sweep("forward sweep"))?
+        .remove(0);
     let fd = (eval(&f, &step(inputs, &vs, h)) - eval(&f, &step(inputs, &vs, -h))) / (2.0 * h);
     cmp.compare("forward mode vs finite differences", None, &jv, &fd)?;
 
@@ -412,12 +450,131 @@ where
     })
 }
 
+/// Checks a rule's scalar fast path ([`Rule::scalar_vjp`]) against its
+/// [`vjp`](Rule::vjp) at one point with one output cotangent `g`: the two must agree to
+/// `1e-12` relative. Returns `Ok(false)` when the rule has no scalar path.
+///
+/// ```
+/// use retrograd_tape::{arith::Mul, check::check_scalar_vjp};
+/// assert_eq!(check_scalar_vjp(Mul, &[1.5, -2.0], 0.3).unwrap(), true);
+/// ```
+///
+/// # Errors
+/// [`CheckFailure::Mismatch`] naming the input whose cotangents differ, and
+/// [`CheckFailure::Sweep`] when the rule's forward rejects the inputs.
+pub fn check_scalar_vjp<R: Rule<f64>>(
+    mut rule: R,
+    inputs: &[f64],
+    g: f64,
+) -> Result<bool, CheckFailure> {
+    let values: Vec<Tensor<f64>> = inputs.iter().map(|&x| Tensor::Scalar(x)).collect();
+    let refs: Vec<&Tensor<f64>> = values.iter().collect();
+    let y = rule.forward(&refs).map_err(|message| CheckFailure::Sweep {
+        stage: "forward computation",
+        error: Error::InvalidOp {
+            op: rule.name(),
+            shapes: vec![Default::default(); inputs.len()],
+            message,
+            location: std::panic::Location::caller(),
+        },
+    })?;
+    let Tensor::Scalar(y_value) = y else {
+        return Ok(false);
+    };
+    let mut fast = vec![0.0; inputs.len()];
+    if !rule.scalar_vjp(inputs, y_value, g, &mut fast) {
+        return Ok(false);
+    }
+    let cx = RuleCtx::new(values.into_iter().map(Val::Const).collect(), Val::Const(y));
+    let slow = rule.vjp(&cx, &Val::Const(Tensor::Scalar(g)));
+    let opts = CheckOptions {
+        atol: 1e-300,
+        rtol: 1e-12,
+        ..CheckOptions::default()
+    };
+    let point: Vec<ArrayD<f64>> = inputs
+        .iter()
+        .map(|&x| ndarray::arr0(x).into_dyn())
+        .collect();
+    let mut cmp = Comparer {
+        opts: &opts,
+        inputs: &point,
+        comparisons: 0,
+        max_error: 0.0,
+    };
+    for (i, (f, s)) in fast.iter().zip(slow).enumerate() {
+        let s = s.map_or(0.0, |s| s.value().item().unwrap_or(f64::NAN));
+        let (f, s) = (ndarray::arr0(*f).into_dyn(), ndarray::arr0(s).into_dyn());
+        cmp.compare("scalar_vjp vs vjp", Some(i), &f, &s)?;
+    }
+    Ok(true)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::rule::{Cotangents, Rule, RuleCtx};
     use ndarray::array;
-    use smallvec::smallvec;
+
+    #[test]
+    fn the_engine_rules_scalar_paths_agree_with_their_vjps() {
+        use crate::arith::{Add, Div, Mul, Neg, ScalarOp, Sub};
+        let points = [(1.5, -2.0), (-0.3, 0.7), (1e-3, 4e5), (-7.0, -0.125)];
+        for (a, b) in points {
+            for g in [1.0, -0.37] {
+                assert!(check_scalar_vjp(Add, &[a, b], g).unwrap());
+                assert!(check_scalar_vjp(Sub, &[a, b], g).unwrap());
+                assert!(check_scalar_vjp(Mul, &[a, b], g).unwrap());
+                assert!(check_scalar_vjp(Div, &[a, b], g).unwrap());
+                assert!(check_scalar_vjp(Neg, &[a], g).unwrap());
+                for op in [
+                    ScalarOp::Add(b),
+                    ScalarOp::Sub(b),
+                    ScalarOp::Mul(b),
+                    ScalarOp::Div(b),
+                    ScalarOp::SubFrom(b),
+                    ScalarOp::DivInto(b),
+                ] {
+                    assert!(check_scalar_vjp(op, &[a], g).unwrap(), "{op:?}");
+                }
+            }
+        }
+    }
+
+    /// A scalar path that disagrees with its rule is caught.
+    struct BadScalarPath;
+    impl Rule<f64> for BadScalarPath {
+        fn name(&self) -> &'static str {
+            "bad"
+        }
+        fn forward(&mut self, x: &[&Tensor<f64>]) -> Result<Tensor<f64>, String> {
+            Ok(x[0].map(|v| 3.0 * v))
+        }
+        fn vjp<'t>(&self, _: &RuleCtx<'t, f64>, g: &Val<'t, f64>) -> Cotangents<'t, f64> {
+            Cotangents::one(g * 3.0)
+        }
+        fn jvp<'t>(
+            &self,
+            _: &RuleCtx<'t, f64>,
+            t: &[Option<Val<'t, f64>>],
+        ) -> Option<Val<'t, f64>> {
+            t[0].as_ref().map(|t| t * 3.0)
+        }
+        fn scalar_vjp(&self, _: &[f64], _: f64, g: f64, cot: &mut [f64]) -> bool {
+            cot[0] = 2.0 * g;
+            true
+        }
+    }
+
+    #[test]
+    fn a_scalar_path_that_disagrees_is_reported() {
+        let err = check_scalar_vjp(BadScalarPath, &[1.0], 1.0).unwrap_err();
+        let m = err.mismatch().unwrap();
+        assert_eq!(
+            (m.check, m.input, m.got, m.expected),
+            ("scalar_vjp vs vjp", Some(0), 2.0, 3.0)
+        );
+    }
 
     #[test]
     fn arithmetic_passes_every_check() {
@@ -443,7 +600,7 @@ mod tests {
         }
         fn vjp<'t>(&self, cx: &RuleCtx<'t, f64>, g: &Val<'t, f64>) -> Cotangents<'t, f64> {
             let cos = Val::Const(cx.input(0).value().map(f64::cos));
-            smallvec![Some(-(g * &cos))]
+            Cotangents::from([Some(-(g * &cos))])
         }
         fn jvp<'t>(
             &self,
@@ -464,11 +621,12 @@ mod tests {
             &CheckOptions::default().first_order_only(),
         )
         .unwrap_err();
-        assert_eq!(err.check, "reverse mode vs finite differences");
-        assert_eq!(err.input, Some(0));
-        assert_eq!(err.index.len(), 1);
+        let m = err.mismatch().expect("a comparison failed");
+        assert_eq!(m.check, "reverse mode vs finite differences");
+        assert_eq!(m.input, Some(0));
+        assert_eq!(m.index.len(), 1);
         assert!(
-            (err.got + err.expected).abs() < 1e-6,
+            (m.got + m.expected).abs() < 1e-6,
             "the sign is flipped: {err}"
         );
         let text = err.to_string();
@@ -489,7 +647,7 @@ mod tests {
             Ok(x[0].map(|v| 2.0 * v))
         }
         fn vjp<'t>(&self, _: &RuleCtx<'t, f64>, g: &Val<'t, f64>) -> Cotangents<'t, f64> {
-            smallvec![Some(Val::Const(g.value().map(|v| 2.0 * v)))]
+            Cotangents::from([Some(Val::Const(g.value().map(|v| 2.0 * v)))])
         }
         fn jvp<'t>(
             &self,
@@ -509,6 +667,9 @@ mod tests {
             &CheckOptions::default(),
         )
         .unwrap_err();
-        assert!(err.check.contains("f^2"), "{err}");
+        assert!(
+            err.mismatch().is_some_and(|m| m.check.contains("f^2")),
+            "{err}"
+        );
     }
 }

@@ -41,7 +41,7 @@ use std::str::FromStr;
 use serde::{Deserialize, Serialize};
 
 use crate::Float;
-use crate::inspect::{Dump, NodeInfo, NodeKind, ancestors};
+use crate::inspect::{Dump, NodeInfo, NodeKind};
 use crate::tape::Tape;
 use crate::var::Var;
 
@@ -197,7 +197,8 @@ impl<T: Float> Tape<T> {
 #[derive(Debug, Clone)]
 pub struct Dot {
     dump: Dump,
-    highlight: Option<usize>,
+    /// By position: the nodes the highlighted output depends on.
+    highlight: Option<Vec<bool>>,
 }
 
 impl Dot {
@@ -212,7 +213,7 @@ impl Dot {
             "Dot::highlight: the Var (created at {}) belongs to another tape",
             output.location()
         );
-        self.highlight = Some(output.tape.with_node(output.key, |n| n.pos as usize));
+        self.highlight = Some(output.tape.ancestors(output.key));
         self
     }
 }
@@ -239,11 +240,11 @@ fn base_name(path: &str) -> &str {
 impl fmt::Display for Dot {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let all = self.dump.all_nodes();
-        let hot: Vec<bool> = match self.highlight {
-            Some(target) => ancestors(all, target)
-                .into_iter()
+        let hot: Vec<bool> = match &self.highlight {
+            Some(on_path) => on_path
+                .iter()
                 .zip(all)
-                .map(|(on, n)| on && n.requires_grad)
+                .map(|(on, n)| *on && n.requires_grad)
                 .collect(),
             None => vec![false; all.len()],
         };

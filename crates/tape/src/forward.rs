@@ -5,11 +5,44 @@ use smallvec::SmallVec;
 
 use crate::Float;
 use crate::error::{Error, Result};
+use crate::graph::{NodeKey, Origin, RuleLoan};
 use crate::rule::RuleCtx;
 use crate::sweep::Cot;
-use crate::tape::{NodeKey, Origin, Tape};
-use crate::tensor::{Shape, Tensor};
+use crate::tape::Tape;
+use crate::tensor::{Shape, Tensor, shape_eq};
 use crate::var::{Val, Var};
+
+/// Options for a forward sweep.
+///
+/// ```
+/// use retrograd_tape::{JvpOptions, Tape, Val};
+/// let tape = Tape::<f64>::new();
+/// let x = tape.var(3.0);
+/// let y = x * x;
+/// let opts = JvpOptions::new().create_graph();
+/// let t = tape.jvp_with(&[y], &[x], vec![Val::Const(1.0.into())], &opts).unwrap();
+/// // The tangent 2x is a Var: differentiate it again.
+/// let d2 = tape.grad(t[0].as_var().unwrap(), &[x]).unwrap();
+/// assert_eq!(d2[0].sum(), 2.0);
+/// ```
+#[derive(Clone, Debug, Default)]
+pub struct JvpOptions {
+    /// Record the sweep's own ops, so that the tangents are Vars that can be
+    /// differentiated again (forward over reverse, reverse over forward).
+    pub create_graph: bool,
+}
+
+impl JvpOptions {
+    /// The defaults: record nothing.
+    pub fn new() -> Self {
+        Self::default()
+    }
+    /// Sets [`create_graph`](JvpOptions::create_graph).
+    pub fn create_graph(mut self) -> Self {
+        self.create_graph = true;
+        self
+    }
+}
 
 impl<T: Float> Tape<T> {
     /// The Jacobian-vector product: pushes a tangent per input forward through the
@@ -34,13 +67,14 @@ impl<T: Float> Tape<T> {
         tangents: Vec<Tensor<T>>,
     ) -> Result<Vec<ArrayD<T>>> {
         let tangents = tangents.into_iter().map(Val::Const).collect();
-        let out = self.jvp_with(outputs, inputs, tangents, false)?;
+        let out = self.jvp_with(outputs, inputs, tangents, &JvpOptions::new())?;
         Ok(out.into_iter().map(|v| v.value().into_array()).collect())
     }
 
     /// The general forward sweep. With `create_graph` the sweep records its own ops (the
     /// rules see the tape's nodes), so the tangents are Vars that can be differentiated
-    /// again; tangents may themselves be Vars.
+    /// again; tangents may themselves be Vars. It visits only the nodes that lie on a path
+    /// from an input to an output.
     ///
     /// # Errors
     /// - [`Error::ShapeMismatch`]: a tangent whose shape is not its input's.
@@ -56,8 +90,58 @@ impl<T: Float> Tape<T> {
         outputs: &[Var<'t, T>],
         inputs: &[Var<'t, T>],
         tangents: Vec<Val<'t, T>>,
-        create_graph: bool,
+        opts: &JvpOptions,
     ) -> Result<Vec<Val<'t, T>>> {
+        self.check_tangents(outputs, inputs, &tangents)?;
+        let input_keys: SmallVec<[NodeKey; 4]> = inputs.iter().map(|v| v.key).collect();
+        let output_keys: SmallVec<[NodeKey; 4]> = outputs.iter().map(|v| v.key).collect();
+        let mut reach = std::mem::take(&mut self.inner.borrow_mut().scratch.reach);
+        self.inner
+            .borrow()
+            .graph
+            .between(Some(&input_keys), &output_keys, &mut reach);
+        let lo = input_keys.iter().map(|k| k.pos()).min().unwrap_or(0);
+        let hi = output_keys.iter().map(|k| k.pos()).max().unwrap_or(0);
+        let mut slots: Vec<Option<(NodeKey, Cot<T>)>> = Vec::new();
+        slots.resize_with((hi + 1).saturating_sub(lo), || None);
+        for (key, t) in input_keys.iter().zip(tangents) {
+            if reach.on_path(*key) {
+                self.accumulate(&mut slots[key.pos() - lo], *key, t);
+            }
+        }
+        let result = reach
+            .on_path_in_order()
+            .filter(|k| !input_keys.contains(k))
+            .try_for_each(|key| {
+                let t = self.push_tangent(key, lo, &slots, opts.create_graph)?;
+                slots[key.pos() - lo] = t.map(|t| (key, self.val_to_cot(t)));
+                Ok(())
+            });
+        self.inner.borrow_mut().scratch.reach = reach;
+        result?;
+        Ok(outputs
+            .iter()
+            .map(|v| {
+                let slot = slots
+                    .get(v.key.pos().wrapping_sub(lo))
+                    .and_then(Option::as_ref);
+                match slot {
+                    Some((_, c)) => self.cot_to_val(c.share()),
+                    None => Val::Const(Tensor::zeros(&v.shape())),
+                }
+            })
+            .collect())
+    }
+
+    /// Checks a forward sweep's arguments: one tangent per input, of its shape, every Var
+    /// of this tape and every input differentiable.
+    #[track_caller]
+    fn check_tangents(
+        &self,
+        outputs: &[Var<'_, T>],
+        inputs: &[Var<'_, T>],
+        tangents: &[Val<'_, T>],
+    ) -> Result<()> {
         if inputs.len() != tangents.len() {
             return Err(Error::InvalidOp {
                 op: "jvp",
@@ -66,115 +150,73 @@ impl<T: Float> Tape<T> {
                 location: std::panic::Location::caller(),
             });
         }
-        for v in outputs.iter().chain(inputs) {
-            if !std::ptr::eq(v.tape, self) {
-                return Err(Error::ForeignVar {
-                    op: "jvp",
-                    location: v.location(),
+        if let Some(v) = outputs
+            .iter()
+            .chain(inputs)
+            .find(|v| !std::ptr::eq(v.tape, self))
+        {
+            return Err(Error::ForeignVar {
+                op: "jvp",
+                location: v.location(),
+            });
+        }
+        let inner = self.inner.borrow();
+        for (i, (v, t)) in inputs.iter().zip(tangents).enumerate() {
+            let n = inner.graph.node(v.key);
+            if !n.origin.requires_grad() {
+                return Err(Error::NotDifferentiable {
+                    input: i,
+                    location: n.location,
+                    reason: "it does not require a gradient, so the ops on it were not recorded",
+                });
+            }
+            if !shape_eq(&t.shape(), n.value.shape()) {
+                return Err(Error::ShapeMismatch {
+                    what: format!("tangent for input {i}"),
+                    expected: Shape::from_slice(n.value.shape()),
+                    got: t.shape(),
                 });
             }
         }
-        let (lo, hi) = {
-            let inner = self.inner.borrow();
-            let mut lo = usize::MAX;
-            for (i, (v, t)) in inputs.iter().zip(&tangents).enumerate() {
-                let n = &inner.nodes[v.key];
-                if !n.origin.requires_grad() {
-                    return Err(Error::NotDifferentiable {
-                        input: i,
-                        location: n.location,
-                        reason: "it does not require a gradient, so the ops on it were not recorded",
-                    });
-                }
-                if t.shape().as_slice() != n.value.shape() {
-                    return Err(Error::ShapeMismatch {
-                        what: format!("tangent for input {i}"),
-                        expected: Shape::from_slice(n.value.shape()),
-                        got: t.shape(),
-                    });
-                }
-                lo = lo.min(n.pos as usize);
-            }
-            let hi = outputs
-                .iter()
-                .map(|v| inner.nodes[v.key].pos as usize)
-                .max()
-                .unwrap_or(0);
-            (lo, hi)
+        Ok(())
+    }
+
+    /// One step of the forward sweep: the tangent of node `key` from its inputs' tangents
+    /// through its rule's JVP (`None`: zero). A plain sweep calls the rule where it lies; a
+    /// recording one lends it out of the node, since the rule records on the tape.
+    fn push_tangent<'t>(
+        &'t self,
+        key: NodeKey,
+        lo: usize,
+        slots: &[Option<(NodeKey, Cot<T>)>],
+        create_graph: bool,
+    ) -> Result<Option<Val<'t, T>>> {
+        let tangent_of = |k: &NodeKey| {
+            let c = slots.get(k.pos().wrapping_sub(lo))?.as_ref()?;
+            Some(self.cot_to_val(c.1.share()))
         };
-        let mut slots: Vec<Option<Cot<T>>> = Vec::new();
-        let mut seeded: Vec<bool> = Vec::new();
-        if lo <= hi {
-            slots.resize_with(hi + 1 - lo, || None);
-            seeded.resize(hi + 1 - lo, false);
-            for (v, t) in inputs.iter().zip(tangents) {
-                let p = self.with_node(v.key, |n| n.pos as usize);
-                if p <= hi {
-                    self.accumulate(&mut slots[p - lo], t);
-                    seeded[p - lo] = true;
-                }
-            }
+        let inner = self.inner.borrow();
+        let node = inner.graph.node(key);
+        let inputs = inner.graph.inputs(node);
+        let tangents: SmallVec<[Option<Val<'t, T>>; 2]> = inputs.iter().map(tangent_of).collect();
+        if tangents.iter().all(Option::is_none) {
+            return Ok(None);
         }
-        // Only nodes that lead to a requested output are visited: one pass backwards marks
-        // them. Without it, an unrelated branch would cost work and, if a backward sweep
-        // had freed it, fail with a spurious GraphFreed.
-        let mut reaches = vec![false; if lo <= hi { hi + 1 - lo } else { 0 }];
-        if lo <= hi {
-            let inner = self.inner.borrow();
-            for v in outputs {
-                let p = inner.nodes[v.key].pos as usize;
-                if p >= lo {
-                    reaches[p - lo] = true;
-                }
-            }
-            for p in (lo..=hi).rev() {
-                if !reaches[p - lo] {
-                    continue;
-                }
-                for k in &inner.nodes[inner.order[p]].inputs {
-                    let ip = inner.nodes[*k].pos as usize;
-                    if ip >= lo {
-                        reaches[ip - lo] = true;
-                    }
-                }
-            }
-        }
-        for p in lo..=hi {
-            if lo > hi || seeded[p - lo] || !reaches[p - lo] {
-                continue;
-            }
-            let mut inner = self.inner.borrow_mut();
-            let key = inner.order[p];
-            let node = &inner.nodes[key];
-            if !matches!(node.origin, Origin::Op(_) | Origin::Spent(_)) {
-                continue;
-            }
-            let tangent_of = |k: &NodeKey| {
-                let ip = inner.nodes[*k].pos as usize;
-                if ip >= lo {
-                    slots[ip - lo].as_ref().map(|c| self.cot_ref_to_val(c))
-                } else {
-                    None
-                }
-            };
-            let tans: SmallVec<[Option<Val<'t, T>>; 2]> =
-                node.inputs.iter().map(tangent_of).collect();
-            if tans.iter().all(Option::is_none) {
-                continue;
-            }
-            let location = node.location;
-            let input_keys = node.inputs.clone();
-            let rule = match std::mem::replace(&mut inner.nodes[key].origin, Origin::Spent("")) {
-                Origin::Op(rule) => rule,
-                Origin::Spent(op) => {
-                    inner.nodes[key].origin = Origin::Spent(op);
-                    return Err(Error::GraphFreed { op, location });
-                }
-                _ => unreachable!("checked above"),
-            };
+        let location = node.location;
+        let values = |inner: &std::cell::Ref<'_, crate::tape::TapeInner<T>>| RuleCtx {
+            inputs: inputs
+                .iter()
+                .map(|k| Val::Const(inner.graph.node(*k).value.clone()))
+                .collect(),
+            output: Val::Const(node.value.clone()),
+            needs: u64::MAX,
+        };
+        // Tangents that are Vars record even in a plain sweep, so the tape must be free.
+        let records = create_graph || tangents.iter().flatten().any(|t| t.as_var().is_some());
+        let (name, tangent) = if records {
             let cx = if create_graph {
                 RuleCtx {
-                    inputs: input_keys
+                    inputs: inputs
                         .iter()
                         .map(|&key| Val::Var(Var { tape: self, key }))
                         .collect(),
@@ -182,47 +224,31 @@ impl<T: Float> Tape<T> {
                     needs: u64::MAX,
                 }
             } else {
-                RuleCtx {
-                    inputs: input_keys
-                        .iter()
-                        .map(|k| Val::Const(inner.nodes[*k].value.clone()))
-                        .collect(),
-                    output: Val::Const(inner.nodes[key].value.clone()),
-                    needs: u64::MAX,
-                }
+                values(&inner)
             };
             drop(inner);
-            let tangent = rule.jvp(&cx, &tans);
-            drop((cx, tans));
-            let mut inner = self.inner.borrow_mut();
-            let name = rule.name();
-            inner.nodes[key].origin = Origin::Op(rule);
-            if let Some(t) = tangent {
-                let shape = match &t {
-                    Val::Const(c) => c.shape(),
-                    Val::Var(v) => inner.nodes[v.key].value.shape(),
-                };
-                let expected = inner.nodes[key].value.shape();
-                assert!(
-                    shape == expected,
-                    "the JVP rule of `{name}` (recorded at {location}) returned a tangent of shape {:?} for an \
-                     output of shape {expected:?}",
-                    shape
-                );
-                drop(inner);
-                slots[p - lo] = Some(self.val_to_cot(t));
-            }
-        }
-        let mut out = Vec::with_capacity(outputs.len());
-        for v in outputs {
-            let p = self.with_node(v.key, |n| n.pos as usize);
-            let t = if p >= lo && p <= hi {
-                slots[p - lo].as_ref().map(|c| self.cot_ref_to_val(c))
-            } else {
-                None
+            let loan = RuleLoan::take(self, key)?;
+            (loan.rule().name(), loan.rule().jvp(&cx, &tangents))
+        } else {
+            let Origin::Op(rule) = &node.origin else {
+                return Err(Error::GraphFreed {
+                    op: node.origin.name(),
+                    location,
+                });
             };
-            out.push(t.unwrap_or_else(|| Val::Const(Tensor::zeros(&v.shape()))));
+            (rule.name(), rule.jvp(&values(&inner), &tangents))
+        };
+        if let Some(t) = &tangent {
+            let (got, expected) = (
+                t.shape(),
+                self.with_node(key, |n| Shape::from_slice(n.value.shape())),
+            );
+            assert!(
+                shape_eq(&got, &expected),
+                "the JVP rule of `{name}` (recorded at {location}) returned a tangent of shape \
+                 {got:?} for an output of shape {expected:?}"
+            );
         }
-        Ok(out)
+        Ok(tangent)
     }
 }

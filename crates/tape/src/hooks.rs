@@ -21,6 +21,8 @@
 //! caller through `Rc<RefCell<..>>` or `Rc<Cell<..>>`. They live until removed with
 //! [`Tape::remove_hook`] or until the tape is cleared.
 
+use std::rc::{Rc, Weak};
+
 use slotmap::SecondaryMap;
 
 use crate::Float;
@@ -62,12 +64,24 @@ impl<T: Float> Hooks<T> {
 }
 
 /// Identifies a registered hook, to remove it with [`Tape::remove_hook`].
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+///
+/// It names its tape by an identity the tape keeps for its whole life (not by address), so
+/// it still works after the tape is moved, and a handle from a dropped tape is never taken
+/// for one of a later tape.
+#[derive(Debug, Clone)]
 pub struct HookHandle {
-    tape: usize,
+    tape: Weak<()>,
     key: NodeKey,
     id: u64,
 }
+
+impl PartialEq for HookHandle {
+    fn eq(&self, other: &Self) -> bool {
+        self.tape.ptr_eq(&other.tape) && self.key == other.key && self.id == other.id
+    }
+}
+
+impl Eq for HookHandle {}
 
 impl<'t, T: Float> Var<'t, T> {
     /// Registers a hook on the cotangent that reaches this value in every reverse sweep
@@ -104,7 +118,7 @@ impl<'t, T: Float> Var<'t, T> {
             }
         }
         HookHandle {
-            tape: self.tape as *const Tape<T> as usize,
+            tape: Rc::downgrade(&inner.identity),
             key: self.key,
             id,
         }
@@ -132,16 +146,18 @@ impl<'t, T: Float> Var<'t, T> {
 }
 
 impl<T: Float> Tape<T> {
-    /// Removes a hook; returns whether it was still registered.
+    /// Removes a hook; returns whether it was still registered (false once the tape was
+    /// cleared, which removes every hook).
     ///
     /// # Panics
-    /// When the handle comes from another tape.
-    pub fn remove_hook(&self, handle: HookHandle) -> bool {
+    /// When the handle comes from another tape, live or dropped.
+    #[track_caller]
+    pub fn remove_hook(&self, handle: &HookHandle) -> bool {
+        let mut inner = self.inner.borrow_mut();
         assert!(
-            handle.tape == self as *const Tape<T> as usize,
+            handle.tape.ptr_eq(&Rc::downgrade(&inner.identity)),
             "remove_hook: the handle belongs to another tape"
         );
-        let mut inner = self.inner.borrow_mut();
         let by_node = &mut inner.hooks.by_node;
         let Some(list) = by_node.get_mut(handle.key) else {
             return false;
@@ -164,9 +180,16 @@ impl<T: Float> Tape<T> {
     /// hook made one. The hooks are taken out of the tape while they run, so a hook never
     /// runs under a borrow of the tape.
     pub(crate) fn run_hooks(&self, key: NodeKey, cotangent: &Tensor<T>) -> Option<Tensor<T>> {
-        let mut list = self.inner.borrow_mut().hooks.by_node.remove(key)?;
+        let list = self.inner.borrow_mut().hooks.by_node.remove(key)?;
+        // Put back on every exit, a panicking hook's included: a caught panic must not
+        // silently leave the node without its hooks.
+        let mut running = Running {
+            tape: self,
+            key,
+            list,
+        };
         let mut replaced: Option<Tensor<T>> = None;
-        for (_, hook) in &mut list {
+        for (_, hook) in &mut running.list {
             let current = replaced.as_ref().unwrap_or(cotangent);
             if let Some(new) = hook(current) {
                 if new.shape() != cotangent.shape() {
@@ -181,8 +204,33 @@ impl<T: Float> Tape<T> {
                 replaced = Some(new);
             }
         }
-        self.inner.borrow_mut().hooks.by_node.insert(key, list);
         replaced
+    }
+}
+
+/// The hooks of one node while they run, taken out of the tape so that no hook runs under
+/// a borrow of it; dropping this puts them back.
+struct Running<'a, T: Float> {
+    tape: &'a Tape<T>,
+    key: NodeKey,
+    list: Vec<(u64, HookFn<T>)>,
+}
+
+impl<T: Float> Drop for Running<'_, T> {
+    fn drop(&mut self) {
+        if let Ok(mut inner) = self.tape.inner.try_borrow_mut() {
+            let list = std::mem::take(&mut self.list);
+            match inner.hooks.by_node.get_mut(self.key) {
+                // A hook registered on this node by a running hook goes after the others.
+                Some(added) => {
+                    let added = std::mem::replace(added, list);
+                    inner.hooks.by_node[self.key].extend(added);
+                }
+                None => {
+                    inner.hooks.by_node.insert(self.key, list);
+                }
+            }
+        }
     }
 }
 
@@ -295,8 +343,8 @@ mod tests {
         let y = x * 2.0;
         let opts = GradOptions::new().retain_graph();
         assert_eq!(y.backward_with(&opts).unwrap()[x].item(), Some(7.0));
-        assert!(tape.remove_hook(h));
-        assert!(!tape.remove_hook(h));
+        assert!(tape.remove_hook(&h));
+        assert!(!tape.remove_hook(&h));
         assert_eq!(y.backward().unwrap()[x].item(), Some(2.0));
     }
 

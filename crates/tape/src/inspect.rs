@@ -29,7 +29,8 @@ use serde::{Deserialize, Serialize};
 use slotmap::SecondaryMap;
 
 use crate::Float;
-use crate::tape::{NodeKey, Origin, Tape};
+use crate::graph::{NodeKey, Origin, Reach};
+use crate::tape::Tape;
 use crate::tensor::Tensor;
 use crate::var::Var;
 
@@ -238,41 +239,39 @@ impl<T: Float> Tape<T> {
             "node_info: the Var (created at {}) belongs to another tape",
             var.location()
         );
-        let pos = self.with_node(var.key, |n| n.pos as usize);
+        let pos = var.key.pos();
         self.nodes().swap_remove(pos)
     }
 
     /// Node infos with the identity of each value's buffer.
     fn collect(&self) -> Vec<(NodeInfo, Option<usize>)> {
         let inner = self.inner.borrow();
+        let graph = &inner.graph;
         // Which values a kept rule may read: its own output and its inputs.
-        let mut read = vec![false; inner.order.len()];
-        for (p, key) in inner.order.iter().enumerate() {
-            let n = &inner.nodes[*key];
+        let mut read = vec![false; graph.len()];
+        for (key, n) in graph.iter() {
             if let Origin::Op(_) = n.origin {
-                read[p] = true;
-                for i in &n.inputs {
-                    read[inner.nodes[*i].pos as usize] = true;
+                read[key.pos()] = true;
+                for i in graph.inputs(n) {
+                    read[i.pos()] = true;
                 }
             }
         }
         let norms = &inner.inspect.grad_norms;
-        inner
-            .order
+        graph
             .iter()
-            .enumerate()
-            .map(|(p, key)| {
-                let n = &inner.nodes[*key];
+            .map(|(key, n)| {
+                let p = key.pos();
+                let inputs = graph.inputs(n);
                 let kind = match n.origin {
                     Origin::Leaf { .. } => NodeKind::Leaf,
                     Origin::Constant(_) => NodeKind::Constant,
                     Origin::Op(_) => NodeKind::Op,
                     Origin::Spent(_) => NodeKind::Spent,
                 };
-                let input_shapes: Vec<&[usize]> = n
-                    .inputs
+                let input_shapes: Vec<&[usize]> = inputs
                     .iter()
-                    .map(|i| inner.nodes[*i].value.shape())
+                    .map(|i| graph.node(*i).value.shape())
                     .collect();
                 let out_len = n.value.len() as u64;
                 let (attributes, rule_saved, madds) = match &n.origin {
@@ -285,7 +284,7 @@ impl<T: Float> Tape<T> {
                         rule.madds(&input_shapes, n.value.shape()),
                     ),
                     Origin::Leaf { .. } => (Vec::new(), 0, 0),
-                    _ if n.inputs.is_empty() => (Vec::new(), 0, 0),
+                    _ if inputs.is_empty() => (Vec::new(), 0, 0),
                     _ => (Vec::new(), 0, out_len),
                 };
                 let value_saved = if kind != NodeKind::Leaf && read[p] {
@@ -298,11 +297,7 @@ impl<T: Float> Tape<T> {
                     op: n.origin.name().to_string(),
                     kind,
                     attributes,
-                    inputs: n
-                        .inputs
-                        .iter()
-                        .map(|i| inner.nodes[*i].pos as usize)
-                        .collect(),
+                    inputs: inputs.iter().map(|i| i.pos()).collect(),
                     shape: n.value.shape().to_vec(),
                     dtype: T::NAME.to_string(),
                     bytes: n.value.bytes(),
@@ -314,7 +309,7 @@ impl<T: Float> Tape<T> {
                         line: n.location.line(),
                         column: n.location.column(),
                     },
-                    label: inner.inspect.labels.get(*key).cloned(),
+                    label: inner.inspect.labels.get(key).cloned(),
                     grad_norm: norms.get(p).copied().flatten(),
                 };
                 (info, buffer_id(&n.value))
@@ -525,8 +520,7 @@ impl Dump {
             "Dump::path_to: the Var (created at {}) belongs to another tape",
             output.location()
         );
-        let pos = output.tape.with_node(output.key, |n| n.pos as usize);
-        let on_path = ancestors(&self.nodes, pos);
+        let on_path = output.tape.ancestors(output.key);
         for (k, on) in self.keep.iter_mut().zip(on_path) {
             *k &= on;
         }
@@ -610,21 +604,18 @@ impl Dump {
 }
 
 /// `target` and every node it depends on, by position.
-pub(crate) fn ancestors(nodes: &[NodeInfo], target: usize) -> Vec<bool> {
-    let mut on = vec![false; nodes.len()];
-    if target >= nodes.len() {
-        return on;
-    }
-    on[target] = true;
-    // Inputs come before their users, so one pass backwards finds them all.
-    for p in (0..=target).rev() {
-        if on[p] {
-            for &i in &nodes[p].inputs {
-                on[i] = true;
-            }
+impl<T: Float> Tape<T> {
+    /// By position: whether `output` depends on the node (itself included).
+    pub(crate) fn ancestors(&self, output: NodeKey) -> Vec<bool> {
+        let inner = self.inner.borrow();
+        let mut reach = Reach::default();
+        inner.graph.between(None, &[output], &mut reach);
+        let mut on = vec![false; inner.graph.len()];
+        for k in reach.on_path_in_order() {
+            on[k.pos()] = true;
         }
+        on
     }
-    on
 }
 
 impl fmt::Display for Dump {
@@ -826,7 +817,7 @@ mod tests {
                 cx: &crate::RuleCtx<'t, f64>,
                 g: &crate::Val<'t, f64>,
             ) -> crate::Cotangents<'t, f64> {
-                smallvec::smallvec![Some(crate::arith::broadcast_to(g, &cx.input_shape(0)))]
+                crate::Cotangents::one(crate::arith::broadcast_to(g, &cx.input_shape(0)))
             }
             fn jvp<'t>(
                 &self,

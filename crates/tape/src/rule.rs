@@ -6,10 +6,91 @@ use crate::Float;
 use crate::tensor::{Shape, Tensor};
 use crate::var::Val;
 
-/// The cotangents a VJP rule returns, one per input; `None` for an input that gets no
-/// gradient (one [`RuleCtx::needs`] said nobody asked for, or an integer-like input such as
-/// a mask). Two inputs live inline.
-pub type Cotangents<'t, T> = SmallVec<[Option<Val<'t, T>>; 2]>;
+/// The cotangents a VJP rule returns, one per input, in input order; `None` for an input
+/// that gets no gradient (one [`RuleCtx::needs`] said nobody asked for, or an integer-like
+/// input such as a mask). Two live inline.
+///
+/// ```
+/// use retrograd_tape::{Cotangents, Val};
+/// let g: Val<'_, f64> = Val::Const(2.0.into());
+/// let one = Cotangents::one(g.clone());                 // a unary op
+/// let two = Cotangents::two(g.clone(), None);           // the second input gets none
+/// let many: Cotangents<'_, f64> = (0..3).map(|_| Some(g.clone())).collect();
+/// assert_eq!((one.len(), two.len(), many.len()), (1, 2, 3));
+/// ```
+pub struct Cotangents<'t, T: Float>(SmallVec<[Option<Val<'t, T>>; 2]>);
+
+impl<'t, T: Float> Cotangents<'t, T> {
+    /// None yet: [`push`](Cotangents::push) one per input.
+    pub fn new() -> Self {
+        Cotangents(SmallVec::new())
+    }
+
+    /// The cotangent of a one-input op.
+    pub fn one(a: impl Into<Option<Val<'t, T>>>) -> Self {
+        Cotangents(smallvec::smallvec![a.into()])
+    }
+
+    /// The cotangents of a two-input op.
+    pub fn two(a: impl Into<Option<Val<'t, T>>>, b: impl Into<Option<Val<'t, T>>>) -> Self {
+        Cotangents(smallvec::smallvec![a.into(), b.into()])
+    }
+
+    /// The number of cotangents.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether there are none.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Appends the cotangent of the next input.
+    pub fn push(&mut self, c: impl Into<Option<Val<'t, T>>>) {
+        self.0.push(c.into());
+    }
+}
+
+impl<T: Float> Default for Cotangents<'_, T> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl<'t, T: Float> FromIterator<Option<Val<'t, T>>> for Cotangents<'t, T> {
+    fn from_iter<I: IntoIterator<Item = Option<Val<'t, T>>>>(iter: I) -> Self {
+        Cotangents(iter.into_iter().collect())
+    }
+}
+
+/// `Cotangents::from([Some(da), None])`: one per input, in order.
+impl<'t, T: Float, const N: usize> From<[Option<Val<'t, T>>; N]> for Cotangents<'t, T> {
+    fn from(cots: [Option<Val<'t, T>>; N]) -> Self {
+        Cotangents(cots.into_iter().collect())
+    }
+}
+
+impl<'t, T: Float> IntoIterator for Cotangents<'t, T> {
+    type Item = Option<Val<'t, T>>;
+    type IntoIter = smallvec::IntoIter<[Option<Val<'t, T>>; 2]>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.0.into_iter()
+    }
+}
+
+impl<'t, T: Float> std::ops::Index<usize> for Cotangents<'t, T> {
+    type Output = Option<Val<'t, T>>;
+    fn index(&self, i: usize) -> &Self::Output {
+        &self.0[i]
+    }
+}
+
+impl<'t, T: Float> std::ops::IndexMut<usize> for Cotangents<'t, T> {
+    fn index_mut(&mut self, i: usize) -> &mut Self::Output {
+        &mut self.0[i]
+    }
+}
 
 /// A primitive operation: its name, its forward computation, and its two derivative rules.
 ///
@@ -31,7 +112,6 @@ pub type Cotangents<'t, T> = SmallVec<[Option<Val<'t, T>>; 2]>;
 /// # A custom primitive
 /// ```
 /// use retrograd_tape::{Cotangents, Float, Rule, RuleCtx, Tape, Tensor, Val, Var, Operand};
-/// use smallvec::smallvec;
 ///
 /// /// `x³`, elementwise.
 /// struct Cube;
@@ -43,7 +123,7 @@ pub type Cotangents<'t, T> = SmallVec<[Option<Val<'t, T>>; 2]>;
 ///     }
 ///     fn vjp<'t>(&self, cx: &RuleCtx<'t, T>, g: &Val<'t, T>) -> Cotangents<'t, T> {
 ///         let x = cx.input(0);
-///         smallvec![Some(g * &(x * x) * T::of(3.0))]
+///         Cotangents::one(g * &(x * x) * T::of(3.0))
 ///     }
 ///     fn jvp<'t>(&self, cx: &RuleCtx<'t, T>, t: &[Option<Val<'t, T>>]) -> Option<Val<'t, T>> {
 ///         let x = cx.input(0);
@@ -84,6 +164,45 @@ pub trait Rule<T: Float>: 'static {
     /// zero tangent; at least one is `Some`), the tangent of the output, of the output's
     /// shape. `None` means a zero tangent.
     fn jvp<'t>(&self, cx: &RuleCtx<'t, T>, tangents: &[Option<Val<'t, T>>]) -> Option<Val<'t, T>>;
+
+    /// An optional fast path for the plain reverse sweep over scalar nodes (scalar-heavy
+    /// graphs spend most of their time in per-node bookkeeping, not arithmetic): given the
+    /// inputs' values, the output's value and the output's cotangent `g`, all scalars,
+    /// write each input's cotangent into `cotangents` and return `true`. The default
+    /// returns `false`, and the sweep calls [`vjp`](Rule::vjp) as usual. It must agree
+    /// with `vjp`; the sweep uses it only when nothing is recorded and every value is a
+    /// scalar, so `vjp` still serves higher order.
+    ///
+    /// ```
+    /// # use retrograd_tape::{Cotangents, Float, Rule, RuleCtx, Tensor, Val};
+    /// struct Cube;
+    /// impl<T: Float> Rule<T> for Cube {
+    ///     fn name(&self) -> &'static str { "cube" }
+    ///     fn forward(&mut self, x: &[&Tensor<T>]) -> Result<Tensor<T>, String> {
+    ///         Ok(x[0].map(|v| v * v * v))
+    ///     }
+    ///     fn vjp<'t>(&self, cx: &RuleCtx<'t, T>, g: &Val<'t, T>) -> Cotangents<'t, T> {
+    ///         let x = cx.input(0);
+    ///         Cotangents::one(g * &(x * x) * T::of(3.0))
+    ///     }
+    ///     fn jvp<'t>(&self, cx: &RuleCtx<'t, T>, t: &[Option<Val<'t, T>>]) -> Option<Val<'t, T>> {
+    ///         let x = cx.input(0);
+    ///         t[0].as_ref().map(|t| t * &(x * x) * T::of(3.0))
+    ///     }
+    ///     fn scalar_vjp(&self, x: &[T], _y: T, g: T, cot: &mut [T]) -> bool {
+    ///         cot[0] = g * x[0] * x[0] * T::of(3.0);
+    ///         true
+    ///     }
+    /// }
+    /// let tape = retrograd_tape::Tape::<f64>::new();
+    /// let x = tape.var(2.0);
+    /// let y = retrograd_tape::Var::apply(Cube, &[&x]);
+    /// assert_eq!(y.backward().unwrap()[x].item(), Some(12.0)); // through scalar_vjp
+    /// ```
+    fn scalar_vjp(&self, inputs: &[T], output: T, g: T, cotangents: &mut [T]) -> bool {
+        let _ = (inputs, output, g, cotangents);
+        false
+    }
 
     /// Bytes of state the forward computation kept in `self` for the rules (for the tape's
     /// memory accounting). Inputs and output are counted by the tape.

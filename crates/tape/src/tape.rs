@@ -5,73 +5,24 @@ use std::marker::PhantomData;
 use std::panic::Location;
 use std::rc::Rc;
 
-use slotmap::SlotMap;
 use smallvec::SmallVec;
 
 use crate::Float;
 use crate::error::{Error, Result, SourceLocation};
+use crate::graph::{Graph, Node, Origin};
 use crate::rule::Rule;
 use crate::tensor::{Shape, Tensor};
 use crate::var::Var;
 
-slotmap::new_key_type! {
-    /// The key of a node in a tape's arena. Keys carry a generation, so a key kept past
-    /// [`Tape::clear`] is recognised as stale rather than read as another node.
-    pub struct NodeKey;
-}
-
-/// How a node came to be.
-pub(crate) enum Origin<T: Float> {
-    /// An input entered by the user; `requires_grad` says whether gradients flow to it.
-    Leaf { requires_grad: bool },
-    /// A value no gradient flows through: entered with [`Tape::constant`], made by
-    /// `detach`, or computed by the named op from inputs none of which requires a gradient
-    /// (or under [`Tape::no_grad`]). Its rule was not kept.
-    Constant(&'static str),
-    /// A recorded op with its rule.
-    Op(Box<dyn Rule<T>>),
-    /// A recorded op whose rule a backward sweep without `retain_graph` consumed.
-    Spent(&'static str),
-}
-
-impl<T: Float> Origin<T> {
-    pub(crate) fn requires_grad(&self) -> bool {
-        match self {
-            Origin::Leaf { requires_grad } => *requires_grad,
-            Origin::Constant(_) => false,
-            Origin::Op(_) | Origin::Spent(_) => true,
-        }
-    }
-
-    pub(crate) fn name(&self) -> &'static str {
-        match self {
-            Origin::Leaf {
-                requires_grad: true,
-            } => "var",
-            Origin::Leaf {
-                requires_grad: false,
-            } => "constant",
-            Origin::Constant(name) | Origin::Spent(name) => name,
-            Origin::Op(rule) => rule.name(),
-        }
-    }
-}
-
-/// One recorded value.
-pub(crate) struct Node<T: Float> {
-    pub(crate) value: Tensor<T>,
-    pub(crate) origin: Origin<T>,
-    pub(crate) inputs: SmallVec<[NodeKey; 2]>,
-    pub(crate) location: SourceLocation,
-    /// Position in evaluation order (an index into `TapeInner::order`).
-    pub(crate) pos: u32,
-}
+pub use crate::graph::NodeKey;
 
 pub(crate) struct TapeInner<T: Float> {
-    pub(crate) nodes: SlotMap<NodeKey, Node<T>>,
-    /// Evaluation order. Slots are reused after a clear, so key order is not creation
-    /// order; this is, and it is a topological order of the graph.
-    pub(crate) order: Vec<NodeKey>,
+    /// The arena of nodes, in evaluation order.
+    pub(crate) graph: Graph<T>,
+    /// This tape's identity for handles that do not borrow it ([`crate::HookHandle`]):
+    /// they hold a `Weak` to it, which survives moves of the tape and can never match a
+    /// later tape (the allocation stays reserved while any handle points at it).
+    pub(crate) identity: Rc<()>,
     pub(crate) no_grad_depth: u32,
     pub(crate) anomaly_mode: bool,
     /// The first non-finite forward value found in anomaly mode, reported by the next sweep.
@@ -133,8 +84,8 @@ impl<T: Float> Tape<T> {
     pub fn with_capacity(nodes: usize) -> Self {
         Tape {
             inner: RefCell::new(TapeInner {
-                nodes: SlotMap::with_capacity_and_key(nodes),
-                order: Vec::with_capacity(nodes),
+                graph: Graph::with_capacity(nodes),
+                identity: Rc::new(()),
                 no_grad_depth: 0,
                 anomaly_mode: false,
                 anomaly: None,
@@ -244,7 +195,7 @@ impl<T: Float> Tape<T> {
 
     /// The number of nodes recorded.
     pub fn len(&self) -> usize {
-        self.inner.borrow().order.len()
+        self.inner.borrow().graph.len()
     }
 
     /// Whether nothing is recorded.
@@ -257,8 +208,7 @@ impl<T: Float> Tape<T> {
     /// `&mut self`, so no Var of the old contents can still be alive.
     pub fn clear(&mut self) {
         let inner = self.inner.get_mut();
-        inner.nodes.clear();
-        inner.order.clear();
+        inner.graph.clear();
         inner.anomaly = None;
         inner.inspect.clear();
         inner.hooks.clear();
@@ -271,7 +221,7 @@ impl<T: Float> Tape<T> {
     /// cleared when no Var borrows it.
     pub(crate) fn with_node<R>(&self, key: NodeKey, f: impl FnOnce(&Node<T>) -> R) -> R {
         let inner = self.inner.borrow();
-        f(&inner.nodes[key])
+        f(inner.graph.node(key))
     }
 
     pub(crate) fn push(
@@ -293,25 +243,16 @@ impl<T: Float> Tape<T> {
         inputs: &[NodeKey],
         location: SourceLocation,
     ) -> NodeKey {
-        let pos = u32::try_from(inner.order.len()).expect("a tape holds at most 2^32 nodes");
         if inner.anomaly_mode && inner.anomaly.is_none() && !value.all_finite() {
             inner.anomaly = Some(Error::NonFinite {
                 what: "forward value",
                 op: origin.name(),
-                node: pos as usize,
+                node: inner.graph.len(),
                 location,
                 into: None,
             });
         }
-        let key = inner.nodes.insert(Node {
-            value,
-            origin,
-            inputs: SmallVec::from_slice(inputs),
-            location,
-            pos,
-        });
-        inner.order.push(key);
-        key
+        inner.graph.push(value, origin, inputs, location)
     }
 
     pub(crate) fn push_constant(
@@ -336,15 +277,15 @@ impl<T: Float> Tape<T> {
     ) -> std::result::Result<NodeKey, Box<Error>> {
         let mut guard = self.inner.borrow_mut();
         let inner = &mut *guard;
-        let nodes = &inner.nodes;
+        let graph = &inner.graph;
         // The common arities pass their values on the stack.
         let (forward, any_grad) = match inputs {
             [a] => {
-                let a = &nodes[*a];
+                let a = graph.node(*a);
                 (rule.forward(&[&a.value]), a.origin.requires_grad())
             }
             [a, b] => {
-                let (a, b) = (&nodes[*a], &nodes[*b]);
+                let (a, b) = (graph.node(*a), graph.node(*b));
                 (
                     rule.forward(&[&a.value, &b.value]),
                     a.origin.requires_grad() || b.origin.requires_grad(),
@@ -352,14 +293,14 @@ impl<T: Float> Tape<T> {
             }
             _ => {
                 let values: SmallVec<[&Tensor<T>; 4]> =
-                    inputs.iter().map(|k| &nodes[*k].value).collect();
-                let any = inputs.iter().any(|k| nodes[*k].origin.requires_grad());
+                    inputs.iter().map(|k| &graph.node(*k).value).collect();
+                let any = inputs.iter().any(|k| graph.node(*k).origin.requires_grad());
                 (rule.forward(&values), any)
             }
         };
         let value = match forward {
             Ok(v) => v,
-            Err(message) => return Err(invalid_op(rule.name(), nodes, inputs, message, location)),
+            Err(message) => return Err(invalid_op(rule.name(), graph, inputs, message, location)),
         };
         let origin = if any_grad && inner.no_grad_depth == 0 {
             Origin::Op(Box::new(rule))
@@ -376,7 +317,7 @@ impl<T: Float> Tape<T> {
 #[inline(never)]
 fn invalid_op<T: Float>(
     op: &'static str,
-    nodes: &SlotMap<NodeKey, Node<T>>,
+    graph: &Graph<T>,
     inputs: &[NodeKey],
     message: String,
     location: SourceLocation,
@@ -385,7 +326,7 @@ fn invalid_op<T: Float>(
         op,
         shapes: inputs
             .iter()
-            .map(|k| Shape::from_slice(nodes[*k].value.shape()))
+            .map(|k| Shape::from_slice(graph.node(*k).value.shape()))
             .collect(),
         message,
         location,
@@ -396,15 +337,15 @@ impl<T: Float> std::fmt::Debug for Tape<T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let inner = self.inner.borrow();
         let tracked = inner
-            .nodes
-            .values()
-            .filter(|n| n.origin.requires_grad())
+            .graph
+            .iter()
+            .filter(|(_, n)| n.origin.requires_grad())
             .count();
         write!(
             f,
             "Tape<{}>({} nodes, {} tracked, {} labelled{}{})",
             T::NAME,
-            inner.order.len(),
+            inner.graph.len(),
             tracked,
             inner.inspect.labels.len(),
             if inner.anomaly_mode {

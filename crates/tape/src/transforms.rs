@@ -60,8 +60,9 @@ use ndarray::{ArrayD, Axis, IxDyn};
 
 use crate::Float;
 use crate::error::{Error, Result};
-use crate::sweep::GradOptions;
-use crate::tape::{NodeKey, Origin, Tape};
+use crate::grad::GradOptions;
+use crate::graph::{NodeKey, Reach};
+use crate::tape::Tape;
 use crate::tensor::{Shape, Tensor};
 use crate::var::{Val, Var};
 
@@ -101,8 +102,8 @@ pub struct CostEstimate {
     pub n_inputs: usize,
     /// Output elements: reverse mode runs one sweep per output element.
     pub n_outputs: usize,
-    /// One forward (tangent) sweep: the elements written by the ops that depend on the
-    /// input, up to the output.
+    /// One forward (tangent) sweep: the elements written by the ops on a path from the
+    /// input to the output (the only ops the sweep visits).
     pub forward_sweep: f64,
     /// One reverse sweep: [`REVERSE_SWEEP_FACTOR`] times the elements written by the ops
     /// on a path from the input to the output.
@@ -151,53 +152,20 @@ impl CostEstimate {
             output.location()
         );
         let inner = input.tape.inner.borrow();
-        let (lo, hi) = (
-            inner.nodes[input.key].pos as usize,
-            inner.nodes[output.key].pos as usize,
-        );
-        let n_inputs = inner.nodes[input.key].value.len();
-        let n_outputs = inner.nodes[output.key].value.len();
-        let mut forward_sweep = 0.0;
-        let mut reverse_sweep = 0.0;
-        if lo <= hi {
-            let is_op =
-                |k: NodeKey| matches!(inner.nodes[k].origin, Origin::Op(_) | Origin::Spent(_));
-            // Downstream of the input (what a forward sweep visits) ...
-            let mut reach = vec![false; hi + 1 - lo];
-            reach[0] = true;
-            for p in lo + 1..=hi {
-                let key = inner.order[p];
-                reach[p - lo] = is_op(key)
-                    && inner.nodes[key].inputs.iter().any(|i| {
-                        let ip = inner.nodes[*i].pos as usize;
-                        ip >= lo && reach[ip - lo]
-                    });
-            }
-            // ... and, of those, upstream of the output (what a reverse sweep visits).
-            let mut needed = vec![false; hi + 1 - lo];
-            needed[hi - lo] = reach[hi - lo];
-            for p in (lo..=hi).rev() {
-                if !needed[p - lo] {
-                    continue;
-                }
-                let node = &inner.nodes[inner.order[p]];
-                if p > lo {
-                    let size = node.value.len() as f64;
-                    reverse_sweep += size;
-                }
-                for i in &node.inputs {
-                    let ip = inner.nodes[*i].pos as usize;
-                    if ip >= lo && reach[ip - lo] {
-                        needed[ip - lo] = true;
-                    }
-                }
-            }
-            for p in lo + 1..=hi {
-                if reach[p - lo] {
-                    forward_sweep += inner.nodes[inner.order[p]].value.len() as f64;
-                }
-            }
-        }
+        let graph = &inner.graph;
+        let n_inputs = graph.node(input.key).value.len();
+        let n_outputs = graph.node(output.key).value.len();
+        // A forward sweep visits what lies downstream of the input, a reverse sweep what
+        // lies upstream of the output; both visit the nodes between the two, and the
+        // input's own node is not an op either sweep runs.
+        let mut reach = Reach::default();
+        graph.between(Some(&[input.key]), &[output.key], &mut reach);
+        let work: f64 = reach
+            .on_path_in_order()
+            .filter(|k| *k != input.key)
+            .map(|k| graph.node(k).value.len() as f64)
+            .sum();
+        let (forward_sweep, reverse_sweep) = (work, work);
         CostEstimate {
             n_inputs,
             n_outputs,

@@ -65,16 +65,18 @@ impl<'t, T: Float> Var<'t, T> {
     /// When the value has more than one element, naming its shape and where it was made.
     #[track_caller]
     pub fn item(&self) -> T {
-        self.tape.with_node(self.key, |n| {
-            n.value.item().unwrap_or_else(|| {
-                panic!(
-                    "item: value of shape {:?} (created at {}) has {} elements, not one",
-                    n.value.shape(),
-                    n.location,
-                    n.value.len()
-                )
-            })
-        })
+        let (item, shape, len, location) = self.tape.with_node(self.key, |n| {
+            let v = &n.value;
+            (v.item(), Shape::from_slice(v.shape()), v.len(), n.location)
+        });
+        // The panic is raised here, in the caller-tracked body, so that it names the
+        // caller's line even when `item` is called from inside a closure.
+        match item {
+            Some(v) => v,
+            None => panic!(
+                "item: value of shape {shape:?} (created at {location}) has {len} elements, not one"
+            ),
+        }
     }
 
     /// The value's shape.
@@ -134,8 +136,8 @@ impl<'t, T: Float> Var<'t, T> {
 impl<T: Float> fmt::Debug for Var<'_, T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let inner = self.tape.inner.borrow();
-        let n = &inner.nodes[self.key];
-        write!(f, "Var(%{} ", n.pos)?;
+        let n = inner.graph.node(self.key);
+        write!(f, "Var(%{} ", self.key.pos())?;
         if let Some(label) = inner.inspect.labels.get(self.key) {
             write!(f, "{label:?} ")?;
         }

@@ -15,7 +15,6 @@ use retrograd_tape::transforms::{
     value_and_grad, vjp,
 };
 use retrograd_tape::{Cotangents, Float, Operand, Rule, RuleCtx, Tape, Tensor, Val, Var};
-use smallvec::smallvec;
 
 /// Deterministic and fast: a fixed seed, no persistence files.
 fn config() -> Config {
@@ -394,7 +393,7 @@ impl<T: Float> Rule<T> for Sin {
         Ok(x[0].map(|v| v.sin()))
     }
     fn vjp<'t>(&self, cx: &RuleCtx<'t, T>, g: &Val<'t, T>) -> Cotangents<'t, T> {
-        smallvec![Some(g * &cos(cx.input(0)))]
+        Cotangents::from([Some(g * &cos(cx.input(0)))])
     }
     fn jvp<'t>(&self, cx: &RuleCtx<'t, T>, t: &[Option<Val<'t, T>>]) -> Option<Val<'t, T>> {
         t[0].as_ref().map(|t| t * &cos(cx.input(0)))
@@ -409,7 +408,7 @@ impl<T: Float> Rule<T> for Cos {
         Ok(x[0].map(|v| v.cos()))
     }
     fn vjp<'t>(&self, cx: &RuleCtx<'t, T>, g: &Val<'t, T>) -> Cotangents<'t, T> {
-        smallvec![Some(-(g * &sin(cx.input(0))))]
+        Cotangents::from([Some(-(g * &sin(cx.input(0))))])
     }
     fn jvp<'t>(&self, cx: &RuleCtx<'t, T>, t: &[Option<Val<'t, T>>]) -> Option<Val<'t, T>> {
         t[0].as_ref().map(|t| -(t * &sin(cx.input(0))))

@@ -2,8 +2,6 @@
 //! constant factors at the output's shape, and the rules of ops that are linear in their
 //! inputs given a constant mask (maximum, minimum, where).
 
-use smallvec::smallvec;
-
 use retrograd_tape::arith::sum_to;
 use retrograd_tape::{Cotangents, Float, Operand, RuleCtx, Tensor, Val};
 
@@ -42,7 +40,7 @@ pub(crate) fn masked_vjp<'t, T: Float>(
     g: &Val<'t, T>,
     parts: &[(usize, &dyn Fn() -> Val<'t, T>)],
 ) -> Cotangents<'t, T> {
-    let mut out: Cotangents<'t, T> = smallvec![None; cx.inputs().len()];
+    let mut out: Cotangents<'t, T> = cx.inputs().iter().map(|_| None).collect();
     for &(i, mask) in parts {
         if cx.needs(i) {
             out[i] = Some(sum_to(&(g * &mask()), &cx.input_shape(i)));

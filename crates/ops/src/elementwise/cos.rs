@@ -22,6 +22,9 @@ impl<T: Float> UnaryFn<T> for Cos {
     fn chain<'t>(&self, x: &Val<'t, T>, _y: &Val<'t, T>, v: &Val<'t, T>) -> Val<'t, T> {
         -(v * &x.sin())
     }
+    fn chain_scalar(&self, x: T, _y: T, v: T) -> Option<T> {
+        Some(-(v * x.sin()))
+    }
 }
 
 #[cfg(test)]

@@ -21,6 +21,9 @@ impl<T: Float> UnaryFn<T> for Exp {
     fn chain<'t>(&self, _x: &Val<'t, T>, y: &Val<'t, T>, v: &Val<'t, T>) -> Val<'t, T> {
         v * y
     }
+    fn chain_scalar(&self, _x: T, y: T, v: T) -> Option<T> {
+        Some(v * y)
+    }
 }
 
 #[cfg(test)]

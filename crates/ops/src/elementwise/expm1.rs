@@ -20,6 +20,9 @@ impl<T: Float> UnaryFn<T> for Expm1 {
     fn chain<'t>(&self, _x: &Val<'t, T>, y: &Val<'t, T>, v: &Val<'t, T>) -> Val<'t, T> {
         v * &(y + T::one())
     }
+    fn chain_scalar(&self, _x: T, y: T, v: T) -> Option<T> {
+        Some(v * (y + T::one()))
+    }
 }
 
 #[cfg(test)]

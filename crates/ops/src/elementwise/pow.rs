@@ -1,7 +1,5 @@
 //! `pow`: `aᵇ` for two tensors, with broadcasting.
 
-use smallvec::smallvec;
-
 use retrograd_tape::arith::{ScalarLhs, sum_to};
 use retrograd_tape::{Cotangents, Float, Rule, RuleCtx, Tensor, Val};
 
@@ -63,12 +61,12 @@ impl<T: Float> Rule<T> for Pow {
         zip_forward(x[0], x[1], |a, b| a.powf(b))
     }
     fn vjp<'t>(&self, cx: &RuleCtx<'t, T>, g: &Val<'t, T>) -> Cotangents<'t, T> {
-        smallvec![
+        Cotangents::from([
             cx.needs(0)
                 .then(|| sum_to(&(g * &Pow::d_base(cx)), &cx.input_shape(0))),
             cx.needs(1)
                 .then(|| sum_to(&(g * &Pow::d_exponent(cx)), &cx.input_shape(1))),
-        ]
+        ])
     }
     fn jvp<'t>(&self, cx: &RuleCtx<'t, T>, t: &[Option<Val<'t, T>>]) -> Option<Val<'t, T>> {
         let da = t[0].as_ref().map(|ta| ta * &Pow::d_base(cx));

@@ -34,6 +34,9 @@ impl<T: Float> UnaryFn<T> for Sigmoid {
     fn chain<'t>(&self, _x: &Val<'t, T>, y: &Val<'t, T>, v: &Val<'t, T>) -> Val<'t, T> {
         sigmoid_backward(v, y)
     }
+    fn chain_scalar(&self, _x: T, y: T, v: T) -> Option<T> {
+        Some(v * SigmoidSlope::slope(y))
+    }
 }
 
 /// `φ(y) = y (1 - y)`: `sigmoid`'s derivative in terms of its output, so that its

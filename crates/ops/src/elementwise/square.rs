@@ -20,6 +20,9 @@ impl<T: Float> UnaryFn<T> for Square {
     fn chain<'t>(&self, x: &Val<'t, T>, _y: &Val<'t, T>, v: &Val<'t, T>) -> Val<'t, T> {
         &(v * x) * T::of(2.0)
     }
+    fn chain_scalar(&self, x: T, _y: T, v: T) -> Option<T> {
+        Some((v * x) * T::of(2.0))
+    }
 }
 
 #[cfg(test)]

@@ -22,6 +22,9 @@ impl<T: Float> UnaryFn<T> for Tanh {
     fn chain<'t>(&self, _x: &Val<'t, T>, y: &Val<'t, T>, v: &Val<'t, T>) -> Val<'t, T> {
         tanh_backward(v, y)
     }
+    fn chain_scalar(&self, _x: T, y: T, v: T) -> Option<T> {
+        Some(v * TanhSlope::slope(y))
+    }
 }
 
 /// `φ(y) = 1 - y²`: `tanh`'s derivative in terms of its output, so that its derivative

@@ -6,8 +6,6 @@
 //! on [`Val`] so that second derivatives flow through it; [`Unary`] turns that into a
 //! [`Rule`]. Users can define their own elementwise ops the same way.
 
-use smallvec::smallvec;
-
 use retrograd_tape::{Cotangents, Float, Operand, Rule, RuleCtx, Tensor, Val};
 
 /// An elementwise function of one tensor, described by its value and its derivative.
@@ -54,6 +52,14 @@ pub trait UnaryFn<T: Float>: 'static {
     /// into a new constant that depends on `x` smoothly: that would silently cut the
     /// second derivative.
     fn chain<'t>(&self, x: &Val<'t, T>, y: &Val<'t, T>, v: &Val<'t, T>) -> Val<'t, T>;
+
+    /// [`chain`](UnaryFn::chain) on plain numbers, `v · f'(x)` at one element, for the
+    /// plain reverse sweep's scalar path ([`Rule::scalar_vjp`]); `None`, the default, when
+    /// the op does not offer one. It must compute what `chain` computes.
+    fn chain_scalar(&self, x: T, y: T, v: T) -> Option<T> {
+        let _ = (x, y, v);
+        None
+    }
 }
 
 /// The [`Rule`] of an elementwise function [`UnaryFn`]: forward maps `eval` over the
@@ -75,14 +81,23 @@ impl<T: Float, U: UnaryFn<T>> Rule<T> for Unary<U> {
         Ok(x[0].map(|v| f.eval(v)))
     }
     fn vjp<'t>(&self, cx: &RuleCtx<'t, T>, g: &Val<'t, T>) -> Cotangents<'t, T> {
-        smallvec![
-            cx.needs(0)
-                .then(|| self.0.chain(cx.input(0), cx.output(), g))
-        ]
+        Cotangents::from([cx
+            .needs(0)
+            .then(|| self.0.chain(cx.input(0), cx.output(), g))])
     }
     fn jvp<'t>(&self, cx: &RuleCtx<'t, T>, t: &[Option<Val<'t, T>>]) -> Option<Val<'t, T>> {
         t[0].as_ref()
             .map(|t| self.0.chain(cx.input(0), cx.output(), t))
+    }
+    #[inline]
+    fn scalar_vjp(&self, x: &[T], y: T, g: T, cotangents: &mut [T]) -> bool {
+        match self.0.chain_scalar(x[0], y, g) {
+            Some(c) => {
+                cotangents[0] = c;
+                true
+            }
+            None => false,
+        }
     }
 }
 
@@ -146,10 +161,10 @@ impl<T: Float, S: OutputSlope<T>> Rule<T> for SlopeProduct<S> {
     }
     fn vjp<'t>(&self, cx: &RuleCtx<'t, T>, u: &Val<'t, T>) -> Cotangents<'t, T> {
         let (g, y) = (cx.input(0), cx.input(1));
-        smallvec![
+        Cotangents::from([
             cx.needs(0).then(|| slope_product::<T, S, _>(u, y)),
-            cx.needs(1).then(|| &(u * g) * &S::slope_derivative(y))
-        ]
+            cx.needs(1).then(|| &(u * g) * &S::slope_derivative(y)),
+        ])
     }
     fn jvp<'t>(&self, cx: &RuleCtx<'t, T>, t: &[Option<Val<'t, T>>]) -> Option<Val<'t, T>> {
         let (g, y) = (cx.input(0), cx.input(1));
@@ -157,6 +172,38 @@ impl<T: Float, S: OutputSlope<T>> Rule<T> for SlopeProduct<S> {
         match (t[0].as_ref().map(|tg| slope_product::<T, S, _>(tg, y)), dy) {
             (Some(a), Some(b)) => Some(a + b),
             (a, b) => a.or(b),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Unary;
+    use crate::elementwise::{Cos, Exp, Expm1, Ln, Log1p, Recip, Sigmoid, Sin, Sqrt, Square, Tanh};
+    use proptest::prelude::*;
+    use retrograd_tape::check::check_scalar_vjp;
+    use retrograd_tape::strategies::config;
+
+    proptest! {
+        #![proptest_config(config(64))]
+        /// Every op with a scalar path computes there what its rule computes.
+        #[test]
+        fn scalar_paths_agree_with_the_rules(x in -3.0f64..3.0, p in 0.05f64..5.0, g in -2.0f64..2.0) {
+            for ok in [
+                check_scalar_vjp(Unary(Tanh), &[x], g),
+                check_scalar_vjp(Unary(Exp), &[x], g),
+                check_scalar_vjp(Unary(Sin), &[x], g),
+                check_scalar_vjp(Unary(Cos), &[x], g),
+                check_scalar_vjp(Unary(Square), &[x], g),
+                check_scalar_vjp(Unary(Sigmoid), &[x], g),
+                check_scalar_vjp(Unary(Expm1), &[x], g),
+                check_scalar_vjp(Unary(Ln), &[p], g),
+                check_scalar_vjp(Unary(Sqrt), &[p], g),
+                check_scalar_vjp(Unary(Recip), &[p], g),
+                check_scalar_vjp(Unary(Log1p), &[p], g),
+            ] {
+                prop_assert!(ok?, "every op listed has a scalar path");
+            }
         }
     }
 }

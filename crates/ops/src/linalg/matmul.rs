@@ -26,7 +26,6 @@
 //! - JVP: `Ċ = Ȧ·B + A·Ḃ`.
 
 use ndarray::{ArrayD, ArrayView2, ArrayViewD, Axis, Ix2, IxDyn};
-use smallvec::smallvec;
 
 use retrograd_tape::arith::{broadcast_to, sum_to};
 use retrograd_tape::{
@@ -171,7 +170,7 @@ impl<T: Float> Rule<T> for MatMul {
         let (a_vec, b_vec) = (sa.len() == 1, sb.len() == 1);
         if a_vec && b_vec {
             // The inner product: the cotangent is a scalar.
-            return smallvec![cx.needs(0).then(|| g * b), cx.needs(1).then(|| g * a)];
+            return Cotangents::from([cx.needs(0).then(|| g * b), cx.needs(1).then(|| g * a)]);
         }
         // Promote vectors to matrices as the forward did, and the cotangent with them.
         let a2 = if a_vec {
@@ -216,7 +215,7 @@ impl<T: Float> Rule<T> for MatMul {
             };
             reshape_exact(&d, &sb)
         });
-        smallvec![da, db]
+        Cotangents::from([da, db])
     }
 
     fn jvp<'t>(&self, cx: &RuleCtx<'t, T>, t: &[Option<Val<'t, T>>]) -> Option<Val<'t, T>> {

@@ -5,7 +5,6 @@
 //! - JVP: `Ċ = outer(ȧ, b) + outer(a, ḃ)`.
 
 use ndarray::Array2;
-use smallvec::smallvec;
 
 use retrograd_tape::{Cotangents, Float, Operand, Rule, RuleCtx, Tensor, Val};
 
@@ -29,10 +28,10 @@ impl<T: Float> Rule<T> for Outer {
     }
     fn vjp<'t>(&self, cx: &RuleCtx<'t, T>, g: &Val<'t, T>) -> Cotangents<'t, T> {
         let (a, b) = (cx.input(0), cx.input(1));
-        smallvec![
+        Cotangents::from([
             cx.needs(0).then(|| mm(g, b, false, false)),
-            cx.needs(1).then(|| mm(g, a, true, false))
-        ]
+            cx.needs(1).then(|| mm(g, a, true, false)),
+        ])
     }
     fn jvp<'t>(&self, cx: &RuleCtx<'t, T>, t: &[Option<Val<'t, T>>]) -> Option<Val<'t, T>> {
         let (a, b) = (cx.input(0), cx.input(1));

@@ -11,8 +11,6 @@
 //!
 //! `σ` is a primitive with its own rules, so second derivatives work.
 
-use smallvec::smallvec;
-
 use retrograd_tape::arith::sum_to;
 use retrograd_tape::{Cotangents, Float, Rule, RuleCtx, Tensor, Val};
 
@@ -73,10 +71,10 @@ impl<T: Float> Rule<T> for BceWithLogits {
     fn vjp<'t>(&self, cx: &RuleCtx<'t, T>, g: &Val<'t, T>) -> Cotangents<'t, T> {
         let (x, z) = (cx.input(0), cx.input(1));
         let gs = g * self.scale::<T>();
-        smallvec![
+        Cotangents::from([
             cx.needs(0).then(|| &(&x.sigmoid() - z) * &gs),
-            cx.needs(1).then(|| -(x * &gs))
-        ]
+            cx.needs(1).then(|| -(x * &gs)),
+        ])
     }
     fn jvp<'t>(&self, cx: &RuleCtx<'t, T>, t: &[Option<Val<'t, T>>]) -> Option<Val<'t, T>> {
         let (x, z) = (cx.input(0), cx.input(1));

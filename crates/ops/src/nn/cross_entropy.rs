@@ -13,7 +13,6 @@
 //! second derivatives (`s · (diag p − p pᵀ)` per row) go through softmax's rules.
 
 use ndarray::{Array2, Axis};
-use smallvec::smallvec;
 
 use retrograd_tape::arith::sum_to;
 use retrograd_tape::{Cotangents, Float, Operand, Rule, RuleCtx, Tensor, Val};
@@ -105,7 +104,7 @@ impl<T: Float> Rule<T> for CrossEntropy {
         let dx = cx
             .needs(0)
             .then(|| &self.residual(cx.input(0)) * &(g * self.scale::<T>()));
-        smallvec![dx]
+        Cotangents::from([dx])
     }
     fn jvp<'t>(&self, cx: &RuleCtx<'t, T>, t: &[Option<Val<'t, T>>]) -> Option<Val<'t, T>> {
         let t = t[0].as_ref()?;

@@ -11,7 +11,6 @@
 //! second derivatives go through softmax's own rules.
 
 use ndarray::Axis;
-use smallvec::smallvec;
 
 use retrograd_tape::{Cotangents, Float, Rule, RuleCtx, Tensor, Val};
 
@@ -55,7 +54,7 @@ impl<T: Float> Rule<T> for LogSoftmax {
     }
     fn vjp<'t>(&self, cx: &RuleCtx<'t, T>, g: &Val<'t, T>) -> Cotangents<'t, T> {
         let p = softmax(cx.input(0), self.resolved);
-        smallvec![Some(g - &(&p * &g.sum(self.resolved as isize, true)))]
+        Cotangents::from([Some(g - &(&p * &g.sum(self.resolved as isize, true)))])
     }
     fn jvp<'t>(&self, cx: &RuleCtx<'t, T>, t: &[Option<Val<'t, T>>]) -> Option<Val<'t, T>> {
         let t = t[0].as_ref()?;

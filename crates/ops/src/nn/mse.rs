@@ -7,8 +7,6 @@
 //! Shapes must match exactly: a loss that silently broadcasts a `[N]` target against an
 //! `[N, 1]` prediction computes an `N × N` average, a classic bug.
 
-use smallvec::smallvec;
-
 use retrograd_tape::arith::sum_to;
 use retrograd_tape::{Cotangents, Float, Rule, RuleCtx, Tensor, Val};
 
@@ -76,7 +74,7 @@ impl<T: Float> Rule<T> for Mse {
             None
         };
         let dp = if cx.needs(0) { d } else { None };
-        smallvec![dp, dt]
+        Cotangents::from([dp, dt])
     }
     fn jvp<'t>(&self, cx: &RuleCtx<'t, T>, t: &[Option<Val<'t, T>>]) -> Option<Val<'t, T>> {
         let dt = match (&t[0], &t[1]) {

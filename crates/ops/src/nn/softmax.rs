@@ -12,7 +12,6 @@
 //! derivatives flow through this op's own node.
 
 use ndarray::{ArrayBase, Axis, Data, Dimension};
-use smallvec::smallvec;
 
 use retrograd_tape::{Cotangents, Float, Operand, Rule, RuleCtx, Tensor, Val};
 
@@ -80,7 +79,7 @@ impl<T: Float> Rule<T> for Softmax {
         Ok(Tensor::from_array(y))
     }
     fn vjp<'t>(&self, cx: &RuleCtx<'t, T>, g: &Val<'t, T>) -> Cotangents<'t, T> {
-        smallvec![Some(self.product(cx.output(), g))]
+        Cotangents::from([Some(self.product(cx.output(), g))])
     }
     fn jvp<'t>(&self, cx: &RuleCtx<'t, T>, t: &[Option<Val<'t, T>>]) -> Option<Val<'t, T>> {
         t[0].as_ref().map(|t| self.product(cx.output(), t))

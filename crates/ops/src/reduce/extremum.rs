@@ -16,7 +16,6 @@
 //! undefined).
 
 use ndarray::{ArrayD, IxDyn, Zip};
-use smallvec::smallvec;
 
 use retrograd_tape::{Cotangents, Float, Operand, Rule, RuleCtx, Tensor, Val};
 
@@ -116,7 +115,7 @@ impl<T: Float> Rule<T> for Extremum<T> {
     fn vjp<'t>(&self, cx: &RuleCtx<'t, T>, g: &Val<'t, T>) -> Cotangents<'t, T> {
         let x = cx.input(0);
         let w = x.constant_like(self.weights());
-        smallvec![Some(unreduce(g, &x.shape(), &self.resolved) * w)]
+        Cotangents::from([Some(unreduce(g, &x.shape(), &self.resolved) * w)])
     }
     fn jvp<'t>(&self, cx: &RuleCtx<'t, T>, t: &[Option<Val<'t, T>>]) -> Option<Val<'t, T>> {
         let w = cx.input(0).constant_like(self.weights());

@@ -11,7 +11,6 @@
 //! softmax Jacobian `diag(p) − p pᵀ`) come from the same rule.
 
 use ndarray::IxDyn;
-use smallvec::smallvec;
 
 use retrograd_tape::{Cotangents, Float, Rule, RuleCtx, Tensor, Val};
 
@@ -80,7 +79,7 @@ impl<T: Float> Rule<T> for LogSumExp {
     }
     fn vjp<'t>(&self, cx: &RuleCtx<'t, T>, g: &Val<'t, T>) -> Cotangents<'t, T> {
         let spread = unreduce(g, &cx.input_shape(0), &self.resolved);
-        smallvec![Some(spread * self.softmax(cx))]
+        Cotangents::from([Some(spread * self.softmax(cx))])
     }
     fn jvp<'t>(&self, cx: &RuleCtx<'t, T>, t: &[Option<Val<'t, T>>]) -> Option<Val<'t, T>> {
         let axes = axes_of(&self.resolved);

@@ -6,8 +6,6 @@
 //!
 //! A mean over no elements is NaN (0/0), as in numpy.
 
-use smallvec::smallvec;
-
 use retrograd_tape::{Cotangents, Float, Rule, RuleCtx, Tensor, Val};
 
 use super::{
@@ -61,7 +59,7 @@ impl<T: Float> Rule<T> for Mean {
     }
     fn vjp<'t>(&self, cx: &RuleCtx<'t, T>, g: &Val<'t, T>) -> Cotangents<'t, T> {
         let spread = unreduce(g, &cx.input_shape(0), &self.resolved);
-        smallvec![Some(spread / T::of(self.count as f64))]
+        Cotangents::from([Some(spread / T::of(self.count as f64))])
     }
     fn jvp<'t>(&self, _: &RuleCtx<'t, T>, t: &[Option<Val<'t, T>>]) -> Option<Val<'t, T>> {
         let axes = axes_of(&self.resolved);

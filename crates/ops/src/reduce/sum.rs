@@ -7,8 +7,6 @@
 //!
 //! Summing over no elements gives 0.
 
-use smallvec::smallvec;
-
 use retrograd_tape::{Cotangents, Float, Rule, RuleCtx, Tensor, Val};
 
 use super::{Axes, AxisList, ReduceOps, axes_of, finish, fold_kept, reduce_attributes, unreduce};
@@ -54,7 +52,7 @@ impl<T: Float> Rule<T> for Sum {
         Ok(finish(kept, x.shape(), &self.resolved, self.keepdims))
     }
     fn vjp<'t>(&self, cx: &RuleCtx<'t, T>, g: &Val<'t, T>) -> Cotangents<'t, T> {
-        smallvec![Some(unreduce(g, &cx.input_shape(0), &self.resolved))]
+        Cotangents::from([Some(unreduce(g, &cx.input_shape(0), &self.resolved))])
     }
     fn jvp<'t>(&self, _: &RuleCtx<'t, T>, t: &[Option<Val<'t, T>>]) -> Option<Val<'t, T>> {
         let axes = axes_of(&self.resolved);

@@ -13,7 +13,6 @@
 //! subtraction), so second derivatives come from the same rule.
 
 use ndarray::IxDyn;
-use smallvec::smallvec;
 
 use retrograd_tape::{Cotangents, Float, Rule, RuleCtx, Tensor, Val};
 
@@ -89,7 +88,7 @@ impl<T: Float> Rule<T> for Variance {
     }
     fn vjp<'t>(&self, cx: &RuleCtx<'t, T>, g: &Val<'t, T>) -> Cotangents<'t, T> {
         let spread = unreduce(g, &cx.input_shape(0), &self.resolved);
-        smallvec![Some(spread * self.weights(cx))]
+        Cotangents::from([Some(spread * self.weights(cx))])
     }
     fn jvp<'t>(&self, cx: &RuleCtx<'t, T>, t: &[Option<Val<'t, T>>]) -> Option<Val<'t, T>> {
         let t = t[0].as_ref()?;

@@ -13,7 +13,6 @@
 use std::sync::Arc;
 
 use ndarray::{ArrayBase, ArrayD, Axis, Data, Dimension, Zip};
-use smallvec::smallvec;
 
 use retrograd_tape::{Cotangents, Float, Operand, Rule, RuleCtx, Tensor, Val};
 
@@ -106,7 +105,7 @@ impl<T: Float> Rule<T> for Gather {
     }
     fn vjp<'t>(&self, cx: &RuleCtx<'t, T>, g: &Val<'t, T>) -> Cotangents<'t, T> {
         let scatter = ScatterAdd::shared(self.resolved, self.index.clone(), &cx.input_shape(0));
-        smallvec![Some(Val::apply(scatter, &[g]))]
+        Cotangents::from([Some(Val::apply(scatter, &[g]))])
     }
     fn jvp<'t>(&self, _: &RuleCtx<'t, T>, t: &[Option<Val<'t, T>>]) -> Option<Val<'t, T>> {
         let t = t[0].as_ref()?;

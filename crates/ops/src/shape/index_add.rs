@@ -10,7 +10,6 @@
 use std::sync::Arc;
 
 use ndarray::{ArrayD, Axis, IxDyn};
-use smallvec::smallvec;
 
 use retrograd_tape::{Cotangents, Float, Operand, Rule, RuleCtx, Tensor, Val};
 
@@ -85,7 +84,7 @@ impl<T: Float> Rule<T> for IndexAdd {
     }
     fn vjp<'t>(&self, _: &RuleCtx<'t, T>, g: &Val<'t, T>) -> Cotangents<'t, T> {
         let select = IndexSelect::shared(self.resolved, self.indices.clone());
-        smallvec![Some(Val::apply(select, &[g]))]
+        Cotangents::from([Some(Val::apply(select, &[g]))])
     }
     fn jvp<'t>(&self, _: &RuleCtx<'t, T>, t: &[Option<Val<'t, T>>]) -> Option<Val<'t, T>> {
         let t = t[0].as_ref()?;

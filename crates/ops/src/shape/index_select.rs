@@ -9,8 +9,6 @@
 
 use std::sync::Arc;
 
-use smallvec::smallvec;
-
 use retrograd_tape::{Cotangents, Float, Operand, Rule, RuleCtx, Tensor, Val};
 
 use super::IndexAdd;
@@ -74,7 +72,7 @@ impl<T: Float> Rule<T> for IndexSelect {
     fn vjp<'t>(&self, cx: &RuleCtx<'t, T>, g: &Val<'t, T>) -> Cotangents<'t, T> {
         let extent = cx.input_shape(0)[self.resolved];
         let add = IndexAdd::shared(self.resolved, self.indices.clone(), extent);
-        smallvec![Some(Val::apply(add, &[g]))]
+        Cotangents::from([Some(Val::apply(add, &[g]))])
     }
     fn jvp<'t>(&self, _: &RuleCtx<'t, T>, t: &[Option<Val<'t, T>>]) -> Option<Val<'t, T>> {
         let t = t[0].as_ref()?;

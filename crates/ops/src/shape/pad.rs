@@ -5,7 +5,7 @@
 //! - VJP: `x̄ = ȳ[b₀ .. b₀+n₀, b₁ .. b₁+n₁, ..]` (a [`Slice`]),
 //! - JVP: `ẏ = pad(ẋ)`.
 
-use smallvec::{SmallVec, smallvec};
+use smallvec::SmallVec;
 
 use retrograd_tape::{Cotangents, Float, Operand, Rule, RuleCtx, Tensor, Val};
 
@@ -73,7 +73,7 @@ impl<T: Float> Rule<T> for Pad {
     }
     fn vjp<'t>(&self, cx: &RuleCtx<'t, T>, g: &Val<'t, T>) -> Cotangents<'t, T> {
         let interior = self.interior(&cx.input_shape(0));
-        smallvec![Some(Val::apply(Slice::new(&interior), &[g]))]
+        Cotangents::from([Some(Val::apply(Slice::new(&interior), &[g]))])
     }
     fn jvp<'t>(&self, _: &RuleCtx<'t, T>, t: &[Option<Val<'t, T>>]) -> Option<Val<'t, T>> {
         t[0].as_ref().map(|t| Val::apply(self.clone(), &[t]))

@@ -93,7 +93,7 @@ impl<T: Float> Rule<T> for Permute {
         for (i, &a) in self.perm.iter().enumerate() {
             inverse[a] = i;
         }
-        smallvec![Some(Val::apply(Permute::new(&inverse), &[g]))]
+        Cotangents::from([Some(Val::apply(Permute::new(&inverse), &[g]))])
     }
     fn jvp<'t>(&self, _: &RuleCtx<'t, T>, t: &[Option<Val<'t, T>>]) -> Option<Val<'t, T>> {
         t[0].as_ref()

@@ -6,7 +6,7 @@
 //! - JVP: `ẏ = reshape(ẋ, shape(y))`.
 
 use ndarray::IxDyn;
-use smallvec::{SmallVec, smallvec};
+use smallvec::SmallVec;
 
 use retrograd_tape::{Cotangents, Float, Rule, RuleCtx, Shape, Tensor, Val};
 
@@ -105,7 +105,7 @@ impl<T: Float> Rule<T> for Reshape {
         reshaped(x, &self.target)
     }
     fn vjp<'t>(&self, cx: &RuleCtx<'t, T>, g: &Val<'t, T>) -> Cotangents<'t, T> {
-        smallvec![Some(reshape_exact(g, &cx.input_shape(0)))]
+        Cotangents::from([Some(reshape_exact(g, &cx.input_shape(0)))])
     }
     fn jvp<'t>(&self, _: &RuleCtx<'t, T>, t: &[Option<Val<'t, T>>]) -> Option<Val<'t, T>> {
         t[0].as_ref().map(|t| reshape_exact(t, &self.target))

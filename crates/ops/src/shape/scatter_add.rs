@@ -11,7 +11,6 @@
 use std::sync::Arc;
 
 use ndarray::{ArrayBase, ArrayD, Axis, Data, Dimension, IxDyn, Zip};
-use smallvec::smallvec;
 
 use retrograd_tape::{Cotangents, Float, Operand, Rule, RuleCtx, Shape, Tensor, Val};
 
@@ -88,7 +87,7 @@ impl<T: Float> Rule<T> for ScatterAdd {
     }
     fn vjp<'t>(&self, _: &RuleCtx<'t, T>, g: &Val<'t, T>) -> Cotangents<'t, T> {
         let gather = Gather::shared(self.resolved, self.index.clone());
-        smallvec![Some(Val::apply(gather, &[g]))]
+        Cotangents::from([Some(Val::apply(gather, &[g]))])
     }
     fn jvp<'t>(&self, _: &RuleCtx<'t, T>, t: &[Option<Val<'t, T>>]) -> Option<Val<'t, T>> {
         let t = t[0].as_ref()?;

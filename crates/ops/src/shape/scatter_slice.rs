@@ -6,7 +6,7 @@
 //! - VJP: `x̄ = slice(ȳ, specs)`,
 //! - JVP: `ẏ = scatter_slice(ẋ)`.
 
-use smallvec::{SmallVec, smallvec};
+use smallvec::SmallVec;
 
 use retrograd_tape::{Cotangents, Float, Operand, Rule, RuleCtx, Shape, Tensor, Val};
 
@@ -65,7 +65,7 @@ impl<T: Float> Rule<T> for ScatterSlice {
         Ok(embed(x, &self.shape, &self.ranges))
     }
     fn vjp<'t>(&self, _: &RuleCtx<'t, T>, g: &Val<'t, T>) -> Cotangents<'t, T> {
-        smallvec![Some(Val::apply(Slice::new(&specs_of(&self.ranges)), &[g]))]
+        Cotangents::from([Some(Val::apply(Slice::new(&specs_of(&self.ranges)), &[g]))])
     }
     fn jvp<'t>(&self, _: &RuleCtx<'t, T>, t: &[Option<Val<'t, T>>]) -> Option<Val<'t, T>> {
         let t = t[0].as_ref()?;

@@ -162,7 +162,7 @@ impl<T: Float> Rule<T> for Slice {
     }
     fn vjp<'t>(&self, cx: &RuleCtx<'t, T>, g: &Val<'t, T>) -> Cotangents<'t, T> {
         let scatter = ScatterSlice::new(&cx.input_shape(0), &specs_of(&self.ranges));
-        smallvec![Some(Val::apply(scatter, &[g]))]
+        Cotangents::from([Some(Val::apply(scatter, &[g]))])
     }
     fn jvp<'t>(&self, _: &RuleCtx<'t, T>, t: &[Option<Val<'t, T>>]) -> Option<Val<'t, T>> {
         let t = t[0].as_ref()?;

@@ -8,8 +8,6 @@
 //! otherwise; numpy raises, as here). `unsqueeze(axis)` takes an axis of the *output*,
 //! in `-(ndim+1) ..= ndim`, so `unsqueeze(-1)` appends an axis.
 
-use smallvec::smallvec;
-
 use retrograd_tape::{Cotangents, Float, Rule, RuleCtx, Shape, Tensor, Val};
 
 use super::reshape::reshaped;
@@ -61,7 +59,7 @@ impl<T: Float> Rule<T> for Squeeze {
         reshaped(x, &self.out)
     }
     fn vjp<'t>(&self, cx: &RuleCtx<'t, T>, g: &Val<'t, T>) -> Cotangents<'t, T> {
-        smallvec![Some(reshape_exact(g, &cx.input_shape(0)))]
+        Cotangents::from([Some(reshape_exact(g, &cx.input_shape(0)))])
     }
     fn jvp<'t>(&self, _: &RuleCtx<'t, T>, t: &[Option<Val<'t, T>>]) -> Option<Val<'t, T>> {
         t[0].as_ref().map(|t| reshape_exact(t, &self.out))
@@ -100,7 +98,7 @@ impl<T: Float> Rule<T> for Unsqueeze {
         reshaped(x, &self.out)
     }
     fn vjp<'t>(&self, cx: &RuleCtx<'t, T>, g: &Val<'t, T>) -> Cotangents<'t, T> {
-        smallvec![Some(reshape_exact(g, &cx.input_shape(0)))]
+        Cotangents::from([Some(reshape_exact(g, &cx.input_shape(0)))])
     }
     fn jvp<'t>(&self, _: &RuleCtx<'t, T>, t: &[Option<Val<'t, T>>]) -> Option<Val<'t, T>> {
         t[0].as_ref().map(|t| reshape_exact(t, &self.out))

@@ -1,0 +1,480 @@
+//! The graph layer: the arena of recorded nodes, and the answers to the questions every
+//! sweep, transform and inspector asks of it (what is node `k`, what are its inputs, which
+//! nodes lie between these sources and these sinks, lend me this node's rule).
+//!
+//! One identity per node: its [`NodeKey`]. The arena hands out slots in evaluation order
+//! (slot `i + 1` holds the `i`-th node recorded; slotmap keeps slot 0 for itself), so a
+//! key's index *is* the node's position and a topological order comes for free: no
+//! position field, no separate order vector. [`Graph::clear`] frees the slots last-first,
+//! which leaves slotmap's free list in ascending order, so a cleared tape refills its slots
+//! in the same order. What the slotmap buys beyond a `Vec`: each slot's generation makes a
+//! key kept past a clear (in a [`HookHandle`](crate::HookHandle), say) stale rather than a
+//! silent alias of the new node in its slot.
+
+use slotmap::{Key, SlotMap};
+
+use crate::Float;
+use crate::error::{Error, SourceLocation};
+use crate::rule::Rule;
+use crate::tape::Tape;
+use crate::tensor::Tensor;
+
+slotmap::new_key_type! {
+    /// The key of a node in a tape's arena. Keys carry a generation, so a key kept past
+    /// [`Tape::clear`] is recognised as stale rather than read as another node.
+    pub struct NodeKey;
+}
+
+impl NodeKey {
+    /// The node's position in evaluation order (its id in dumps: `%3`).
+    #[inline]
+    pub(crate) fn pos(self) -> usize {
+        (self.data().as_ffi() as u32 as usize).wrapping_sub(1)
+    }
+}
+
+/// How a node came to be.
+pub(crate) enum Origin<T: Float> {
+    /// An input entered by the user; `requires_grad` says whether gradients flow to it.
+    Leaf { requires_grad: bool },
+    /// A value no gradient flows through: entered with [`Tape::constant`], made by
+    /// `detach`, or computed by the named op from inputs none of which requires a gradient
+    /// (or under [`Tape::no_grad`]). Its rule was not kept.
+    Constant(&'static str),
+    /// A recorded op with its rule.
+    Op(Box<dyn Rule<T>>),
+    /// A recorded op whose rule a backward sweep without `retain_graph` consumed.
+    Spent(&'static str),
+}
+
+impl<T: Float> Origin<T> {
+    pub(crate) fn requires_grad(&self) -> bool {
+        match self {
+            Origin::Leaf { requires_grad } => *requires_grad,
+            Origin::Constant(_) => false,
+            Origin::Op(_) | Origin::Spent(_) => true,
+        }
+    }
+
+    /// Whether the node was recorded with a rule (derivatives flow through it).
+    pub(crate) fn is_recorded(&self) -> bool {
+        matches!(self, Origin::Op(_) | Origin::Spent(_))
+    }
+
+    pub(crate) fn name(&self) -> &'static str {
+        match self {
+            Origin::Leaf {
+                requires_grad: true,
+            } => "var",
+            Origin::Leaf {
+                requires_grad: false,
+            } => "constant",
+            Origin::Constant(name) | Origin::Spent(name) => name,
+            Origin::Op(rule) => rule.name(),
+        }
+    }
+}
+
+/// A node's inputs in 16 bytes: up to two keys inline (null-padded), or, for the rare op
+/// with more, a range of the graph's side list.
+#[derive(Clone, Copy)]
+pub(crate) enum Inputs {
+    Few([NodeKey; 2]),
+    Many { start: u32, len: u32 },
+}
+
+/// One recorded value.
+pub(crate) struct Node<T: Float> {
+    pub(crate) value: Tensor<T>,
+    pub(crate) origin: Origin<T>,
+    inputs: Inputs,
+    pub(crate) location: SourceLocation,
+}
+
+/// The arena: every recorded node, in evaluation order.
+pub(crate) struct Graph<T: Float> {
+    nodes: SlotMap<NodeKey, Node<T>>,
+    /// The inputs of nodes with more than two.
+    spilled: Vec<NodeKey>,
+    /// Keys collected by `clear`, kept so clearing allocates nothing.
+    clearing: Vec<NodeKey>,
+}
+
+impl<T: Float> Graph<T> {
+    pub(crate) fn with_capacity(nodes: usize) -> Self {
+        Graph {
+            nodes: SlotMap::with_capacity_and_key(nodes),
+            spilled: Vec::new(),
+            clearing: Vec::new(),
+        }
+    }
+
+    /// The number of nodes.
+    pub(crate) fn len(&self) -> usize {
+        self.nodes.len()
+    }
+
+    /// Appends a node; its key's position is the number of nodes before it.
+    pub(crate) fn push(
+        &mut self,
+        value: Tensor<T>,
+        origin: Origin<T>,
+        inputs: &[NodeKey],
+        location: SourceLocation,
+    ) -> NodeKey {
+        let pos = self.nodes.len();
+        assert!(
+            pos < u32::MAX as usize - 1,
+            "a tape holds fewer than 2^32 nodes"
+        );
+        let inputs = match *inputs {
+            [] => Inputs::Few([NodeKey::null(); 2]),
+            [a] => Inputs::Few([a, NodeKey::null()]),
+            [a, b] => Inputs::Few([a, b]),
+            ref many => {
+                let start = self.spilled.len() as u32;
+                self.spilled.extend_from_slice(many);
+                Inputs::Many {
+                    start,
+                    len: many.len() as u32,
+                }
+            }
+        };
+        let key = self.nodes.insert(Node {
+            value,
+            origin,
+            inputs,
+            location,
+        });
+        debug_assert_eq!(key.pos(), pos, "slots are handed out in evaluation order");
+        key
+    }
+
+    /// The node of `key`.
+    ///
+    /// # Panics
+    /// When the key is stale. A `Var` always holds a live key (the tape can only be cleared
+    /// when no Var borrows it), so this is an engine bug, not a user error.
+    #[inline]
+    pub(crate) fn node(&self, key: NodeKey) -> &Node<T> {
+        &self.nodes[key]
+    }
+
+    #[inline]
+    pub(crate) fn node_mut(&mut self, key: NodeKey) -> &mut Node<T> {
+        &mut self.nodes[key]
+    }
+
+    /// Whether `key` names a node of this graph (false for a key kept past a clear).
+    #[cfg(test)]
+    pub(crate) fn contains(&self, key: NodeKey) -> bool {
+        self.nodes.contains_key(key)
+    }
+
+    /// A node's inputs, in the op's order.
+    #[inline]
+    pub(crate) fn inputs<'a>(&'a self, node: &'a Node<T>) -> &'a [NodeKey] {
+        match &node.inputs {
+            Inputs::Few(keys) => {
+                let n = if keys[0].is_null() {
+                    0
+                } else if keys[1].is_null() {
+                    1
+                } else {
+                    2
+                };
+                &keys[..n]
+            }
+            Inputs::Many { start, len } => &self.spilled[*start as usize..(*start + *len) as usize],
+        }
+    }
+
+    /// Every node with its key, in evaluation order.
+    pub(crate) fn iter(&self) -> impl Iterator<Item = (NodeKey, &Node<T>)> {
+        self.nodes.iter()
+    }
+
+    /// Removes every node, keeping the memory. Slots are freed last-first so that the
+    /// free list hands them out again in ascending order (see the module docs).
+    pub(crate) fn clear(&mut self) {
+        self.clearing.clear();
+        self.clearing.extend(self.nodes.keys());
+        for key in self.clearing.drain(..).rev() {
+            self.nodes.remove(key);
+        }
+        self.spilled.clear();
+    }
+
+    /// Which nodes lie on a path from a source to a sink, found by one depth-first walk
+    /// back from the sinks (never recursion) over the recorded ops at or after the
+    /// earliest source. A source is on a path when it reaches a sink; any other node when
+    /// it is a recorded op and one of its inputs is on a path. `sources: None` means every
+    /// node counts as a source (everything the sinks depend on). The result also keeps
+    /// the key of each node it met, so callers can walk it in evaluation order.
+    pub(crate) fn between(
+        &self,
+        sources: Option<&[NodeKey]>,
+        sinks: &[NodeKey],
+        reach: &mut Reach,
+    ) {
+        let lo = match sources {
+            None => 0,
+            Some(s) => s.iter().map(|k| k.pos()).min().unwrap_or(usize::MAX),
+        };
+        let hi = sinks.iter().map(|k| k.pos()).max();
+        reach.reset(lo, hi.filter(|&hi| hi >= lo));
+        let Some(hi) = reach.hi else { return };
+        if let Some(sources) = sources {
+            for &s in sources.iter().filter(|s| s.pos() <= hi) {
+                reach.set(s, Mark::Source);
+            }
+        }
+        let mut stack = std::mem::take(&mut reach.stack);
+        // One walk per sink, each to completion, so that a node is decided only after
+        // every one of its inputs is.
+        for &sink in sinks.iter().filter(|k| k.pos() >= lo) {
+            reach.visit(sink, &mut stack);
+            while let Some((key, next)) = stack.pop() {
+                let node = self.node(key);
+                let follow = sources.is_none() || node.origin.is_recorded();
+                let inputs = if follow { self.inputs(node) } else { &[] };
+                if let Some(&input) = inputs.get(next) {
+                    stack.push((key, next + 1));
+                    if input.pos() >= lo {
+                        reach.visit(input, &mut stack);
+                    }
+                    continue;
+                }
+                if reach.mark(key) == Mark::Visiting {
+                    let live = sources.is_none()
+                        || (node.origin.is_recorded() && inputs.iter().any(|i| reach.on_path(*i)));
+                    reach.set(key, if live { Mark::OnPath } else { Mark::OffPath });
+                }
+            }
+        }
+        reach.stack = stack;
+    }
+}
+
+/// What [`Graph::between`] decided about a node.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum Mark {
+    Unseen,
+    /// Met, not decided yet.
+    Visiting,
+    /// A source not (yet) met from a sink.
+    Source,
+    SourceOnPath,
+    OnPath,
+    OffPath,
+}
+
+impl Mark {
+    pub(crate) fn on_path(self) -> bool {
+        matches!(self, Mark::OnPath | Mark::SourceOnPath)
+    }
+}
+
+/// The nodes between some sources and some sinks, by position, from [`Graph::between`].
+/// Its buffers are reused from query to query.
+#[derive(Default)]
+pub(crate) struct Reach {
+    lo: usize,
+    hi: Option<usize>,
+    marks: Vec<(Mark, Option<NodeKey>)>,
+    stack: Vec<(NodeKey, usize)>,
+}
+
+impl Reach {
+    fn reset(&mut self, lo: usize, hi: Option<usize>) {
+        self.lo = lo;
+        self.hi = hi;
+        self.marks.clear();
+        if let Some(hi) = hi {
+            self.marks.resize(hi + 1 - lo, (Mark::Unseen, None));
+        }
+    }
+
+    /// Marks a node met from a sink and queues its inputs, unless it was met before.
+    fn visit(&mut self, key: NodeKey, stack: &mut Vec<(NodeKey, usize)>) {
+        let mark = match self.mark(key) {
+            Mark::Unseen => Mark::Visiting,
+            Mark::Source => Mark::SourceOnPath,
+            _ => return,
+        };
+        self.set(key, mark);
+        stack.push((key, 0));
+    }
+
+    fn set(&mut self, key: NodeKey, mark: Mark) {
+        self.marks[key.pos() - self.lo] = (mark, Some(key));
+    }
+
+    /// What the query decided about `key` (`Unseen` outside its range).
+    #[inline]
+    pub(crate) fn mark(&self, key: NodeKey) -> Mark {
+        let p = key.pos();
+        match self.hi {
+            Some(hi) if p >= self.lo && p <= hi => self.marks[p - self.lo].0,
+            _ => Mark::Unseen,
+        }
+    }
+
+    /// Whether `key` lies on a path from a source to a sink.
+    #[inline]
+    pub(crate) fn on_path(&self, key: NodeKey) -> bool {
+        self.mark(key).on_path()
+    }
+
+    /// The nodes on a path, in evaluation order.
+    pub(crate) fn on_path_in_order(&self) -> impl Iterator<Item = NodeKey> + '_ {
+        self.marks
+            .iter()
+            .filter(|(m, _)| m.on_path())
+            .filter_map(|(_, k)| *k)
+    }
+}
+
+/// A rule lent out of its node while it records ops on the tape (a recording sweep), so
+/// that the tape is not borrowed during the call. Dropping the loan puts the rule back,
+/// also when the rule panics, so a failed call never leaves its node without a rule.
+pub(crate) struct RuleLoan<'a, T: Float> {
+    tape: &'a Tape<T>,
+    key: NodeKey,
+    rule: Option<Box<dyn Rule<T>>>,
+}
+
+impl<'a, T: Float> RuleLoan<'a, T> {
+    /// Takes the rule of op node `key`.
+    ///
+    /// # Errors
+    /// [`Error::GraphFreed`] when a backward sweep without `retain_graph` consumed it.
+    pub(crate) fn take(tape: &'a Tape<T>, key: NodeKey) -> Result<Self, Error> {
+        let mut inner = tape.inner.borrow_mut();
+        let node = inner.graph.node_mut(key);
+        match std::mem::replace(&mut node.origin, Origin::Spent("")) {
+            Origin::Op(rule) => Ok(RuleLoan {
+                tape,
+                key,
+                rule: Some(rule),
+            }),
+            other => {
+                let (op, location) = (other.name(), node.location);
+                node.origin = other;
+                Err(Error::GraphFreed { op, location })
+            }
+        }
+    }
+
+    pub(crate) fn rule(&self) -> &dyn Rule<T> {
+        self.rule
+            .as_deref()
+            .expect("a loan holds its rule until dropped")
+    }
+}
+
+impl<T: Float> Drop for RuleLoan<'_, T> {
+    fn drop(&mut self) {
+        if let (Some(rule), Ok(mut inner)) = (self.rule.take(), self.tape.inner.try_borrow_mut()) {
+            inner.graph.node_mut(self.key).origin = Origin::Op(rule);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_node_is_64_bytes() {
+        assert_eq!(std::mem::size_of::<Inputs>(), 16);
+        assert_eq!(std::mem::size_of::<Node<f64>>(), 64);
+    }
+
+    fn chain(graph: &mut Graph<f64>, n: usize) -> Vec<NodeKey> {
+        let here = std::panic::Location::caller();
+        let mut keys = vec![graph.push(
+            Tensor::Scalar(0.0),
+            Origin::Leaf {
+                requires_grad: true,
+            },
+            &[],
+            here,
+        )];
+        for i in 1..n {
+            let prev = keys[i - 1];
+            keys.push(graph.push(Tensor::Scalar(i as f64), Origin::Spent("f"), &[prev], here));
+        }
+        keys
+    }
+
+    #[test]
+    fn cleared_graphs_refill_their_slots_in_order_and_old_keys_go_stale() {
+        let mut graph = Graph::<f64>::with_capacity(0);
+        let first = chain(&mut graph, 10);
+        graph.clear();
+        assert!(!graph.contains(first[3]));
+        let second = chain(&mut graph, 4);
+        graph.clear();
+        let third = chain(&mut graph, 12);
+        for (p, k) in third.iter().enumerate() {
+            assert_eq!(k.pos(), p);
+        }
+        assert!(second.iter().all(|k| !graph.contains(*k)));
+        let order: Vec<usize> = graph.iter().map(|(k, _)| k.pos()).collect();
+        assert_eq!(order, (0..12).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn many_inputs_spill_and_read_back_in_order() {
+        let mut graph = Graph::<f64>::with_capacity(0);
+        let keys = chain(&mut graph, 5);
+        let here = std::panic::Location::caller();
+        let k = graph.push(Tensor::Scalar(1.0), Origin::Spent("g"), &keys[..4], here);
+        assert_eq!(graph.inputs(graph.node(k)), &keys[..4]);
+        assert_eq!(graph.inputs(graph.node(keys[2])), &[keys[1]]);
+        assert!(graph.inputs(graph.node(keys[0])).is_empty());
+    }
+
+    #[test]
+    fn between_finds_the_nodes_on_a_path() {
+        let mut graph = Graph::<f64>::with_capacity(0);
+        let here = std::panic::Location::caller();
+        let leaf = |g: &mut Graph<f64>| {
+            g.push(
+                Tensor::Scalar(0.0),
+                Origin::Leaf {
+                    requires_grad: true,
+                },
+                &[],
+                here,
+            )
+        };
+        let (a, b) = (leaf(&mut graph), leaf(&mut graph));
+        let ab = graph.push(Tensor::Scalar(0.0), Origin::Spent("mul"), &[a, b], here);
+        let bb = graph.push(Tensor::Scalar(0.0), Origin::Spent("sq"), &[b], here);
+        let c = graph.push(Tensor::Scalar(0.0), Origin::Constant("const"), &[ab], here);
+        let out = graph.push(Tensor::Scalar(0.0), Origin::Spent("add"), &[ab, c], here);
+        let mut reach = Reach::default();
+        graph.between(Some(&[a]), &[out], &mut reach);
+        assert!(reach.on_path(a) && reach.on_path(ab) && reach.on_path(out));
+        assert!(!reach.on_path(b) && !reach.on_path(bb) && !reach.on_path(c));
+        assert_eq!(
+            reach.on_path_in_order().collect::<Vec<_>>(),
+            vec![a, ab, out]
+        );
+        // Everything the output depends on; `bb` is not among it.
+        graph.between(None, &[out], &mut reach);
+        assert_eq!(
+            reach.on_path_in_order().collect::<Vec<_>>(),
+            vec![a, b, ab, c, out]
+        );
+        // Several sinks, one the input of another: each is decided after its inputs.
+        let neg = graph.push(Tensor::Scalar(0.0), Origin::Spent("neg"), &[out], here);
+        graph.between(Some(&[a, b]), &[out, neg], &mut reach);
+        assert!(reach.on_path(out) && reach.on_path(neg) && reach.on_path(b));
+        // A source after the sink reaches nothing.
+        graph.between(Some(&[bb]), &[ab], &mut reach);
+        assert_eq!(reach.on_path_in_order().count(), 0);
+    }
+}
