@@ -29,6 +29,7 @@ pub mod conv2d;
 pub mod conv_transpose2d;
 pub mod conv_weight;
 mod geometry;
+pub mod kernel;
 pub mod linear_pool2d;
 pub mod max_pool2d;
 

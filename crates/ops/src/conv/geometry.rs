@@ -319,8 +319,13 @@ impl Geometry {
             dst[..valid.start].fill(T::zero());
             dst[valid.end..].fill(T::zero());
             let src = &x[src + first..];
-            for (k, d) in dst[valid].iter_mut().enumerate() {
-                *d = src[k * sw];
+            let dst = &mut dst[valid];
+            if sw == 1 {
+                dst.copy_from_slice(&src[..dst.len()]);
+            } else {
+                for (d, &v) in dst.iter_mut().zip(src.iter().step_by(sw)) {
+                    *d = v;
+                }
             }
         });
     }
@@ -335,8 +340,15 @@ impl Geometry {
             };
             let from = &cols[row * l + oi * ow..][..ow];
             let dst = &mut x[src + first..];
-            for (k, &v) in from[valid].iter().enumerate() {
-                dst[k * sw] += v;
+            let from = &from[valid];
+            if sw == 1 {
+                for (d, &v) in dst[..from.len()].iter_mut().zip(from) {
+                    *d += v;
+                }
+            } else {
+                for (d, &v) in dst.iter_mut().step_by(sw).zip(from) {
+                    *d += v;
+                }
             }
         });
     }

@@ -37,27 +37,39 @@ impl MaxPool2d {
         }
     }
 
-    /// The maximum of one window and its position, over the in-range taps.
-    fn window<T: Float>(
-        &self,
-        plane: &[T],
-        [h, w]: [usize; 2],
-        [oi, oj]: [usize; 2],
-    ) -> (T, usize) {
-        let (p, s, k) = (self.pool.padding, self.pool.stride, self.pool.kernel);
-        let rows = (oi * s[0]).saturating_sub(p[0])..(oi * s[0] + k[0] - p[0]).min(h);
-        let cols = (oj * s[1]).saturating_sub(p[1])..(oj * s[1] + k[1] - p[1]).min(w);
-        let mut best = (T::neg_infinity(), rows.start * w + cols.start);
-        for r in rows {
-            for c in cols.clone() {
-                let v = plane[r * w + c];
-                if v > best.0 || (v.is_nan() && !best.0.is_nan()) {
-                    best = (v, r * w + c);
-                }
+    /// The in-range input positions of each window along spatial axis `a`.
+    fn ranges(&self, a: usize, extent: usize, out: usize) -> Vec<std::ops::Range<usize>> {
+        let (p, s, k) = (
+            self.pool.padding[a],
+            self.pool.stride[a],
+            self.pool.kernel[a],
+        );
+        (0..out)
+            .map(|i| (i * s).saturating_sub(p)..(i * s + k - p).min(extent))
+            .collect()
+    }
+}
+
+/// The maximum over `rows × cols` of a row-major plane of width `w`, and its position
+/// (the first on ties; a NaN wins and stays).
+fn window_max<T: Float>(
+    plane: &[T],
+    w: usize,
+    rows: &std::ops::Range<usize>,
+    cols: &std::ops::Range<usize>,
+) -> (T, usize) {
+    let mut at = rows.start * w + cols.start;
+    let mut best = plane[at];
+    for r in rows.clone() {
+        let line = &plane[r * w + cols.start..r * w + cols.end];
+        for (k, &v) in line.iter().enumerate() {
+            if v > best || (v.is_nan() && !best.is_nan()) {
+                best = v;
+                at = r * w + cols.start + k;
             }
         }
-        best
     }
+    (best, at)
 }
 
 impl<T: Float> Rule<T> for MaxPool2d {
@@ -90,10 +102,11 @@ impl<T: Float> Rule<T> for MaxPool2d {
         let data = data.as_slice().unwrap_or(&[]);
         let mut out = Vec::with_capacity(n * c * oh * ow);
         let mut index = Vec::with_capacity(n * c * oh * ow);
+        let (rows, cols) = (self.ranges(0, h, oh), self.ranges(1, w, ow));
         for plane in data.chunks_exact((h * w).max(1)).take(n * c) {
-            for oi in 0..oh {
-                for oj in 0..ow {
-                    let (v, at) = self.window(plane, [h, w], [oi, oj]);
+            for r in &rows {
+                for c in &cols {
+                    let (v, at) = window_max(plane, w, r, c);
                     out.push(v);
                     index.push(at);
                 }
