@@ -3,7 +3,8 @@
 //! ```text
 //! cargo run --release -p retrograd-bench -- [--quick] [--kernel gemm|matrixmultiply] [WORKLOAD...]
 //! ```
-//! Workloads: `all` (the default), `w1`, `kernels` (alias `gemm`), `w2`, `w6`. Every result
+//! Workloads: `all` (the default), `w1`, `kernels` (alias `gemm`), `w2`, `w5`, `w6`, `w7`,
+//! `recording`. Every result
 //! is one `name value unit` line on stdout; notes go to stderr. `--quick` shrinks every
 //! workload (a smoke test for CI; its timings mean nothing). A failed check (a checksum
 //! off, a wrong matmul entry) makes the process exit with status 1 after all lines are out.
@@ -30,6 +31,7 @@ mod w2;
 mod w2_engine;
 mod w5;
 mod w6;
+mod w7;
 
 /// Counts heap allocations and live bytes (W1's allocations per op and bytes per node).
 #[global_allocator]
@@ -44,7 +46,7 @@ use report::Report;
 const THREADS: usize = 2;
 
 /// The workloads `all` runs, in order.
-const ALL: [&str; 6] = ["w1", "kernels", "w2", "w5", "w6", "recording"];
+const ALL: [&str; 7] = ["w1", "kernels", "w2", "w5", "w6", "w7", "recording"];
 
 /// Command-line options.
 #[derive(Clone, Copy, Debug)]
@@ -58,7 +60,7 @@ struct Options {
 /// The usage text.
 const USAGE: &str = "\
 usage: retrograd-bench [--quick] [--kernel gemm|matrixmultiply] [WORKLOAD...]
-workloads: all (default), w1, kernels (alias gemm), w2, w5, w6, recording
+workloads: all (default), w1, kernels (alias gemm), w2, w5, w6, w7, recording
   w1         scalar chain: hand-coded adjoint, then the engine (ns per op, checksums,
              flatness from 1e3 to 1e6 ops, bytes per node)
   kernels    f32 1024^3 GEMM rate, W2's eight matmul shapes and the hand-written
@@ -67,6 +69,8 @@ workloads: all (default), w1, kernels (alias gemm), w2, w5, w6, recording
              kernel (ratio, GEMM fraction), and W3 (recorded / unrecorded)
   w5         Hessian-vector product / gradient
   w6         peak and growth of resident memory, hand-written and engine (child processes)
+  w7         LeNet-5-sized CNN step: nn path against a hand-written step on the same
+             conv and GEMM kernels (ratio, forward share, conv GFLOP/s), and its memory
   recording  a plain backward against a create_graph one (what recording would cost)
 options:
   --quick          tiny sizes and few repetitions (CI smoke test; timings meaningless)
@@ -171,6 +175,10 @@ fn run_workload(report: &mut Report, name: &str, opts: Options) -> bool {
             w1::run_engine(report, opts.quick);
         }
         "w5" => w5::run(report, opts.quick),
+        "w7" => {
+            w7::run(report, opts.quick);
+            spawn_child(report, &["w7-memory"], opts.quick, None);
+        }
         "recording" => recording::run(report, opts.quick),
         "kernels" | "gemm" => kernel_sweep(report, opts.quick),
         "w2" => w2_default(report, opts),
@@ -365,6 +373,7 @@ fn run_child_task(report: &mut Report, task: &[String], quick: bool) {
             }
         }
         Some("w6-engine") => w6::run_engine_child(report, quick),
+        Some("w7-memory") => w7::run_memory_child(report, quick),
         Some("w1-probe") => {
             let steps = task.get(1).and_then(|t| t.parse().ok()).unwrap_or(100_000);
             let runs = task.get(2).and_then(|t| t.parse().ok()).unwrap_or(2);

@@ -7,6 +7,9 @@
 //!   and computes on a tape; [`layers`]: [`Linear`](layers::Linear), the activations,
 //!   [`Dropout`](layers::Dropout), [`LayerNorm`](layers::LayerNorm),
 //!   [`Embedding`](layers::Embedding), and the [`mlp`](layers::mlp) builder;
+//!   [`conv`]: [`Conv2d`](conv::Conv2d), [`Conv1d`](conv::Conv1d), pooling and
+//!   [`Flatten`](conv::Flatten); [`norm`]: [`BatchNorm2d`](norm::BatchNorm2d) (running
+//!   statistics) and [`GroupNorm`](norm::GroupNorm);
 //!   [`Sequential`], the layered chain;
 //! - [`Params`], [`Session`] and [`train_step`]: each step enters the store's parameters
 //!   on a tape as leaves, runs the forward pass and the loss, and hands gradients back by
@@ -49,11 +52,13 @@
 //! ```
 
 pub mod checkpoint;
+pub mod conv;
 pub mod data;
 pub mod init;
 pub mod layers;
 pub mod loss;
 mod module;
+pub mod norm;
 pub mod optim;
 mod params;
 mod scalar;

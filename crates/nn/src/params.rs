@@ -23,6 +23,9 @@ struct Shared<'t, T: Scalar> {
     order: Vec<String>,
     training: bool,
     rng: RefCell<StdRng>,
+    /// New values of non-trained state (running statistics) reported by layers in this
+    /// pass, by full name.
+    buffers: RefCell<Vec<(String, ArrayD<T>)>>,
 }
 
 /// The parameters of one forward pass, as Vars on its tape, looked up by name; plus the
@@ -53,6 +56,7 @@ impl<'t, T: Scalar> Params<'t, T> {
                 order: Vec::new(),
                 training: true,
                 rng: RefCell::new(rng_from_seed(seed)),
+                buffers: RefCell::new(Vec::new()),
             }),
             prefix: String::new(),
         }
@@ -193,6 +197,17 @@ impl<'t, T: Scalar> Params<'t, T> {
         self.shared.training
     }
 
+    /// Reports the new value of the non-trained state `name` (relative to this view), such
+    /// as a batch norm's running mean: the training step hands it back and
+    /// [`Session::update_buffers`] writes it into the store. The latest report of a name
+    /// wins.
+    pub fn update_buffer(&self, name: &str, value: ArrayD<T>) {
+        let full = self.full_name(name);
+        let mut buffers = self.shared.buffers.borrow_mut();
+        buffers.retain(|(n, _)| *n != full);
+        buffers.push((full, value));
+    }
+
     /// Runs `f` with the pass's random stream (seeded, so a step is reproducible).
     pub fn with_rng<R>(&self, f: impl FnOnce(&mut StdRng) -> R) -> R {
         f(&mut self.shared.rng.borrow_mut())
@@ -248,6 +263,8 @@ pub struct Session<T: Scalar> {
     tape: Tape<T>,
     seed: u64,
     calls: u64,
+    /// Buffer values the last training step reported, not yet written to a store.
+    buffers: Vec<(String, ArrayD<T>)>,
 }
 
 impl<T: Scalar> fmt::Debug for Session<T> {
@@ -266,6 +283,7 @@ impl<T: Scalar> Session<T> {
             tape: Tape::new(),
             seed,
             calls: 0,
+            buffers: Vec::new(),
         }
     }
 
@@ -298,7 +316,20 @@ impl<T: Scalar> Session<T> {
     {
         let seed = self.next_seed();
         self.tape.clear();
-        step_on(&self.tape, store, seed, loss_fn)
+        let (loss, grads, buffers) = step_on(&self.tape, store, seed, loss_fn)?;
+        self.buffers = buffers;
+        Ok((loss, grads))
+    }
+
+    /// Writes the non-trained state the last [`train_step`](Session::train_step) reported
+    /// (a batch norm's running statistics) into `store`; call it once per step, beside the
+    /// optimiser's `step`. Names the store does not hold are skipped.
+    pub fn update_buffers(&mut self, store: &mut ParamStore<T>) {
+        for (name, value) in self.buffers.drain(..) {
+            if let Some(slot) = store.get_mut(&name) {
+                *slot = value;
+            }
+        }
     }
 
     /// A forward pass in evaluation mode (dropout off), recording nothing: the parameters
@@ -320,7 +351,9 @@ impl<T: Scalar> Session<T> {
 }
 
 /// One training step on a fresh tape: [`Session::train_step`] without the reuse (and with
-/// the random stream of `seed`). Handy for tests and one-off gradients.
+/// the random stream of `seed`). Handy for tests and one-off gradients; buffer values
+/// layers report (running statistics) are dropped, so train batch-normalised models with a
+/// [`Session`].
 ///
 /// ```
 /// use retrograd_nn::{Module, layers::Linear, train_step};
@@ -348,15 +381,18 @@ where
     F: for<'t> FnOnce(&Params<'t, T>) -> Var<'t, T>,
 {
     let tape = Tape::new();
-    step_on(&tape, store, seed, loss_fn)
+    step_on(&tape, store, seed, loss_fn).map(|(loss, grads, _)| (loss, grads))
 }
+
+/// A training step's loss, gradients and reported buffer values.
+type StepResult<T> = (T, Grads<T>, Vec<(String, ArrayD<T>)>);
 
 fn step_on<T, F>(
     tape: &Tape<T>,
     store: &ParamStore<T>,
     seed: u64,
     loss_fn: F,
-) -> Result<(T, Grads<T>), retrograd_tape::Error>
+) -> Result<StepResult<T>, retrograd_tape::Error>
 where
     T: Scalar,
     F: for<'t> FnOnce(&Params<'t, T>) -> Var<'t, T>,
@@ -373,7 +409,8 @@ where
     }
     // A non-scalar loss was refused by `backward` above, so the value has one element.
     let loss = value.item().unwrap_or_else(T::nan);
-    Ok((loss, grads))
+    let buffers = p.shared.buffers.take();
+    Ok((loss, grads, buffers))
 }
 
 #[cfg(test)]

@@ -20,6 +20,7 @@
 //! and `sum_to`/`broadcast_to` are defined in the engine (`retrograd_tape::arith`), which
 //! needs them for its own bookkeeping; they are re-exported here.
 
+pub mod conv;
 pub mod elementwise;
 pub mod linalg;
 pub mod nn;
@@ -38,6 +39,7 @@ pub(crate) fn elements(shape: &[usize]) -> u64 {
 
 /// Everything needed to write models: the tape types and every op trait.
 pub mod prelude {
+    pub use crate::conv::ConvOps;
     pub use crate::elementwise::ElementwiseOps;
     pub use crate::linalg::LinalgOps;
     pub use crate::nn::NnOps;

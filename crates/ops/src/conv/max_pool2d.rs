@@ -1,0 +1,140 @@
+//! `max_pool2d`: the maximum over each window of an NCHW batch.
+//!
+//! The forward pass keeps, per output entry, where in its input plane the maximum was (the
+//! first one on ties; NaN wins, so it propagates). The op is then a gather at those
+//! positions, linear in `x` for fixed positions:
+//! - VJP: `x̄ = scatter_add(ȳ)` at the kept positions (a window's cotangent goes to its
+//!   maximum; overlapping windows add up),
+//! - JVP: `ẏ = gather(ẋ)` at the kept positions.
+
+use std::sync::Arc;
+
+use ndarray::{ArrayD, IxDyn};
+use smallvec::smallvec;
+
+use retrograd_tape::{Cotangents, Float, Operand, Rule, RuleCtx, Shape, Tensor, Val};
+
+use super::PoolSpec;
+use crate::shape::reshape_exact;
+use crate::shape::{Gather, ScatterAdd};
+
+/// Max pooling; see the [module docs](self).
+#[derive(Debug, Clone)]
+pub struct MaxPool2d {
+    pool: PoolSpec,
+    /// `[N, C, OH·OW]`: each output's position `h·W + w` in its input plane.
+    index: Arc<ArrayD<usize>>,
+    input: Shape,
+}
+
+impl MaxPool2d {
+    /// Max pooling with this window.
+    pub fn new(pool: PoolSpec) -> Self {
+        MaxPool2d {
+            pool,
+            index: Arc::new(ArrayD::zeros(IxDyn(&[0]))),
+            input: Shape::new(),
+        }
+    }
+
+    /// The in-range input positions of each window along spatial axis `a`.
+    fn ranges(&self, a: usize, extent: usize, out: usize) -> Vec<std::ops::Range<usize>> {
+        let (p, s, k) = (
+            self.pool.padding[a],
+            self.pool.stride[a],
+            self.pool.kernel[a],
+        );
+        (0..out)
+            .map(|i| (i * s).saturating_sub(p)..(i * s + k - p).min(extent))
+            .collect()
+    }
+}
+
+/// The maximum over `rows × cols` of a row-major plane of width `w`, and its position
+/// (the first on ties; a NaN wins and stays).
+fn window_max<T: Float>(
+    plane: &[T],
+    w: usize,
+    rows: &std::ops::Range<usize>,
+    cols: &std::ops::Range<usize>,
+) -> (T, usize) {
+    let mut at = rows.start * w + cols.start;
+    let mut best = plane[at];
+    for r in rows.clone() {
+        let line = &plane[r * w + cols.start..r * w + cols.end];
+        for (k, &v) in line.iter().enumerate() {
+            if v > best || (v.is_nan() && !best.is_nan()) {
+                best = v;
+                at = r * w + cols.start + k;
+            }
+        }
+    }
+    (best, at)
+}
+
+impl<T: Float> Rule<T> for MaxPool2d {
+    fn name(&self) -> &'static str {
+        "max_pool2d"
+    }
+
+    fn attributes(&self) -> Vec<(&'static str, String)> {
+        let p = &self.pool;
+        vec![
+            ("kernel", format!("{:?}", p.kernel)),
+            ("stride", format!("{:?}", p.stride)),
+            ("padding", format!("{:?}", p.padding)),
+        ]
+    }
+
+    fn madds(&self, inputs: &[&[usize]], output: &[usize]) -> u64 {
+        let _ = inputs;
+        crate::elements(output) * (self.pool.kernel[0] * self.pool.kernel[1]) as u64
+    }
+
+    fn forward(&mut self, x: &[&Tensor<T>]) -> Result<Tensor<T>, String> {
+        let x = x[0];
+        let &[n, c, h, w] = x.shape() else {
+            return Err("takes a 4-D input [N, C, H, W]".into());
+        };
+        let [oh, ow] = self.pool.output([h, w])?;
+        let view = x.view();
+        let data = view.as_standard_layout();
+        let data = data.as_slice().unwrap_or(&[]);
+        let mut out = Vec::with_capacity(n * c * oh * ow);
+        let mut index = Vec::with_capacity(n * c * oh * ow);
+        let (rows, cols) = (self.ranges(0, h, oh), self.ranges(1, w, ow));
+        for plane in data.chunks_exact((h * w).max(1)).take(n * c) {
+            for r in &rows {
+                for c in &cols {
+                    let (v, at) = window_max(plane, w, r, c);
+                    out.push(v);
+                    index.push(at);
+                }
+            }
+        }
+        let index = ArrayD::from_shape_vec(IxDyn(&[n, c, oh * ow]), index);
+        self.index = Arc::new(index.map_err(|e| e.to_string())?);
+        self.input = Shape::from_slice(x.shape());
+        let out = ArrayD::from_shape_vec(IxDyn(&[n, c, oh, ow]), out);
+        Ok(Tensor::from_array(out.map_err(|e| e.to_string())?))
+    }
+
+    fn vjp<'t>(&self, _: &RuleCtx<'t, T>, g: &Val<'t, T>) -> Cotangents<'t, T> {
+        let s = &self.input;
+        let flat = reshape_exact(g, self.index.shape());
+        let scatter = ScatterAdd::shared(2, self.index.clone(), &[s[0], s[1], s[2] * s[3]]);
+        let dx = Val::apply(scatter, &[&flat]);
+        smallvec![Some(reshape_exact(&dx, s))]
+    }
+
+    fn jvp<'t>(&self, cx: &RuleCtx<'t, T>, t: &[Option<Val<'t, T>>]) -> Option<Val<'t, T>> {
+        let s = &self.input;
+        let flat = reshape_exact(t[0].as_ref()?, &[s[0], s[1], s[2] * s[3]]);
+        let picked = Val::apply(Gather::shared(2, self.index.clone()), &[&flat]);
+        Some(reshape_exact(&picked, &cx.output().shape()))
+    }
+
+    fn saved_bytes(&self) -> usize {
+        self.index.len() * std::mem::size_of::<usize>()
+    }
+}
