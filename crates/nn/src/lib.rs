@@ -19,7 +19,9 @@
 //! - [`optim`]: SGD (momentum, Nesterov, weight decay), Adam and AdamW with PyTorch's
 //!   semantics, global-norm gradient clipping, learning-rate schedules;
 //! - [`checkpoint`]: safetensors files keyed by parameter name, loaded all-or-nothing;
-//! - [`data`]: seeded mini-batching, train/test splits, and the bundled digits data set.
+//! - [`data`]: seeded mini-batching, train/test splits, and the bundled digits data set;
+//! - [`parallel`]: [`DataParallel`], the training step on a batch split across threads (one
+//!   tape per thread, gradients all-reduced).
 //!
 //! Everything is generic over the element type through one bound, [`Scalar`] (`f32` or
 //! `f64` in practice).
@@ -55,6 +57,7 @@ pub mod layers;
 pub mod loss;
 mod module;
 pub mod optim;
+pub mod parallel;
 mod params;
 mod scalar;
 mod store;
@@ -66,6 +69,7 @@ pub use rand;
 pub use checkpoint::CheckpointError;
 pub use module::{Module, ParamSpec, Sequential, prefixed};
 pub use optim::{Adam, AdamW, OptimError, Optimizer, Sgd};
+pub use parallel::DataParallel;
 pub use params::{Params, Session, train_step};
 pub use scalar::Scalar;
 pub use store::{Grads, ParamStore};
