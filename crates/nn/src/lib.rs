@@ -21,7 +21,9 @@
 //! - [`checkpoint`]: safetensors files keyed by parameter name, loaded all-or-nothing;
 //! - [`data`]: seeded mini-batching, train/test splits, and the bundled digits data set;
 //! - [`parallel`]: [`DataParallel`], the training step on a batch split across threads (one
-//!   tape per thread, gradients all-reduced).
+//!   tape per thread, gradients all-reduced);
+//! - `distributed` (with the `mpi` feature): the same across processes and machines, one
+//!   MPI all-reduce per step.
 //!
 //! Everything is generic over the element type through one bound, [`Scalar`] (`f32` or
 //! `f64` in practice).
@@ -52,6 +54,8 @@
 
 pub mod checkpoint;
 pub mod data;
+#[cfg(feature = "mpi")]
+pub mod distributed;
 pub mod init;
 pub mod layers;
 pub mod loss;

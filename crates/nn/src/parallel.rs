@@ -79,9 +79,26 @@ impl Shard {
     /// assert_eq!(Shard::split(2, 4).len(), 2);
     /// ```
     pub fn split(batch: usize, parts: usize) -> Vec<Shard> {
-        let count = parts.max(1).min(batch.max(1));
-        let (base, extra) = (batch / count, batch % count);
-        let mut start = 0;
+        Shard::split_rows(0..batch, parts, batch)
+    }
+
+    /// Splits the rows `rows` of a batch of `batch` rows into at most `parts` contiguous
+    /// shards as [`split`](Shard::split) does; each shard's [`weight`](Shard::weight) is
+    /// its share of the whole batch. This is how a process that owns part of a batch
+    /// (see `distributed`) divides its part among its threads.
+    ///
+    /// # Panics
+    /// When `rows` does not lie within `0..batch`.
+    #[track_caller]
+    pub fn split_rows(rows: Range<usize>, parts: usize, batch: usize) -> Vec<Shard> {
+        assert!(
+            rows.start <= rows.end && rows.end <= batch,
+            "Shard::split_rows: rows {rows:?} are not within a batch of {batch}"
+        );
+        let len = rows.len();
+        let count = parts.max(1).min(len.max(1));
+        let (base, extra) = (len / count, len % count);
+        let mut start = rows.start;
         (0..count)
             .map(|index| {
                 let len = base + usize::from(index < extra);
@@ -223,14 +240,31 @@ impl<T: Scalar> DataParallel<T> {
         F: for<'t> Fn(&Params<'t, T>, &Shard) -> Var<'t, T> + Sync,
     {
         assert!(batch > 0, "DataParallel::train_step: the batch is empty");
+        self.train_rows(store, 0..batch, batch, loss_fn)
+    }
+
+    /// [`train_step`](DataParallel::train_step) on the rows `rows` of a batch of `batch`
+    /// rows: the shards' weights are their shares of the whole batch, so the result is this
+    /// part's contribution to the batch mean (what a process adds into an all-reduce).
+    pub(crate) fn train_rows<F>(
+        &mut self,
+        store: &ParamStore<T>,
+        rows: Range<usize>,
+        batch: usize,
+        loss_fn: F,
+    ) -> Result<(T, Grads<T>), retrograd_tape::Error>
+    where
+        F: for<'t> Fn(&Params<'t, T>, &Shard) -> Var<'t, T> + Sync,
+    {
         self.steps += 1;
-        let shards = Shard::split(batch, self.threads);
+        let shards = Shard::split_rows(rows, self.threads, batch);
         let kernel_threads = (num_threads() / shards.len()).max(1);
         let seed = self
             .seed
             .wrapping_add(self.steps.wrapping_mul(0x9e37_79b9_7f4a_7c15));
         let run = |shard: &Shard| {
-            let shard_seed = seed ^ (shard.index as u64).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+            // Keyed by the first row, which is unique across the processes of a distributed step too.
+            let shard_seed = seed ^ (shard.rows.start as u64).wrapping_mul(0xbf58_476d_1ce4_e5b9);
             with_num_threads(kernel_threads, || {
                 train_step(store, shard_seed, |p| loss_fn(p, shard))
             })
