@@ -7,13 +7,16 @@
 //!
 //! `dp.*`: a W2-sized step at batch 256 three ways, interleaved repetition by repetition
 //! (this machine is shared, so a slow spell hits all three alike): `Session::train_step`
-//! on the whole batch (kernels on every core), `DataParallel` on 1 thread and on 2 threads
-//! (one tape per thread, gradients all-reduced). Medians and the spread (max/min) of each.
+//! on the whole batch (kernels on every core), `DataParallel` on 1 thread with its kernels
+//! on 1 thread too (the whole step on one core), and `DataParallel` on 2 threads (one tape
+//! per thread, each worker's kernels on one thread, gradients all-reduced). Medians and
+//! the spread (max/min) of each.
 
 use ndarray::Array2;
 use retrograd::nn::layers::{Activation, mlp};
 use retrograd::nn::optim::{Optimizer, Sgd};
 use retrograd::nn::{DataParallel, Module, ParamStore, Sequential, Session, loss};
+use retrograd::ops::threads::with_num_threads;
 
 use crate::inputs::{W2_BATCH, W2_DIMS, W2_LR, bias_f32, w2_input, w2_labels, weight_f32};
 use crate::report::Report;
@@ -92,8 +95,10 @@ pub fn run_nn(report: &mut Report, hand_ms: f64, warmup: usize, reps: usize) {
     report.push("w2.nn.ratio", ms / hand_ms, "x");
 }
 
-/// The data-parallel figures at batch 256: `dp.session.ms`, `dp.threads_1.ms`,
-/// `dp.threads_2.ms` (medians), their `.spread`, and `dp.speedup` (1 thread / 2 threads).
+/// The data-parallel figures at batch 256: `dp.session.ms` (kernels on every core),
+/// `dp.threads_1.ms` (everything on one thread), `dp.threads_2.ms` (medians), their
+/// `.spread`, the CPU time per step of each (`.cpu_ms`, all threads), `dp.speedup` (1
+/// thread / 2 threads) and `dp.vs_session` (session / 2 threads).
 /// Checks that the three agree on the first loss.
 pub fn run_data_parallel(report: &mut Report, quick: bool) {
     let batch = if quick { 16 } else { 256 };
@@ -106,15 +111,21 @@ pub fn run_data_parallel(report: &mut Report, quick: bool) {
     let mut stores = [store.clone(), store.clone(), store];
     let mut opts = [0, 1, 2].map(|_| Sgd::new(f64::from(W2_LR)));
     let mut times: [Vec<f64>; 3] = Default::default();
+    let mut cpu_ticks = [0u64; 3];
     let mut firsts = [0.0f32; 3];
     for rep in 0..warmup + reps {
         for (k, times) in times.iter_mut().enumerate() {
             let (store, opt) = (&mut stores[k], &mut opts[k]);
             let mut loss = 0.0;
+            let cpu_before = process_cpu_ticks();
             let ns = time_ns(|| {
                 loss = match k {
                     0 => session_step(&mut session, &model, store, opt, &x, &y),
-                    _ => parallel_step(&mut trainers[k - 1], &model, store, opt, &x, &y),
+                    // One worker whose kernels are limited to one thread: one core in all.
+                    1 => with_num_threads(1, || {
+                        parallel_step(&mut trainers[0], &model, store, opt, &x, &y)
+                    }),
+                    _ => parallel_step(&mut trainers[1], &model, store, opt, &x, &y),
                 }
             });
             if rep == 0 {
@@ -122,6 +133,9 @@ pub fn run_data_parallel(report: &mut Report, quick: bool) {
             }
             if rep >= warmup {
                 times.push(ns);
+                if let (Some(before), Some(after)) = (cpu_before, process_cpu_ticks()) {
+                    cpu_ticks[k] += after - before;
+                }
             }
         }
     }
@@ -130,6 +144,10 @@ pub fn run_data_parallel(report: &mut Report, quick: bool) {
             / times[k].iter().copied().fold(f64::INFINITY, f64::min);
         report.push(format!("dp.{name}.ms"), median(&mut times[k]) / 1e6, "ms");
         report.push(format!("dp.{name}.spread"), spread, "x");
+        if cpu_ticks[k] > 0 {
+            let cpu_ms = cpu_ticks[k] as f64 * 1e3 / CLOCK_TICKS_PER_S / times[k].len() as f64;
+            report.push(format!("dp.{name}.cpu_ms"), cpu_ms, "ms");
+        }
         report.check_close(
             &format!("dp.{name}.loss_first vs dp.session"),
             f64::from(firsts[k]),
@@ -142,6 +160,27 @@ pub fn run_data_parallel(report: &mut Report, quick: bool) {
         report.value("dp.threads_2.ms"),
     ) {
         report.push("dp.speedup", one / two, "x");
+        if let Some(session) = report.value("dp.session.ms") {
+            report.push("dp.vs_session", session / two, "x");
+        }
     }
     report.push("dp.batch", batch as f64, "rows");
+}
+
+/// The kernel's clock-tick rate for `/proc/self/stat` (`USER_HZ`, 100 on Linux).
+const CLOCK_TICKS_PER_S: f64 = 100.0;
+
+/// CPU time used so far by all threads of this process (user + system), in clock ticks,
+/// from `/proc/self/stat`; `None` where that file does not exist. Summed over many steps,
+/// its 10 ms granularity averages out: it tells whether a slower wall-clock time came
+/// from more work or from fewer cores available (a loaded, shared machine).
+fn process_cpu_ticks() -> Option<u64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    // Fields after the command name (which is in parentheses and may hold spaces):
+    // state is field 3, utime field 14, stime field 15.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let utime: u64 = fields.get(11)?.parse().ok()?;
+    let stime: u64 = fields.get(12)?.parse().ok()?;
+    Some(utime + stime)
 }

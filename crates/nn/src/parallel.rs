@@ -269,21 +269,20 @@ impl<T: Scalar> DataParallel<T> {
                 train_step(store, shard_seed, |p| loss_fn(p, shard))
             })
         };
-        let results: Vec<_> = std::thread::scope(|scope| {
-            let handles: Vec<_> = shards[1..]
-                .iter()
-                .map(|shard| scope.spawn(|| run(shard)))
-                .collect();
-            // The calling thread works on the first shard instead of waiting.
-            let mut results = vec![run(&shards[0])];
-            for handle in handles {
-                match handle.join() {
-                    Ok(result) => results.push(result),
-                    Err(panic) => std::panic::resume_unwind(panic),
-                }
+        // Workers are rayon's pool threads, which live across steps: their allocator
+        // arenas and the kernel's packing buffers are warm, unlike threads spawned anew.
+        let mut results: Vec<Option<StepResult<T>>> = shards.iter().map(|_| None).collect();
+        let run = &run;
+        rayon::scope(|scope| {
+            let (first, rest) = results.split_at_mut(1);
+            for (slot, shard) in rest.iter_mut().zip(&shards[1..]) {
+                scope.spawn(move |_| *slot = Some(run(shard)));
             }
-            results
+            // This thread works on the first shard instead of waiting.
+            first[0] = Some(run(&shards[0]));
         });
+        // rayon::scope passes a worker's panic on to this thread, so every slot is filled.
+        let results: Vec<StepResult<T>> = results.into_iter().flatten().collect();
         let mut parts = Vec::with_capacity(results.len());
         for (shard, result) in shards.iter().zip(results) {
             let (loss, grads) = result?;
@@ -292,6 +291,9 @@ impl<T: Scalar> DataParallel<T> {
         Ok(weighted_sum(store, parts))
     }
 }
+
+/// What one shard's training step returns.
+type StepResult<T> = Result<(T, Grads<T>), retrograd_tape::Error>;
 
 /// `Σ wᵢ·lossᵢ` and `Σ wᵢ·gradsᵢ` by name, added in the order of `parts` (so the result
 /// does not depend on thread timing), the names in `store` order. A name missing from a
