@@ -3,8 +3,8 @@
 //! ```text
 //! cargo run --release -p retrograd-bench -- [--quick] [--kernel gemm|matrixmultiply] [WORKLOAD...]
 //! ```
-//! Workloads: `all` (the default), `w1`, `kernels` (alias `gemm`), `w2`, `w5`, `w6`, `w7`,
-//! `recording`. Every result
+//! Workloads: `all` (the default), `w1`, `kernels` (alias `gemm`), `w2`, `dp`, `w5`, `w6`,
+//! `w7`, `recording`. Every result
 //! is one `name value unit` line on stdout; notes go to stderr. `--quick` shrinks every
 //! workload (a smoke test for CI; its timings mean nothing). A failed check (a checksum
 //! off, a wrong matmul entry) makes the process exit with status 1 after all lines are out.
@@ -29,6 +29,7 @@ mod timing;
 mod w1;
 mod w2;
 mod w2_engine;
+mod w2_nn;
 mod w5;
 mod w6;
 mod w7;
@@ -46,7 +47,7 @@ use report::Report;
 const THREADS: usize = 2;
 
 /// The workloads `all` runs, in order.
-const ALL: [&str; 7] = ["w1", "kernels", "w2", "w5", "w6", "w7", "recording"];
+const ALL: [&str; 8] = ["w1", "kernels", "w2", "dp", "w5", "w6", "w7", "recording"];
 
 /// Command-line options.
 #[derive(Clone, Copy, Debug)]
@@ -60,13 +61,15 @@ struct Options {
 /// The usage text.
 const USAGE: &str = "\
 usage: retrograd-bench [--quick] [--kernel gemm|matrixmultiply] [WORKLOAD...]
-workloads: all (default), w1, kernels (alias gemm), w2, w5, w6, w7, recording
+workloads: all (default), w1, kernels (alias gemm), w2, dp, w5, w6, w7, recording
   w1         scalar chain: hand-coded adjoint, then the engine (ns per op, checksums,
              flatness from 1e3 to 1e6 ops, bytes per node)
   kernels    f32 1024^3 GEMM rate, W2's eight matmul shapes and the hand-written
              W2 step on each kernel, 1 and 2 threads, each in its own process
   w2         W2 training step, hand-written and through the engine on the same
-             kernel (ratio, GEMM fraction), and W3 (recorded / unrecorded)
+             kernel (ratio, GEMM fraction), the nn path (Session, Sgd), and W3
+  dp         W2-sized step at batch 256: Session on the whole batch, DataParallel on
+             1 and 2 threads, interleaved (medians, spreads, speed-up)
   w5         Hessian-vector product / gradient
   w6         peak and growth of resident memory, hand-written and engine (child processes)
   w7         LeNet-5-sized CNN step: nn path against a hand-written step on the same
@@ -182,6 +185,7 @@ fn run_workload(report: &mut Report, name: &str, opts: Options) -> bool {
         "recording" => recording::run(report, opts.quick),
         "kernels" | "gemm" => kernel_sweep(report, opts.quick),
         "w2" => w2_default(report, opts),
+        "dp" => w2_nn::run_data_parallel(report, opts.quick),
         "w6" => {
             let (family, threads) = kernel_args(opts.kernel);
             spawn_child(report, &["w6-hand", family, &threads], opts.quick, None);
@@ -270,6 +274,7 @@ fn w2_default(report: &mut Report, opts: Options) {
     report.push("w2.ratio_fresh_tape", e.step_fresh / 1e6 / hand_ms, "x");
     report.push("w2.gemm_fraction", gflops / seam, "x");
     report.push("w3.ratio", e.fwd_bwd / e.forward, "x");
+    w2_nn::run_nn(report, hand_ms, warmup, reps);
     if let Some(f) = hand_fwd {
         report.push("w3.forward_vs_hand", e.forward / 1e6 / f, "x");
     }

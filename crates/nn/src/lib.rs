@@ -22,7 +22,11 @@
 //! - [`optim`]: SGD (momentum, Nesterov, weight decay), Adam and AdamW with PyTorch's
 //!   semantics, global-norm gradient clipping, learning-rate schedules;
 //! - [`checkpoint`]: safetensors files keyed by parameter name, loaded all-or-nothing;
-//! - [`data`]: seeded mini-batching, train/test splits, and the bundled digits data set.
+//! - [`data`]: seeded mini-batching, train/test splits, and the bundled digits data set;
+//! - [`parallel`]: [`DataParallel`], the training step on a batch split across threads (one
+//!   tape per thread, gradients all-reduced);
+//! - `distributed` (with the `mpi` feature): the same across processes and machines, one
+//!   MPI all-reduce per step.
 //!
 //! Everything is generic over the element type through one bound, [`Scalar`] (`f32` or
 //! `f64` in practice).
@@ -54,12 +58,15 @@
 pub mod checkpoint;
 pub mod conv;
 pub mod data;
+#[cfg(feature = "mpi")]
+pub mod distributed;
 pub mod init;
 pub mod layers;
 pub mod loss;
 mod module;
 pub mod norm;
 pub mod optim;
+pub mod parallel;
 mod params;
 mod scalar;
 mod store;
@@ -71,6 +78,7 @@ pub use rand;
 pub use checkpoint::CheckpointError;
 pub use module::{Module, ParamSpec, Sequential, prefixed};
 pub use optim::{Adam, AdamW, OptimError, Optimizer, Sgd};
+pub use parallel::DataParallel;
 pub use params::{Params, Session, train_step};
 pub use scalar::Scalar;
 pub use store::{Grads, ParamStore};

@@ -89,7 +89,7 @@ pub fn prefixed(prefix: &str, specs: Vec<ParamSpec>) -> Vec<ParamSpec> {
 ///      "decoder.weight", "decoder.bias"]
 /// );
 /// ```
-pub trait Module<T: Scalar> {
+pub trait Module<T: Scalar>: Send + Sync {
     /// The parameters this module reads in `forward`, with their shapes and initialisers,
     /// in a stable order (the store's and the checkpoint's order).
     fn parameters(&self) -> Vec<ParamSpec>;

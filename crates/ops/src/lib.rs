@@ -28,6 +28,7 @@ pub mod reduce;
 pub mod shape;
 #[cfg(test)]
 pub(crate) mod testing;
+pub mod threads;
 
 pub use retrograd_tape::arith;
 

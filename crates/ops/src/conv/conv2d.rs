@@ -7,8 +7,6 @@
 //!   ([`ConvWeight`]); each is computed only when the sweep needs it;
 //! - JVP: `ẏ = conv(ẋ, w) + conv(x, ẇ)`.
 
-use smallvec::smallvec;
-
 use retrograd_tape::{Cotangents, Float, Operand, Rule, RuleCtx, Tensor, Val};
 
 use super::geometry::Geometry;
@@ -91,12 +89,12 @@ impl<T: Float> Rule<T> for Conv {
     fn vjp<'t>(&self, cx: &RuleCtx<'t, T>, g: &Val<'t, T>) -> Cotangents<'t, T> {
         let geo = self.resolved();
         let (x, w) = (cx.input(0), cx.input(1));
-        smallvec![
+        Cotangents::from([
             cx.needs(0)
                 .then(|| Val::apply(ConvTranspose::of(geo), &[g, w])),
             cx.needs(1)
                 .then(|| Val::apply(ConvWeight::of(geo), &[x, g])),
-        ]
+        ])
     }
 
     fn jvp<'t>(&self, cx: &RuleCtx<'t, T>, t: &[Option<Val<'t, T>>]) -> Option<Val<'t, T>> {

@@ -8,8 +8,6 @@
 //! - VJP (cotangent `ū` of the output): `ȳ = conv(ū, w)`, `w̄ = conv_weight(ū, y)`;
 //! - JVP: `conv_transpose(ẏ, w) + conv_transpose(y, ẇ)`.
 
-use smallvec::smallvec;
-
 use retrograd_tape::{Cotangents, Float, Operand, Rule, RuleCtx, Tensor, Val};
 
 use super::geometry::Geometry;
@@ -94,11 +92,11 @@ impl<T: Float> Rule<T> for ConvTranspose {
     fn vjp<'t>(&self, cx: &RuleCtx<'t, T>, u: &Val<'t, T>) -> Cotangents<'t, T> {
         let geo = self.resolved();
         let (y, w) = (cx.input(0), cx.input(1));
-        smallvec![
+        Cotangents::from([
             cx.needs(0).then(|| Val::apply(Conv::of(geo), &[u, w])),
             cx.needs(1)
                 .then(|| Val::apply(ConvWeight::of(geo), &[u, y])),
-        ]
+        ])
     }
 
     fn jvp<'t>(&self, cx: &RuleCtx<'t, T>, t: &[Option<Val<'t, T>>]) -> Option<Val<'t, T>> {

@@ -9,8 +9,6 @@
 //!
 //! It is made by the rules of the other two convolution primitives, never called directly.
 
-use smallvec::smallvec;
-
 use retrograd_tape::{Cotangents, Float, Operand, Rule, RuleCtx, Tensor, Val};
 
 use super::geometry::Geometry;
@@ -54,11 +52,11 @@ impl<T: Float> Rule<T> for ConvWeight {
     fn vjp<'t>(&self, cx: &RuleCtx<'t, T>, v: &Val<'t, T>) -> Cotangents<'t, T> {
         let geo = self.geometry;
         let (x, y) = (cx.input(0), cx.input(1));
-        smallvec![
+        Cotangents::from([
             cx.needs(0)
                 .then(|| Val::apply(ConvTranspose::of(geo), &[y, v])),
             cx.needs(1).then(|| Val::apply(Conv::of(geo), &[x, v])),
-        ]
+        ])
     }
 
     fn jvp<'t>(&self, cx: &RuleCtx<'t, T>, t: &[Option<Val<'t, T>>]) -> Option<Val<'t, T>> {

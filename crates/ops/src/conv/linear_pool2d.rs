@@ -16,7 +16,6 @@
 use std::sync::Arc;
 
 use ndarray::{Array2, Array3, ArrayView2, IxDyn, s};
-use smallvec::smallvec;
 
 use retrograd_tape::{Cotangents, Float, Operand, Rule, RuleCtx, Tensor, Val};
 
@@ -197,7 +196,7 @@ impl<T: Float> Rule<T> for LinearPool2d<T> {
     }
 
     fn vjp<'t>(&self, _: &RuleCtx<'t, T>, g: &Val<'t, T>) -> Cotangents<'t, T> {
-        smallvec![Some(Val::apply(self.flipped(), &[g]))]
+        Cotangents::from([Some(Val::apply(self.flipped(), &[g]))])
     }
 
     fn jvp<'t>(&self, _: &RuleCtx<'t, T>, t: &[Option<Val<'t, T>>]) -> Option<Val<'t, T>> {

@@ -10,7 +10,6 @@
 use std::sync::Arc;
 
 use ndarray::{ArrayD, IxDyn};
-use smallvec::smallvec;
 
 use retrograd_tape::{Cotangents, Float, Operand, Rule, RuleCtx, Shape, Tensor, Val};
 
@@ -124,7 +123,7 @@ impl<T: Float> Rule<T> for MaxPool2d {
         let flat = reshape_exact(g, self.index.shape());
         let scatter = ScatterAdd::shared(2, self.index.clone(), &[s[0], s[1], s[2] * s[3]]);
         let dx = Val::apply(scatter, &[&flat]);
-        smallvec![Some(reshape_exact(&dx, s))]
+        Cotangents::from([Some(reshape_exact(&dx, s))])
     }
 
     fn jvp<'t>(&self, cx: &RuleCtx<'t, T>, t: &[Option<Val<'t, T>>]) -> Option<Val<'t, T>> {

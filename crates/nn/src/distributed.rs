@@ -1,0 +1,407 @@
+//! Data-parallel training across processes and machines through MPI (the `mpi` feature).
+//!
+//! Start one process per rank with `mpirun` (Open MPI from the system's packages; the
+//! Rust side is the [`mpi`](https://docs.rs/mpi) crate, rsmpi). Every rank builds the same
+//! model and store, [`Distributed::broadcast_store`] makes rank 0's parameters everyone's,
+//! and each [`Distributed::train_step`] trains the rank's contiguous part of the global
+//! batch (split further across the rank's threads by a [`DataParallel`]), then sums the
+//! parts' weighted gradients and losses with one all-reduce. Every rank therefore applies
+//! the same optimiser step to the same parameters and stays identical to the others,
+//! which [`Distributed::parameters_agree`] checks by comparing a hash of the store.
+//!
+//! ```no_run
+//! use ndarray::Array2;
+//! use retrograd_nn::distributed::Distributed;
+//! use retrograd_nn::{DataParallel, Module, layers::{mlp, Activation}, loss};
+//! use retrograd_nn::optim::{Optimizer, Sgd};
+//!
+//! let dist = Distributed::init()?;
+//! let model = mlp::<f32>(&[4, 8, 2], Activation::Relu);
+//! let mut store = model.init_store(0);
+//! dist.broadcast_store(&mut store);
+//! let (x, y) = (Array2::<f32>::ones((16, 4)), vec![1usize; 16]);
+//! let mut threads = DataParallel::new(0, 0);
+//! let mut opt = Sgd::new(0.1);
+//! let (_loss, grads) = dist.train_step(&mut threads, &store, 16, |p, shard| {
+//!     loss::cross_entropy(&model.forward(p.input(shard.rows(&x)), p), shard.slice(&y))
+//! })?;
+//! opt.step(&mut store, &grads)?;
+//! assert!(dist.parameters_agree(&store));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! Failure behaviour. A rank that panics aborts the whole job (`MPI_Abort`, through a
+//! panic hook installed by [`Distributed::init`]) after printing its panic message, and a
+//! rank killed by a signal makes `mpirun` terminate the others: no rank waits forever in
+//! an all-reduce for a peer that is gone. A backward sweep that fails on one rank does not
+//! leave the others waiting either: the failure travels in the all-reduce, the failing
+//! rank gets its own error and the others [`DistributedError::Remote`]. A program that
+//! stops on an error must stop on every rank, or call [`Distributed::abort`].
+
+use std::fmt;
+use std::hash::Hasher;
+
+use mpi::collective::SystemOperation;
+use mpi::environment::Universe;
+use mpi::topology::SimpleCommunicator;
+use mpi::traits::{Communicator, CommunicatorCollectives, Equivalence, Root};
+use retrograd_tape::Var;
+
+use crate::parallel::{DataParallel, Shard};
+use crate::params::Params;
+use crate::scalar::Scalar;
+use crate::store::{Grads, ParamStore};
+
+/// The `mpi` crate this module is built on, so callers name the same version.
+pub use mpi;
+
+/// Why a distributed step failed.
+#[derive(Debug)]
+pub enum DistributedError {
+    /// `MPI_Init` failed or MPI was already initialised in this process.
+    Init,
+    /// This rank's backward sweep failed.
+    Local(retrograd_tape::Error),
+    /// The backward sweep failed on this many other ranks (each reports its own error).
+    Remote {
+        /// How many ranks failed.
+        ranks: usize,
+    },
+}
+
+impl fmt::Display for DistributedError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DistributedError::Init => write!(
+                f,
+                "MPI could not be initialised (it already was in this process, or MPI_Init failed)"
+            ),
+            DistributedError::Local(e) => write!(f, "this rank's training step failed: {e}"),
+            DistributedError::Remote { ranks } => write!(
+                f,
+                "the training step failed on {ranks} other rank(s); see their messages"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for DistributedError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            DistributedError::Local(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+/// This process's place in an MPI job, and the collective operations data-parallel
+/// training needs. Owns MPI's initialisation: dropping it finalises MPI.
+pub struct Distributed {
+    world: SimpleCommunicator,
+    /// Kept for its `Drop`, which calls `MPI_Finalize`.
+    _universe: Universe,
+}
+
+impl fmt::Debug for Distributed {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Distributed")
+            .field("rank", &self.rank())
+            .field("size", &self.size())
+            .finish()
+    }
+}
+
+impl Distributed {
+    /// Initialises MPI (once per process) and installs a panic hook that aborts the whole
+    /// job after the panic message is printed, so that peers never wait for a dead rank.
+    /// Run without `mpirun`, the process is a job of one rank.
+    ///
+    /// # Errors
+    /// [`DistributedError::Init`] when MPI was already initialised or cannot start.
+    pub fn init() -> Result<Self, DistributedError> {
+        let universe = mpi::initialize().ok_or(DistributedError::Init)?;
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            previous(info);
+            if !mpi::environment::is_initialized() || mpi::environment::is_finalized() {
+                return;
+            }
+            let world = SimpleCommunicator::world();
+            if world.size() > 1 {
+                eprintln!("rank {}: aborting the MPI job after a panic", world.rank());
+                world.abort(101);
+            }
+        }));
+        Ok(Distributed {
+            world: universe.world(),
+            _universe: universe,
+        })
+    }
+
+    /// The world communicator, for collectives of your own.
+    pub fn world(&self) -> &SimpleCommunicator {
+        &self.world
+    }
+
+    /// This process's rank, `0..size()`.
+    pub fn rank(&self) -> usize {
+        usize::try_from(self.world.rank()).unwrap_or(0)
+    }
+
+    /// The number of ranks in the job.
+    pub fn size(&self) -> usize {
+        usize::try_from(self.world.size()).unwrap_or(1)
+    }
+
+    /// True on rank 0, the rank that saves checkpoints and prints reports.
+    pub fn is_root(&self) -> bool {
+        self.rank() == 0
+    }
+
+    /// Ends the whole job with `code` (every rank exits): what a rank does when it cannot
+    /// go on and the others would otherwise wait for it.
+    pub fn abort(&self, code: i32) -> ! {
+        self.world.abort(code)
+    }
+
+    /// The rows of a global batch of `batch` rows this rank trains on: the `rank`-th of
+    /// `size` contiguous parts (empty on ranks beyond a batch smaller than the job).
+    pub fn rows(&self, batch: usize) -> std::ops::Range<usize> {
+        Shard::split(batch, self.size())
+            .get(self.rank())
+            .map_or(batch..batch, Shard::range)
+    }
+
+    /// Overwrites every parameter with rank 0's value (call it once after initialising the
+    /// store, so that ranks start equal whatever their seeds). Every rank must hold the
+    /// same names and shapes.
+    pub fn broadcast_store<T: Scalar + Equivalence>(&self, store: &mut ParamStore<T>) {
+        let root = self.world.process_at_rank(0);
+        for (_, value) in store.iter_mut() {
+            match value.as_slice_mut() {
+                Some(slice) => root.broadcast_into(slice),
+                None => {
+                    let mut flat: Vec<T> = value.iter().copied().collect();
+                    root.broadcast_into(&mut flat[..]);
+                    value.iter_mut().zip(flat).for_each(|(v, f)| *v = f);
+                }
+            }
+        }
+    }
+
+    /// One data-parallel training step over the job: this rank trains its
+    /// [`rows`](Distributed::rows) of the batch on `threads`' threads (the closure's
+    /// [`Shard`]s index the global batch, so `shard.rows(&x)` works on the full batch that
+    /// every rank holds, or on the rank's own part re-based as the caller prefers), and
+    /// one all-reduce sums every part's weighted loss and gradients. Returns the batch's
+    /// mean loss and gradients, identical on every rank.
+    ///
+    /// Every rank must call it with the same `batch` and store layout.
+    ///
+    /// # Errors
+    /// [`DistributedError::Local`] on a rank whose backward sweep failed,
+    /// [`DistributedError::Remote`] on the others.
+    pub fn train_step<T, F>(
+        &self,
+        threads: &mut DataParallel<T>,
+        store: &ParamStore<T>,
+        batch: usize,
+        loss_fn: F,
+    ) -> Result<(T, Grads<T>), DistributedError>
+    where
+        T: Scalar + Equivalence,
+        F: for<'t> Fn(&Params<'t, T>, &Shard) -> Var<'t, T> + Sync,
+    {
+        let rows = self.rows(batch);
+        let local = if rows.is_empty() {
+            Ok((T::zero(), Grads::new()))
+        } else {
+            threads.train_rows(store, rows, batch, loss_fn)
+        };
+        let (payload, local_error) = match local {
+            Ok((loss, grads)) => (pack(store, loss, &grads, false), None),
+            Err(e) => (pack(store, T::zero(), &Grads::new(), true), Some(e)),
+        };
+        let mut total = vec![T::zero(); payload.len()];
+        self.world
+            .all_reduce_into(&payload[..], &mut total[..], SystemOperation::sum());
+        let (loss, grads, failed) = unpack(store, &total);
+        match local_error {
+            Some(e) => Err(DistributedError::Local(e)),
+            None if failed > 0 => Err(DistributedError::Remote { ranks: failed }),
+            None => Ok((loss, grads)),
+        }
+    }
+
+    /// True when every rank's store hashes the same as this one's (names, shapes and the
+    /// exact bits of every value): the invariant data-parallel training keeps.
+    pub fn parameters_agree<T: Scalar>(&self, store: &ParamStore<T>) -> bool {
+        let mine = store_hash(store);
+        let mut all = vec![0u64; self.size()];
+        self.world.all_gather_into(&mine, &mut all[..]);
+        all.iter().all(|&h| h == mine)
+    }
+}
+
+/// The number of bytes each rank contributes to a step's all-reduce for `store`: every
+/// parameter value, one presence flag per parameter, the loss and the failure count.
+pub fn payload_bytes<T: Scalar>(store: &ParamStore<T>) -> usize {
+    (store.num_elements() + store.len() + 2) * std::mem::size_of::<T>()
+}
+
+/// The all-reduce buffer: every gradient in store order (zeros where the part has none),
+/// one presence flag per parameter, the weighted loss and a failure count.
+fn pack<T: Scalar>(store: &ParamStore<T>, loss: T, grads: &Grads<T>, failed: bool) -> Vec<T> {
+    let mut buffer = Vec::with_capacity(store.num_elements() + store.len() + 2);
+    let mut flags = Vec::with_capacity(store.len());
+    for (name, value) in store.iter() {
+        match grads.get(name) {
+            Some(g) => {
+                buffer.extend(g.iter().copied());
+                flags.push(T::one());
+            }
+            None => {
+                buffer.extend(std::iter::repeat_n(T::zero(), value.len()));
+                flags.push(T::zero());
+            }
+        }
+    }
+    buffer.extend(flags);
+    buffer.push(loss);
+    buffer.push(if failed { T::one() } else { T::zero() });
+    buffer
+}
+
+/// Reads a summed buffer back: the loss, the gradients of parameters flagged by at least
+/// one rank, and the number of failed ranks.
+fn unpack<T: Scalar>(store: &ParamStore<T>, total: &[T]) -> (T, Grads<T>, usize) {
+    let values = store.num_elements();
+    let flags = &total[values..values + store.len()];
+    let mut grads = Grads::with_capacity(store.len());
+    let mut offset = 0;
+    for ((name, value), &flag) in store.iter().zip(flags) {
+        let end = offset + value.len();
+        if flag > T::zero() {
+            let g = ndarray::ArrayD::from_shape_vec(value.raw_dim(), total[offset..end].to_vec())
+                .expect("the buffer was packed with this store's shapes");
+            grads.insert(name.to_owned(), g);
+        }
+        offset = end;
+    }
+    let loss = total[values + store.len()];
+    let failed = total[values + store.len() + 1].as_f64().round() as usize;
+    (loss, grads, failed)
+}
+
+/// FNV-1a over every name, shape and value bit pattern, in store order.
+fn store_hash<T: Scalar>(store: &ParamStore<T>) -> u64 {
+    let mut hasher = Fnv1a::default();
+    for (name, value) in store.iter() {
+        hasher.write(name.as_bytes());
+        for &d in value.shape() {
+            hasher.write_u64(d as u64);
+        }
+        for &v in value.iter() {
+            hasher.write_u64(v.as_f64().to_bits());
+        }
+    }
+    hasher.finish()
+}
+
+/// The 64-bit FNV-1a hash: stable across processes and machines (unlike `std`'s
+/// randomly keyed `DefaultHasher`).
+struct Fnv1a(u64);
+
+impl Default for Fnv1a {
+    fn default() -> Self {
+        Fnv1a(0xcbf2_9ce4_8422_2325)
+    }
+}
+
+impl Hasher for Fnv1a {
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 = (self.0 ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ndarray::{ArrayD, IxDyn};
+
+    fn store() -> ParamStore<f32> {
+        [
+            ("w", ArrayD::from_elem(IxDyn(&[2, 3]), 1.0f32)),
+            ("b", ArrayD::from_elem(IxDyn(&[3]), 2.0f32)),
+        ]
+        .into_iter()
+        .collect()
+    }
+
+    #[test]
+    fn pack_and_unpack_round_trip_with_missing_gradients() {
+        let s = store();
+        let mut grads = Grads::new();
+        grads.insert("b".to_owned(), ArrayD::from_elem(IxDyn(&[3]), 0.5f32));
+        let buffer = pack(&s, 1.25, &grads, false);
+        assert_eq!(buffer.len() * 4, payload_bytes(&s));
+        let (loss, back, failed) = unpack(&s, &buffer);
+        assert_eq!((loss, failed), (1.25, 0));
+        assert_eq!(back, grads);
+        let (_, none, failed) = unpack(&s, &pack(&s, 0.0, &Grads::new(), true));
+        assert!(none.is_empty());
+        assert_eq!(failed, 1);
+    }
+
+    #[test]
+    fn the_hash_sees_every_bit() {
+        let a = store();
+        let mut b = store();
+        assert_eq!(store_hash(&a), store_hash(&b));
+        if let Some(v) = b.get_mut("b") {
+            v[[1]] = f32::from_bits(2.0f32.to_bits() + 1);
+        }
+        assert_ne!(store_hash(&a), store_hash(&b));
+    }
+
+    /// The mean cross-entropy of `model` on the shard's rows of `(x, y)`.
+    fn shard_loss<'t>(
+        model: &crate::Sequential<f32>,
+        x: &ndarray::Array2<f32>,
+        y: &[usize],
+        p: &Params<'t, f32>,
+        shard: &Shard,
+    ) -> Var<'t, f32> {
+        let out = crate::module::Module::forward(model, p.input(shard.rows(x)), p);
+        crate::loss::cross_entropy(&out, shard.slice(y))
+    }
+
+    #[test]
+    fn one_rank_without_mpirun_is_the_data_parallel_step() {
+        // Runs as a job of one rank (singleton MPI_Init): the all-reduce is the identity.
+        let dist = Distributed::init().expect("MPI initialises once");
+        assert_eq!((dist.rank(), dist.size(), dist.is_root()), (0, 1, true));
+        assert_eq!(dist.rows(10), 0..10);
+        let model = crate::layers::mlp::<f32>(&[3, 4, 2], crate::layers::Activation::Tanh);
+        let mut s = crate::module::Module::init_store(&model, 3);
+        dist.broadcast_store(&mut s);
+        let x = ndarray::Array2::from_shape_fn((6, 3), |(i, j)| ((i + 2 * j) as f32).sin());
+        let y = [0, 1, 1, 0, 1, 0];
+        let (loss_d, grads_d) = dist
+            .train_step(&mut DataParallel::new(2, 0), &s, 6, |p, shard| {
+                shard_loss(&model, &x, &y, p, shard)
+            })
+            .expect("a step");
+        let (loss_p, grads_p) = DataParallel::new(2, 0)
+            .train_step(&s, 6, |p, shard| shard_loss(&model, &x, &y, p, shard))
+            .expect("a step");
+        assert_eq!(loss_d, loss_p);
+        assert_eq!(grads_d, grads_p);
+        assert!(dist.parameters_agree(&s));
+    }
+}
