@@ -37,7 +37,11 @@ use crate::scalar::{Scalar, cast};
 use crate::store::{Grads, ParamStore};
 
 /// Why an optimiser step was refused. The store and the optimiser state are unchanged.
-#[derive(Clone, Debug, PartialEq, Eq)]
+///
+/// `{:?}` prints the same text as `{}`: an error that reaches the end of `main` through `?`
+/// is printed with `Debug`, and there the message is what helps. Match on the variants
+/// (or read the fields) for the structured facts.
+#[derive(Clone, PartialEq, Eq)]
 pub enum OptimError {
     /// A gradient names a parameter the store does not have.
     UnknownParam {
@@ -85,6 +89,12 @@ impl fmt::Display for OptimError {
                  shape {param:?}; call reset_state() after replacing parameters"
             ),
         }
+    }
+}
+
+impl fmt::Debug for OptimError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
     }
 }
 
@@ -769,6 +779,15 @@ mod tests {
         opt.step(&mut s, &both).unwrap();
         assert_eq!(s.get("a").unwrap()[0], -1.5);
         assert_eq!(s.get("b").unwrap()[0], 0.0);
+    }
+
+    #[test]
+    fn a_refused_step_shows_its_message_through_debug() {
+        let err = OptimError::UnknownParam { name: "zzz".into() };
+        assert_eq!(
+            format!("{err:?}"),
+            r#"gradient for unknown parameter "zzz": it is not in the store"#
+        );
     }
 
     #[test]

@@ -103,7 +103,11 @@ pub struct CheckReport {
 }
 
 /// A failed check: which comparison, where, and by how much.
-#[derive(Clone, Debug)]
+///
+/// `{:?}` prints the same text as `{}`: an error that reaches the end of `main` through `?`
+/// is printed with `Debug`, and there the message is what helps. Read the fields
+/// for the structured facts.
+#[derive(Clone)]
 pub struct CheckFailure {
     /// The comparison that failed (`"reverse vs finite differences"`, ...).
     pub check: &'static str,
@@ -140,6 +144,12 @@ impl fmt::Display for CheckFailure {
             writeln!(f, "input {i}: {x}")?;
         }
         Ok(())
+    }
+}
+
+impl fmt::Debug for CheckFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
     }
 }
 
