@@ -64,7 +64,14 @@ mod store;
 pub use rand;
 
 pub use checkpoint::CheckpointError;
-pub use module::{Module, ParamSpec, Sequential, prefixed};
+pub use module::{Module, Param, ParamSpec, Sequential, prefixed};
+pub use retrograd_derive::Module;
+
+/// What `#[derive(Module)]`'s expansion names; not part of the API.
+#[doc(hidden)]
+pub mod __private {
+    pub use retrograd_tape::Var;
+}
 pub use optim::{Adam, AdamW, OptimError, Optimizer, Sgd};
 pub use params::{Params, Session, train_step};
 pub use scalar::Scalar;
