@@ -180,6 +180,7 @@ fn expand(input: &DeriveInput) -> syn::Result<TokenStream2> {
         "The parameters of a [`{name}`] on one tape, by field: what its `forward_fields` \
          reads (made by `#[derive(Module)]`)."
     );
+    let kind = name.to_string();
     let call = quote_spanned! {name.span()=>
         #name::forward_fields(self, x, fields)
     };
@@ -204,6 +205,7 @@ fn expand(input: &DeriveInput) -> syn::Result<TokenStream2> {
                 x: #krate::__private::Var<'t, #scalar>,
                 p: &#krate::Params<'t, #scalar>,
             ) -> #krate::__private::Var<'t, #scalar> {
+                let _scope = p.scope(#kind);
                 let fields = #params_name {
                     #(#views)*
                     _tape: ::core::marker::PhantomData,

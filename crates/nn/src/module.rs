@@ -240,6 +240,11 @@ pub trait Module<T: Scalar> {
     fn parameters(&self) -> Vec<ParamSpec>;
 
     /// The output for input `x`, reading parameters from `p`.
+    ///
+    /// `#[track_caller]` (which every implementation inherits): the ops a model records
+    /// carry the line of the user's code that called `forward`, not a line inside the
+    /// layer, and [`Params::scope`] names the layer.
+    #[track_caller]
     fn forward<'t>(&self, x: Var<'t, T>, p: &Params<'t, T>) -> Var<'t, T>;
 
     /// A new store holding every parameter, sampled from its initialiser with the random
@@ -370,9 +375,12 @@ impl<T: Scalar> Module<T> for Sequential<T> {
     }
 
     fn forward<'t>(&self, x: Var<'t, T>, p: &Params<'t, T>) -> Var<'t, T> {
-        self.layers
-            .iter()
-            .fold(x, |x, (name, layer)| layer.forward(x, &p.child(name)))
+        // A loop, not a fold: a closure would not pass the caller's line on.
+        let mut x = x;
+        for (name, layer) in &self.layers {
+            x = layer.forward(x, &p.child(name));
+        }
+        x
     }
 }
 
@@ -397,6 +405,50 @@ mod tests {
         assert_eq!(a, outer.init_store(5));
         assert_ne!(a, outer.init_store(6));
         assert_eq!(format!("{outer:?}"), r#"["encoder", "head"]"#);
+    }
+
+    /// A dump of a model's step names the line that ran the model and, per op, the layer.
+    #[test]
+    fn a_model_dump_names_the_callers_line_and_the_layer() {
+        use crate::layers::{Activation, mlp};
+        let model = Sequential::<f64>::new()
+            .append_named("encoder", mlp(&[3, 4, 2], Activation::Tanh))
+            .append_named("head", Linear::new(2, 1));
+        let store = model.init_store(0);
+        let tape = retrograd_tape::Tape::<f64>::new();
+        let p = Params::from_store(&tape, &store, true, 0);
+        let x = p.input(ndarray::Array2::<f64>::ones((5, 3)));
+        let line = line!() + 1;
+        let y = model.forward(x, &p);
+        let here = format!("{}:{line}:", file!());
+        let nodes = tape.nodes();
+        let ops: Vec<_> = nodes
+            .iter()
+            .filter(|n| n.op != "var" && n.op != "constant")
+            .collect();
+        assert_eq!(ops.len(), 7, "{}", tape.dump()); // 3 x (matmul, add) + tanh
+        for n in &ops {
+            assert!(n.location.to_string().starts_with(&here), "{}", tape.dump());
+        }
+        let scopes: Vec<_> = ops.iter().map(|n| n.scope.as_deref().unwrap()).collect();
+        assert_eq!(
+            scopes,
+            [
+                "encoder.0 (Linear)",
+                "encoder.0 (Linear)",
+                "encoder.1 (Tanh)",
+                "encoder.2 (Linear)",
+                "encoder.2 (Linear)",
+                "head (Linear)",
+                "head (Linear)"
+            ]
+        );
+        assert_eq!(tape.node_info(y).scope.as_deref(), Some("head (Linear)"));
+        let dump = tape.dump().to_string();
+        assert!(
+            dump.contains("scope") && dump.contains("encoder.2 (Linear)"),
+            "{dump}"
+        );
     }
 
     #[test]

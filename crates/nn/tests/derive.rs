@@ -153,3 +153,38 @@ fn gradients_reach_every_field() {
         assert!(grads.contains_key(name), "no gradient for {name}");
     }
 }
+
+/// A dump of a derived model's step names the caller's line and, per op, the part of the
+/// model that recorded it: the layer, or the derived model itself for its own ops.
+#[test]
+fn dumps_name_the_part_of_the_model() {
+    let model = outer();
+    let store = model.init_store(1);
+    let tape = retrograd_tape::Tape::<f64>::new();
+    let p = Params::from_store(&tape, &store, true, 0);
+    let y = model.forward(p.input(array![[0.1, -0.2, 0.3]]), &p);
+    let dump = tape.dump().to_string();
+    let shift = tape.nodes().into_iter().find(|n| {
+        n.op == "add"
+            && n.inputs
+                .iter()
+                .any(|&i| tape.nodes()[i].label.as_deref() == Some("block.shift"))
+    });
+    assert_eq!(
+        shift.unwrap().scope.as_deref(),
+        Some("block (Block)"),
+        "{dump}"
+    );
+    assert_eq!(
+        tape.node_info(y).scope.as_deref(),
+        Some("net.last (Linear)")
+    );
+    assert!(
+        dump.contains("block.body.1 (Tanh)") && dump.contains("net.act (Relu)"),
+        "{dump}"
+    );
+    // Every op carries a line of this file: the model's own code, never the library's.
+    for n in tape.nodes() {
+        assert!(n.location.file.ends_with("derive.rs"), "{dump}");
+    }
+}

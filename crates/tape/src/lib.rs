@@ -33,6 +33,7 @@ mod forward;
 pub mod hooks;
 pub mod inspect;
 mod rule;
+pub mod scope;
 #[cfg(feature = "proptest")]
 pub mod strategies;
 mod sweep;
@@ -47,6 +48,7 @@ pub use float::Float;
 pub use hooks::HookHandle;
 pub use inspect::{Dump, NodeInfo, NodeKind, SourceLine, Summary};
 pub use rule::{Cotangents, Rule, RuleCtx};
+pub use scope::ScopeGuard;
 pub use sweep::{GradOptions, Gradients};
 pub use tape::{NoGradGuard, NodeKey, Tape};
 pub use tensor::{Shape, Tensor, broadcast_shapes, shape_eq};

@@ -311,6 +311,7 @@ impl<T: Float> Tape<T> {
             pos,
         });
         inner.order.push(key);
+        inner.inspect.scopes.record(key);
         key
     }
 
