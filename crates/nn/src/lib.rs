@@ -75,7 +75,7 @@ pub mod __private {
 pub use optim::{Adam, AdamW, OptimError, Optimizer, Sgd};
 pub use params::{Params, Session, train_step};
 pub use scalar::Scalar;
-pub use store::{Grads, ParamStore};
+pub use store::{Grads, ParamStore, StoreError};
 
 /// Shared test settings.
 #[cfg(test)]
