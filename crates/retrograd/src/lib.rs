@@ -107,7 +107,10 @@
 //! [`AdamW`](nn::optim::AdamW), with [`clip_grad_norm`](nn::optim::clip_grad_norm) and
 //! learning-rate schedules; [`data`](nn::data) batches and splits, and bundles a digits
 //! data set. [Checkpoints](nn::checkpoint) are safetensors files:
-//! [`save`](nn::checkpoint::save), [`load`](nn::checkpoint::load).
+//! [`save`](nn::checkpoint::save), [`load`](nn::checkpoint::load); an optimiser's
+//! [`state`](nn::optim::Optimizer::state) saves the same way, so that training resumes
+//! exactly; known weights go into a store by name with [`set`](nn::ParamStore::set), which
+//! refuses a name the model does not have.
 //!
 //! ```
 //! use retrograd::nn::layers::{Activation, mlp};
