@@ -241,11 +241,19 @@ pub trait Module<T: Scalar> {
 
     /// The output for input `x`, reading parameters from `p`.
     ///
-    /// `#[track_caller]` (which every implementation inherits): the ops a model records
-    /// carry the line of the user's code that called `forward`, not a line inside the
-    /// layer, and [`Params::scope`] names the layer.
-    #[track_caller]
+    /// The layers of this crate are `#[track_caller]`: the ops they record carry the line
+    /// of your code that ran the model, and [`Params::scope`] names the layer. A layer of
+    /// your own records its own lines unless you mark its `forward` `#[track_caller]` too.
     fn forward<'t>(&self, x: Var<'t, T>, p: &Params<'t, T>) -> Var<'t, T>;
+
+    /// [`forward`](Module::forward), for containers that hold layers as
+    /// `Box<dyn Module>` ([`Sequential`]): called through it, a `#[track_caller]` layer
+    /// still records the line that ran the container (a plain call through `dyn` would
+    /// record the layer's own definition). Not meant to be overridden.
+    #[track_caller]
+    fn forward_tracked<'t>(&self, x: Var<'t, T>, p: &Params<'t, T>) -> Var<'t, T> {
+        self.forward(x, p)
+    }
 
     /// A new store holding every parameter, sampled from its initialiser with the random
     /// stream of `seed` (in [`parameters`](Module::parameters) order, so the same seed
@@ -277,8 +285,9 @@ impl<T: Scalar, M: Module<T> + ?Sized> Module<T> for Box<M> {
     fn parameters(&self) -> Vec<ParamSpec> {
         (**self).parameters()
     }
+    #[track_caller]
     fn forward<'t>(&self, x: Var<'t, T>, p: &Params<'t, T>) -> Var<'t, T> {
-        (**self).forward(x, p)
+        (**self).forward_tracked(x, p)
     }
 }
 
@@ -374,11 +383,12 @@ impl<T: Scalar> Module<T> for Sequential<T> {
             .collect()
     }
 
+    #[track_caller]
     fn forward<'t>(&self, x: Var<'t, T>, p: &Params<'t, T>) -> Var<'t, T> {
         // A loop, not a fold: a closure would not pass the caller's line on.
         let mut x = x;
         for (name, layer) in &self.layers {
-            x = layer.forward(x, &p.child(name));
+            x = layer.forward_tracked(x, &p.child(name));
         }
         x
     }
