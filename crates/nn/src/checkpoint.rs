@@ -43,7 +43,28 @@ const ORDER_KEY: &str = "retrograd.param_order";
 
 /// Why a checkpoint could not be saved or loaded. When loading into a store, the store is
 /// unchanged.
-#[derive(Debug)]
+///
+/// The functions that take a path ([`save`], [`load`], [`load_new`]) name the file in every
+/// error: reading or writing it fails with [`Io`](CheckpointError::Io), and anything else
+/// comes wrapped in [`InFile`](CheckpointError::InFile); [`cause`](CheckpointError::cause)
+/// unwraps that to the reason.
+///
+/// `{:?}` prints the same text as `{}`: an error that reaches the end of `main` through `?`
+/// is printed with `Debug`, and there the message is what helps.
+///
+/// ```
+/// use retrograd_nn::{ParamStore, checkpoint};
+///
+/// let path = std::env::temp_dir().join("retrograd-doc-corrupt.safetensors");
+/// std::fs::write(&path, b"not a checkpoint")?;
+/// let err = checkpoint::load_new::<f32>(&path).unwrap_err();
+/// let shown = format!("{err:?}"); // what `fn main() -> Result<..>` prints
+/// assert!(shown.starts_with(&format!("checkpoint {}: not a valid safetensors", path.display())));
+/// assert!(matches!(err.cause(), checkpoint::CheckpointError::Format(_)));
+/// # std::fs::remove_file(&path)?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[non_exhaustive]
 pub enum CheckpointError {
     /// Reading or writing the file failed.
     Io {
@@ -85,6 +106,43 @@ pub enum CheckpointError {
         /// Tensors in the file that the store does not have (sorted).
         unexpected: Vec<String>,
     },
+    /// The file `path` was read or written, but its contents (or the store) were refused.
+    InFile {
+        /// The file.
+        path: PathBuf,
+        /// Why (never `Io` or `InFile` itself).
+        source: Box<CheckpointError>,
+    },
+}
+
+impl CheckpointError {
+    /// The reason, without the file: the error inside [`InFile`](CheckpointError::InFile),
+    /// or `self` for the others.
+    pub fn cause(&self) -> &CheckpointError {
+        match self {
+            CheckpointError::InFile { source, .. } => source,
+            other => other,
+        }
+    }
+
+    /// The file the error is about, when a path was given.
+    pub fn path(&self) -> Option<&Path> {
+        match self {
+            CheckpointError::Io { path, .. } | CheckpointError::InFile { path, .. } => Some(path),
+            _ => None,
+        }
+    }
+
+    /// Names `path` in an error made from bytes alone.
+    fn in_file(self, path: &Path) -> Self {
+        match self {
+            e @ (CheckpointError::Io { .. } | CheckpointError::InFile { .. }) => e,
+            e => CheckpointError::InFile {
+                path: path.to_owned(),
+                source: Box::new(e),
+            },
+        }
+    }
 }
 
 impl fmt::Display for CheckpointError {
@@ -127,7 +185,16 @@ impl fmt::Display for CheckpointError {
                 }
                 Ok(())
             }
+            CheckpointError::InFile { path, source } => {
+                write!(f, "checkpoint {}: {source}", path.display())
+            }
         }
+    }
+}
+
+impl fmt::Debug for CheckpointError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
     }
 }
 
@@ -136,6 +203,7 @@ impl std::error::Error for CheckpointError {
         match self {
             CheckpointError::Io { source, .. } => Some(source),
             CheckpointError::Format(e) => Some(e),
+            CheckpointError::InFile { source, .. } => Some(source.as_ref()),
             _ => None,
         }
     }
@@ -220,7 +288,7 @@ pub fn save<T: Scalar>(
     path: impl AsRef<Path>,
 ) -> Result<(), CheckpointError> {
     let path = path.as_ref();
-    let bytes = to_bytes(store)?;
+    let bytes = to_bytes(store).map_err(|e| e.in_file(path))?;
     let mut tmp = path.as_os_str().to_owned();
     tmp.push(".tmp");
     let tmp = std::path::PathBuf::from(tmp);
@@ -306,8 +374,9 @@ pub fn load<T: Scalar>(
     store: &mut ParamStore<T>,
     path: impl AsRef<Path>,
 ) -> Result<(), CheckpointError> {
-    let bytes = read(path.as_ref())?;
-    load_bytes(store, &bytes)
+    let path = path.as_ref();
+    let bytes = read(path)?;
+    load_bytes(store, &bytes).map_err(|e| e.in_file(path))
 }
 
 /// Builds a new store from safetensors bytes: every tensor, in the order it was saved
@@ -354,8 +423,9 @@ pub fn new_from_bytes<T: Scalar>(bytes: &[u8]) -> Result<ParamStore<T>, Checkpoi
 
 /// Builds a new store from the safetensors file `path`; see [`new_from_bytes`].
 pub fn load_new<T: Scalar>(path: impl AsRef<Path>) -> Result<ParamStore<T>, CheckpointError> {
-    let bytes = read(path.as_ref())?;
-    new_from_bytes(&bytes)
+    let path = path.as_ref();
+    let bytes = read(path)?;
+    new_from_bytes(&bytes).map_err(|e| e.in_file(path))
 }
 
 #[cfg(test)]
@@ -583,6 +653,45 @@ mod tests {
             load_new::<f64>(&file.0),
             Err(CheckpointError::Io { .. })
         ));
+    }
+
+    #[test]
+    fn errors_from_a_file_name_it_and_print_their_message_through_debug() {
+        let file = TempFile::new("corrupt");
+        std::fs::write(&file.0, b"garbage").unwrap();
+        let mut s = sample_store::<f32>(0);
+        let before = s.clone();
+        let err = load(&mut s, &file.0).unwrap_err();
+        assert_eq!(s, before);
+        assert_eq!(err.path(), Some(file.0.as_path()));
+        assert!(matches!(err.cause(), CheckpointError::Format(_)), "{err}");
+        let shown = format!("{err:?}");
+        assert_eq!(shown, err.to_string());
+        assert!(
+            shown.starts_with(&format!(
+                "checkpoint {}: not a valid safetensors checkpoint",
+                file.0.display()
+            )),
+            "{shown}"
+        );
+
+        // A well-formed file for another model: the names, and the file, are reported.
+        save(&sample_store::<f32>(0), &file.0).unwrap();
+        let mut other = ParamStore::<f32>::new();
+        other.insert("w", ArrayD::zeros(IxDyn(&[1])));
+        let err = load(&mut other, &file.0).unwrap_err();
+        assert!(
+            matches!(err.cause(), CheckpointError::NameMismatch { .. }),
+            "{err}"
+        );
+        let shown = format!("{err:?}");
+        assert!(
+            shown.contains(&file.0.display().to_string()) && shown.contains("missing [\"w\"]"),
+            "{shown}"
+        );
+        let err = load_new::<f64>(&file.0).unwrap_err();
+        assert!(matches!(err.cause(), CheckpointError::WrongDtype { .. }));
+        assert!(err.to_string().contains(&file.0.display().to_string()));
     }
 
     #[test]

@@ -107,6 +107,7 @@ impl<T: Scalar> Module<T> for Linear {
 
     #[track_caller]
     fn forward<'t>(&self, x: Var<'t, T>, p: &Params<'t, T>) -> Var<'t, T> {
+        let _scope = p.scope("Linear");
         let shape = x.shape();
         assert!(
             shape.last() == Some(&self.in_features),
@@ -161,7 +162,8 @@ impl<T: Scalar> Module<T> for Activation {
         Vec::new()
     }
     #[track_caller]
-    fn forward<'t>(&self, x: Var<'t, T>, _p: &Params<'t, T>) -> Var<'t, T> {
+    fn forward<'t>(&self, x: Var<'t, T>, p: &Params<'t, T>) -> Var<'t, T> {
+        let _scope = p.scope(&format!("{self:?}"));
         self.apply(x)
     }
 }
@@ -177,7 +179,8 @@ macro_rules! activation_layer {
                 Vec::new()
             }
             #[track_caller]
-            fn forward<'t>(&self, x: Var<'t, T>, _p: &Params<'t, T>) -> Var<'t, T> {
+            fn forward<'t>(&self, x: Var<'t, T>, p: &Params<'t, T>) -> Var<'t, T> {
+                let _scope = p.scope(stringify!($name));
                 $act.apply(x)
             }
         }
@@ -227,7 +230,8 @@ impl<T: Scalar> Module<T> for LeakyRelu {
         Vec::new()
     }
     #[track_caller]
-    fn forward<'t>(&self, x: Var<'t, T>, _p: &Params<'t, T>) -> Var<'t, T> {
+    fn forward<'t>(&self, x: Var<'t, T>, p: &Params<'t, T>) -> Var<'t, T> {
+        let _scope = p.scope("LeakyRelu");
         Activation::LeakyRelu(self.negative_slope).apply(x)
     }
 }
@@ -265,6 +269,7 @@ impl<T: Scalar> Module<T> for Dropout {
 
     #[track_caller]
     fn forward<'t>(&self, x: Var<'t, T>, p: &Params<'t, T>) -> Var<'t, T> {
+        let _scope = p.scope("Dropout");
         if !p.is_training() || self.p == 0.0 {
             return x;
         }
@@ -339,6 +344,7 @@ impl<T: Scalar> Module<T> for LayerNorm {
 
     #[track_caller]
     fn forward<'t>(&self, x: Var<'t, T>, p: &Params<'t, T>) -> Var<'t, T> {
+        let _scope = p.scope("LayerNorm");
         let shape = x.shape();
         assert!(
             shape.last() == Some(&self.features),
@@ -396,6 +402,7 @@ impl Embedding {
     /// When an index is not below `num_embeddings`.
     #[track_caller]
     pub fn lookup<'t, T: Scalar>(&self, indices: &[usize], p: &Params<'t, T>) -> Var<'t, T> {
+        let _scope = p.scope("Embedding");
         if let Some(bad) = indices.iter().find(|&&i| i >= self.num_embeddings) {
             panic!(
                 "Embedding({} x {}) {:?}: index {bad} is out of range",

@@ -76,12 +76,19 @@ mod store;
 pub use rand;
 
 pub use checkpoint::CheckpointError;
-pub use module::{Module, ParamSpec, Sequential, prefixed};
+pub use module::{Module, Param, ParamSpec, Sequential, prefixed};
+pub use retrograd_derive::Module;
+
+/// What `#[derive(Module)]`'s expansion names; not part of the API.
+#[doc(hidden)]
+pub mod __private {
+    pub use retrograd_tape::Var;
+}
 pub use optim::{Adam, AdamW, OptimError, Optimizer, Sgd};
 pub use parallel::DataParallel;
 pub use params::{Params, Session, train_step};
 pub use scalar::Scalar;
-pub use store::{Grads, ParamStore};
+pub use store::{Grads, ParamStore, StoreError};
 
 /// Shared test settings.
 #[cfg(test)]

@@ -32,6 +32,75 @@ impl ParamSpec {
     }
 }
 
+/// A parameter of a model that `#[derive(Module)]` registers under its field's name: its
+/// shape and initialiser (the values live in a [`ParamStore`], like every parameter's).
+///
+/// ```
+/// use retrograd_nn::{Module, Param, init::Init};
+///
+/// #[derive(Module)]
+/// #[module(crate = retrograd_nn)]
+/// struct Scale {
+///     gain: Param,
+/// }
+///
+/// impl Scale {
+///     fn forward_fields<'t, T: retrograd_nn::Scalar>(
+///         &self,
+///         x: retrograd_tape::Var<'t, T>,
+///         p: ScaleParams<'t, T>,
+///     ) -> retrograd_tape::Var<'t, T> {
+///         x * p.gain
+///     }
+/// }
+///
+/// let model = Scale { gain: Param::new(&[3], Init::Constant(2.0)) };
+/// let store = Module::<f64>::init_store(&model, 0);
+/// assert_eq!(store.names().collect::<Vec<_>>(), ["gain"]);
+/// assert_eq!(store.get("gain").unwrap().as_slice().unwrap(), &[2.0, 2.0, 2.0]);
+/// ```
+///
+/// A misspelt name is refused by the compiler (`no field `gian` on type `ScaleParams``),
+/// not found at run time:
+///
+/// ```compile_fail
+/// use retrograd_nn::{Param, init::Init};
+/// #[derive(retrograd_nn::Module)]
+/// #[module(scalar = f64, crate = retrograd_nn)]
+/// struct Scale { gain: Param }
+/// impl Scale {
+///     fn forward_fields<'t>(
+///         &self,
+///         x: retrograd_tape::Var<'t, f64>,
+///         p: ScaleParams<'t, f64>,
+///     ) -> retrograd_tape::Var<'t, f64> {
+///         x * p.gian
+///     }
+/// }
+/// ```
+#[derive(Clone, Debug, PartialEq)]
+pub struct Param {
+    /// The shape.
+    pub shape: Vec<usize>,
+    /// The initialiser [`Module::init_store`] samples it from.
+    pub init: Init,
+}
+
+impl Param {
+    /// A parameter of `shape`, initialised by `init`.
+    pub fn new(shape: &[usize], init: Init) -> Self {
+        Param {
+            shape: shape.to_vec(),
+            init,
+        }
+    }
+
+    /// Its specification under `name`.
+    pub fn spec(&self, name: &str) -> ParamSpec {
+        ParamSpec::new(name, &self.shape, self.init)
+    }
+}
+
 /// `specs` with every name put under `prefix` (`"weight"` becomes `"prefix.weight"`), for a
 /// container listing a child's parameters.
 pub fn prefixed(prefix: &str, specs: Vec<ParamSpec>) -> Vec<ParamSpec> {
@@ -61,7 +130,83 @@ pub fn prefixed(prefix: &str, specs: Vec<ParamSpec>) -> Vec<ParamSpec> {
 ///
 /// Names nest like PyTorch's `state_dict` keys: a [`Sequential`] numbers its children
 /// (`"0.weight"`, `"2.bias"`), and a struct that holds a Sequential called `encoder` lists
-/// its parameters under `"encoder."` ([`prefixed`]) and hands it `p.child("encoder")`:
+/// its parameters under `"encoder."`.
+///
+/// # `#[derive(Module)]`: a model without boilerplate
+///
+/// For a struct whose fields are its parts, the derive writes `parameters` and `forward`
+/// from the field names, and you write the computation once, reading each part's
+/// parameters as a field of a generated struct, so that a misspelt name is a compile error
+/// rather than a panic at run time:
+///
+/// - a field of type [`Param`] is one parameter, named after the field;
+/// - a field marked `#[module(skip)]` is configuration (a size, a flag) and is left out;
+/// - every other field is a sub-module (a layer, a [`Sequential`], another derived model):
+///   its parameters are listed under the field's name (`"encoder.0.weight"`).
+///
+/// The derive generates `{Name}Params<'t, T>`, with one public field per part (a
+/// [`Params`] view for a sub-module, a `Var` for a [`Param`]), and implements
+/// `Module::forward` by calling your inherent method
+/// `fn forward_fields<'t>(&self, x: Var<'t, T>, p: {Name}Params<'t, T>) -> Var<'t, T>`.
+///
+/// The scalar type is the struct's first type parameter; without one the model is a
+/// `Module<T>` for every [`Scalar`] its fields support, and `forward_fields` is generic
+/// too; `#[module(scalar = f32)]` fixes it (needed when a field is, say, a
+/// `Sequential<f32>`). The expansion names `::retrograd::nn`; a crate that depends on
+/// `retrograd-nn` directly says `#[module(crate = retrograd_nn)]`.
+///
+/// ```
+/// use retrograd_nn::layers::{Activation, Dropout, LayerNorm, Linear, mlp};
+/// use retrograd_nn::{Module, Param, Sequential, init::Init};
+/// use retrograd_tape::Var;
+///
+/// #[derive(Module)]
+/// #[module(scalar = f32, crate = retrograd_nn)]
+/// struct Classifier {
+///     encoder: Sequential<f32>,
+///     norm: LayerNorm,
+///     drop: Dropout,
+///     head: Linear,
+///     temperature: Param,
+///     #[module(skip)]
+///     classes: usize,
+/// }
+///
+/// impl Classifier {
+///     fn forward_fields<'t>(&self, x: Var<'t, f32>, p: ClassifierParams<'t, f32>) -> Var<'t, f32> {
+///         let h = self.encoder.forward(x, &p.encoder);
+///         let h = self.drop.forward(self.norm.forward(h, &p.norm), &p.drop);
+///         self.head.forward(h, &p.head) / p.temperature
+///     }
+/// }
+///
+/// let model = Classifier {
+///     encoder: mlp(&[8, 16, 16], Activation::Relu),
+///     norm: LayerNorm::new(16),
+///     drop: Dropout::new(0.1),
+///     head: Linear::new(16, 3),
+///     temperature: Param::new(&[1], Init::Constant(1.0)),
+///     classes: 3,
+/// };
+/// let store = model.init_store(0);
+/// assert_eq!(
+///     store.names().collect::<Vec<_>>(),
+///     ["encoder.0.weight", "encoder.0.bias", "encoder.2.weight", "encoder.2.bias",
+///      "norm.weight", "norm.bias", "head.weight", "head.bias", "temperature"]
+/// );
+/// # let (_, grads) = retrograd_nn::train_step(&store, 0, |p| {
+/// #     model.forward(p.input(ndarray::Array2::<f32>::ones((2, 8))), p).sum_all()
+/// # })?;
+/// # assert_eq!(grads.len(), store.len());
+/// # assert_eq!(model.classes, 3);
+/// # use retrograd_ops::prelude::*;
+/// # Ok::<(), retrograd_tape::Error>(())
+/// ```
+///
+/// # By hand
+///
+/// The same, written out: list the parameters (a child's under its name, with
+/// [`prefixed`]) and hand each child `p.child(name)`:
 ///
 /// ```
 /// use retrograd_nn::{Module, ParamSpec, Params, prefixed, layers::{mlp, Activation, Linear}, Sequential};
@@ -95,7 +240,20 @@ pub trait Module<T: Scalar>: Send + Sync {
     fn parameters(&self) -> Vec<ParamSpec>;
 
     /// The output for input `x`, reading parameters from `p`.
+    ///
+    /// The layers of this crate are `#[track_caller]`: the ops they record carry the line
+    /// of your code that ran the model, and [`Params::scope`] names the layer. A layer of
+    /// your own records its own lines unless you mark its `forward` `#[track_caller]` too.
     fn forward<'t>(&self, x: Var<'t, T>, p: &Params<'t, T>) -> Var<'t, T>;
+
+    /// [`forward`](Module::forward), for containers that hold layers as
+    /// `Box<dyn Module>` ([`Sequential`]): called through it, a `#[track_caller]` layer
+    /// still records the line that ran the container (a plain call through `dyn` would
+    /// record the layer's own definition). Not meant to be overridden.
+    #[track_caller]
+    fn forward_tracked<'t>(&self, x: Var<'t, T>, p: &Params<'t, T>) -> Var<'t, T> {
+        self.forward(x, p)
+    }
 
     /// A new store holding every parameter, sampled from its initialiser with the random
     /// stream of `seed` (in [`parameters`](Module::parameters) order, so the same seed
@@ -127,8 +285,9 @@ impl<T: Scalar, M: Module<T> + ?Sized> Module<T> for Box<M> {
     fn parameters(&self) -> Vec<ParamSpec> {
         (**self).parameters()
     }
+    #[track_caller]
     fn forward<'t>(&self, x: Var<'t, T>, p: &Params<'t, T>) -> Var<'t, T> {
-        (**self).forward(x, p)
+        (**self).forward_tracked(x, p)
     }
 }
 
@@ -224,10 +383,14 @@ impl<T: Scalar> Module<T> for Sequential<T> {
             .collect()
     }
 
+    #[track_caller]
     fn forward<'t>(&self, x: Var<'t, T>, p: &Params<'t, T>) -> Var<'t, T> {
-        self.layers
-            .iter()
-            .fold(x, |x, (name, layer)| layer.forward(x, &p.child(name)))
+        // A loop, not a fold: a closure would not pass the caller's line on.
+        let mut x = x;
+        for (name, layer) in &self.layers {
+            x = layer.forward_tracked(x, &p.child(name));
+        }
+        x
     }
 }
 
@@ -252,6 +415,50 @@ mod tests {
         assert_eq!(a, outer.init_store(5));
         assert_ne!(a, outer.init_store(6));
         assert_eq!(format!("{outer:?}"), r#"["encoder", "head"]"#);
+    }
+
+    /// A dump of a model's step names the line that ran the model and, per op, the layer.
+    #[test]
+    fn a_model_dump_names_the_callers_line_and_the_layer() {
+        use crate::layers::{Activation, mlp};
+        let model = Sequential::<f64>::new()
+            .append_named("encoder", mlp(&[3, 4, 2], Activation::Tanh))
+            .append_named("head", Linear::new(2, 1));
+        let store = model.init_store(0);
+        let tape = retrograd_tape::Tape::<f64>::new();
+        let p = Params::from_store(&tape, &store, true, 0);
+        let x = p.input(ndarray::Array2::<f64>::ones((5, 3)));
+        let line = line!() + 1;
+        let y = model.forward(x, &p);
+        let here = format!("{}:{line}:", file!());
+        let nodes = tape.nodes();
+        let ops: Vec<_> = nodes
+            .iter()
+            .filter(|n| n.op != "var" && n.op != "constant")
+            .collect();
+        assert_eq!(ops.len(), 7, "{}", tape.dump()); // 3 x (matmul, add) + tanh
+        for n in &ops {
+            assert!(n.location.to_string().starts_with(&here), "{}", tape.dump());
+        }
+        let scopes: Vec<_> = ops.iter().map(|n| n.scope.as_deref().unwrap()).collect();
+        assert_eq!(
+            scopes,
+            [
+                "encoder.0 (Linear)",
+                "encoder.0 (Linear)",
+                "encoder.1 (Tanh)",
+                "encoder.2 (Linear)",
+                "encoder.2 (Linear)",
+                "head (Linear)",
+                "head (Linear)"
+            ]
+        );
+        assert_eq!(tape.node_info(y).scope.as_deref(), Some("head (Linear)"));
+        let dump = tape.dump().to_string();
+        assert!(
+            dump.contains("scope") && dump.contains("encoder.2 (Linear)"),
+            "{dump}"
+        );
     }
 
     #[test]

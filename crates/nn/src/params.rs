@@ -8,7 +8,7 @@ use std::rc::Rc;
 
 use ndarray::ArrayD;
 use rand::rngs::StdRng;
-use retrograd_tape::{Tape, Tensor, Var};
+use retrograd_tape::{ScopeGuard, Tape, Tensor, Var};
 
 use crate::init::rng_from_seed;
 use crate::scalar::Scalar;
@@ -190,6 +190,20 @@ impl<'t, T: Scalar> Params<'t, T> {
     #[track_caller]
     pub fn input(&self, value: impl Into<Tensor<T>>) -> Var<'t, T> {
         self.shared.tape.constant(value)
+    }
+
+    /// Opens the tape scope of the layer this view belongs to, called by its parameter path
+    /// and `kind` (`"encoder.0 (Linear)"`, or just `"Linear"` at the top): tape dumps then
+    /// say which layer recorded each op. Every layer of this crate, and every
+    /// `#[derive(Module)]` model, opens one in `forward`; the scope closes when the guard
+    /// drops.
+    pub fn scope(&self, kind: &str) -> ScopeGuard<'t, T> {
+        let name = if self.prefix.is_empty() {
+            kind.to_owned()
+        } else {
+            format!("{} ({kind})", self.prefix)
+        };
+        self.shared.tape.scope(name)
     }
 
     /// Whether this is a training pass (dropout active).

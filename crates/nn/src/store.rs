@@ -9,7 +9,7 @@
 use std::collections::HashMap;
 use std::fmt;
 
-use ndarray::ArrayD;
+use ndarray::{Array, ArrayD, Dimension};
 
 use crate::scalar::Scalar;
 
@@ -19,6 +19,61 @@ use crate::scalar::Scalar;
 /// can build one without adapters. A parameter without an entry has no gradient this step
 /// and is skipped by optimisers; an entry whose name is not in the store is an error.
 pub type Grads<T> = HashMap<String, ArrayD<T>>;
+
+/// Why [`ParamStore::set`] refused a value; the store is unchanged.
+///
+/// `{:?}` prints the same text as `{}`, so that the message reaches the user when the error
+/// ends `main` through `?`.
+#[derive(Clone, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The store has no parameter of this name.
+    UnknownName {
+        /// The name given.
+        name: String,
+        /// The names the store has, in order.
+        known: Vec<String>,
+    },
+    /// The value's shape differs from the parameter's.
+    ShapeMismatch {
+        /// The parameter.
+        name: String,
+        /// The parameter's shape.
+        expected: Vec<usize>,
+        /// The value's shape.
+        found: Vec<usize>,
+    },
+}
+
+impl fmt::Display for StoreError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StoreError::UnknownName { name, known } => {
+                write!(f, "no parameter {name:?} in the store (it has ")?;
+                for (i, k) in known.iter().enumerate() {
+                    write!(f, "{}{k:?}", if i == 0 { "" } else { ", " })?;
+                }
+                write!(f, "); `insert` adds a new one")
+            }
+            StoreError::ShapeMismatch {
+                name,
+                expected,
+                found,
+            } => write!(
+                f,
+                "parameter {name:?} has shape {expected:?}, the value given has shape {found:?}"
+            ),
+        }
+    }
+}
+
+impl fmt::Debug for StoreError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
+impl std::error::Error for StoreError {}
 
 /// Named parameters (`"encoder.0.weight"`), kept in insertion order.
 ///
@@ -73,6 +128,49 @@ impl<T: Scalar> ParamStore<T> {
                 None
             }
         }
+    }
+
+    /// Replaces the value of the parameter `name`, which must exist with the same shape;
+    /// returns the old value. This is how known weights go into a model: make the store
+    /// with [`Module::init_store`](crate::Module::init_store), then `set` each weight. Unlike
+    /// [`insert`](ParamStore::insert), which adds a parameter under any new name, a
+    /// misspelt name or a wrong shape is refused (and nothing changes).
+    ///
+    /// ```
+    /// use ndarray::array;
+    /// use retrograd_nn::{Module, layers::Linear};
+    ///
+    /// let layer = Linear::new(2, 1);
+    /// let mut store = Module::<f64>::init_store(&layer, 0);
+    /// store.set("weight", array![[0.5, -0.5]])?;
+    /// store.set("bias", array![1.0])?;
+    /// let err = store.set("weights", array![[0.5, -0.5]]).unwrap_err();
+    /// assert_eq!(
+    ///     err.to_string(),
+    ///     r#"no parameter "weights" in the store (it has "weight", "bias"); `insert` adds a new one"#
+    /// );
+    /// assert!(store.set("bias", array![1.0, 2.0]).is_err());
+    /// # Ok::<(), retrograd_nn::StoreError>(())
+    /// ```
+    pub fn set<D: Dimension>(
+        &mut self,
+        name: &str,
+        value: Array<T, D>,
+    ) -> Result<ArrayD<T>, StoreError> {
+        let Some(&i) = self.index.get(name) else {
+            return Err(StoreError::UnknownName {
+                name: name.to_owned(),
+                known: self.names.clone(),
+            });
+        };
+        if self.values[i].shape() != value.shape() {
+            return Err(StoreError::ShapeMismatch {
+                name: name.to_owned(),
+                expected: self.values[i].shape().to_vec(),
+                found: value.shape().to_vec(),
+            });
+        }
+        Ok(std::mem::replace(&mut self.values[i], value.into_dyn()))
     }
 
     /// The parameter called `name`, if there is one.
@@ -152,6 +250,33 @@ impl<T: Scalar, S: Into<String>> FromIterator<(S, ArrayD<T>)> for ParamStore<T> 
 mod tests {
     use super::*;
     use ndarray::IxDyn;
+
+    #[test]
+    fn set_refuses_unknown_names_and_wrong_shapes_and_changes_nothing() {
+        let mut s = ParamStore::<f64>::new();
+        s.insert("0.weight", ArrayD::zeros(IxDyn(&[2, 3])));
+        s.insert("0.bias", ArrayD::zeros(IxDyn(&[2])));
+        let before = s.clone();
+        let err = s.set("0.weigth", ArrayD::ones(IxDyn(&[2, 3]))).unwrap_err();
+        assert!(matches!(&err, StoreError::UnknownName { name, .. } if name == "0.weigth"));
+        assert_eq!(format!("{err:?}"), err.to_string());
+        let err = s
+            .set("0.bias", ndarray::arr1(&[1.0, 2.0, 3.0]))
+            .unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            r#"parameter "0.bias" has shape [2], the value given has shape [3]"#
+        );
+        assert_eq!(s, before);
+        assert!(s.len() == 2 && !s.contains("0.weigth"));
+        let old = s.set("0.bias", ndarray::arr1(&[1.0, 2.0])).unwrap();
+        assert_eq!(old, ArrayD::<f64>::zeros(IxDyn(&[2])));
+        assert_eq!(
+            s.get("0.bias").unwrap(),
+            &ndarray::arr1(&[1.0, 2.0]).into_dyn()
+        );
+        assert_eq!(s.names().collect::<Vec<_>>(), ["0.weight", "0.bias"]);
+    }
 
     #[test]
     fn keeps_insertion_order_and_replaces_in_place() {

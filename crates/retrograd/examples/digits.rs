@@ -140,7 +140,12 @@ fn evaluate(
 }
 
 fn main() -> Result<(), Box<dyn Error>> {
-    let args = parse_args()?;
+    // A usage error is printed as text and exits with status 2, as command-line tools do
+    // (through `?` a `String` would be shown Debug-quoted).
+    let args = parse_args().unwrap_or_else(|message| {
+        eprintln!("digits: {message}");
+        std::process::exit(2)
+    });
     let epochs = args.epochs.unwrap_or(if args.cnn { 15 } else { 30 });
     let started = Instant::now();
     std::fs::create_dir_all(&args.out)?;

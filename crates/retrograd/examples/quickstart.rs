@@ -13,7 +13,7 @@ fn main() -> Result<(), Error> {
     // f(x, w) = sum(w * x^3 / (1 + x))
     let f = (w * x * x * x / (x + 1.0)).sum_all();
     println!("f = {}", f.item());
-    println!("\nthe recorded tape:\n{tape:?}");
+    println!("\nthe recorded tape:\n{tape}");
 
     let grads = tape.grad_with(f, &[x, w], &GradOptions::new().retain_graph())?;
     println!("\ndf/dx = {}", grads[0].value());

@@ -106,7 +106,11 @@ pub struct CheckReport {
 }
 
 /// Why a check failed: a comparison that disagreed, or a sweep that could not run.
-#[derive(Clone, Debug)]
+///
+/// `{:?}` prints the same text as `{}`: an error that reaches the end of `main` through `?`
+/// is printed with `Debug`, and there the message is what helps. Match the variants for
+/// the structured facts.
+#[derive(Clone)]
 #[non_exhaustive]
 pub enum CheckFailure {
     /// A comparison disagreed beyond its tolerance.
@@ -180,6 +184,12 @@ impl fmt::Display for Mismatch {
             writeln!(f, "input {i}: {x}")?;
         }
         Ok(())
+    }
+}
+
+impl fmt::Debug for CheckFailure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
     }
 }
 

@@ -13,7 +13,11 @@ use crate::tensor::Shape;
 pub type SourceLocation = &'static Location<'static>;
 
 /// Why a gradient, JVP or tape query could not be answered.
-#[derive(Debug, Clone, PartialEq)]
+///
+/// `{:?}` prints the same text as `{}`: an error that reaches the end of `main` through `?`
+/// is printed with `Debug`, and there the message is what helps. Match on the variants
+/// (or read the fields) for the structured facts.
+#[derive(Clone, PartialEq)]
 #[non_exhaustive]
 pub enum Error {
     /// The inputs do not fit the op (shapes that do not broadcast, an axis out of range,
@@ -128,8 +132,8 @@ impl fmt::Display for Error {
             Error::GraphFreed { op, location } => write!(
                 f,
                 "the graph through `{op}` (recorded at {location}) was freed by an earlier \
-                 backward sweep; pass `retain_graph: true` to the first sweep to differentiate \
-                 it twice"
+                 backward sweep; make the first sweep keep it with `GradOptions::new().retain_graph()` \
+                 (`backward_with`, `grad_with`) to differentiate it twice"
             ),
             Error::NotDifferentiable {
                 input,
@@ -174,7 +178,47 @@ impl fmt::Display for Error {
     }
 }
 
+impl fmt::Debug for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
+    }
+}
+
 impl std::error::Error for Error {}
 
 /// The result type of fallible tape operations.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use crate::Tape;
+
+    /// `fn main() -> Result<(), Error>` prints `Error: {err:?}`: that must be the message.
+    #[test]
+    fn debug_prints_the_message_a_user_can_act_on() {
+        let tape = Tape::<f64>::new();
+        let x = tape.var(ndarray::array![1.0, 2.0, 3.0]);
+        let y = x * x;
+        let err = y.backward().unwrap_err();
+        let shown = format!("{err:?}");
+        assert_eq!(shown, err.to_string());
+        assert!(
+            shown.starts_with("backward from an output of shape [3] (created at ")
+                && shown.contains("reduce the output to a scalar first"),
+            "{shown}"
+        );
+    }
+
+    #[test]
+    fn a_freed_graph_names_the_option_that_keeps_it() {
+        let tape = Tape::<f64>::new();
+        let x = tape.var(2.0);
+        let y = x * x * x;
+        y.backward().unwrap();
+        let shown = format!("{:?}", y.backward().unwrap_err());
+        assert!(
+            shown.contains("GradOptions::new().retain_graph()"),
+            "{shown}"
+        );
+    }
+}

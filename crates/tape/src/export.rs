@@ -85,7 +85,10 @@ impl TapeJson {
 }
 
 /// Why JSON text could not be read as a tape.
-#[derive(Debug)]
+///
+/// `{:?}` prints the same text as `{}`: an error that reaches the end of `main` through `?`
+/// is printed with `Debug`, and there the message is what helps. Match on the variants
+/// for the structured facts.
 #[non_exhaustive]
 pub enum JsonError {
     /// Not JSON, or not the shape of the schema.
@@ -107,6 +110,12 @@ impl fmt::Display for JsonError {
                 TapeJson::VERSION
             ),
         }
+    }
+}
+
+impl fmt::Debug for JsonError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
     }
 }
 

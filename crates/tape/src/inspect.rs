@@ -38,6 +38,8 @@ use crate::var::Var;
 #[derive(Default)]
 pub(crate) struct InspectState {
     pub(crate) labels: SecondaryMap<NodeKey, String>,
+    /// The part of a model each node was recorded in ([`Tape::scope`]).
+    pub(crate) scopes: crate::scope::Scopes,
     pub(crate) record_grad_norms: bool,
     /// By node position; `None` where the last sweep did not visit the node.
     grad_norms: Vec<Option<f64>>,
@@ -46,6 +48,7 @@ pub(crate) struct InspectState {
 impl InspectState {
     pub(crate) fn clear(&mut self) {
         self.labels.clear();
+        self.scopes.clear();
         self.grad_norms.clear();
     }
 
@@ -134,6 +137,10 @@ pub struct NodeInfo {
     pub location: SourceLine,
     /// The node's name, given with [`Var::named`] or [`Tape::label`].
     pub label: Option<String>,
+    /// The scope it was recorded in ([`Tape::scope`]): for a model built with
+    /// `retrograd-nn`, the layer, as `encoder.0 (Linear)`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope: Option<String>,
     /// The L2 norm of the node's complete cotangent in the last reverse sweep, when
     /// [`Tape::set_record_grad_norms`] is on and the sweep visited the node. For a leaf
     /// that is its gradient's norm.
@@ -310,6 +317,7 @@ impl<T: Float> Tape<T> {
                         column: n.location.column(),
                     },
                     label: inner.inspect.labels.get(key).cloned(),
+                    scope: inner.inspect.scopes.of(key).map(str::to_owned),
                     grad_norm: norms.get(p).copied().flatten(),
                 };
                 (info, buffer_id(&n.value))
@@ -620,11 +628,12 @@ impl<T: Float> Tape<T> {
 
 impl fmt::Display for Dump {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        const HEAD: [&str; 11] = [
+        const HEAD: [&str; 12] = [
             "id", "op", "inputs", "shape", "dtype", "bytes", "saved", "grad", "|grad|", "label",
-            "location",
+            "scope", "location",
         ];
-        let rows: Vec<[String; 11]> = self
+        const SCOPE: usize = 10;
+        let rows: Vec<[String; 12]> = self
             .nodes()
             .map(|n| {
                 let inputs: Vec<String> = n.inputs.iter().map(|i| format!("%{i}")).collect();
@@ -643,10 +652,13 @@ impl fmt::Display for Dump {
                     if n.requires_grad { "yes" } else { "no" }.into(),
                     n.grad_norm.map_or("-".into(), format_norm),
                     n.label.clone().unwrap_or_else(|| "-".into()),
+                    n.scope.clone().unwrap_or_else(|| "-".into()),
                     n.location.to_string(),
                 ]
             })
             .collect();
+        // The scope column only when some node has one (a tape recorded outside models).
+        let scoped = self.nodes().any(|n| n.scope.is_some());
         let mut width = HEAD.map(str::len);
         for r in &rows {
             for (w, c) in width.iter_mut().zip(r) {
@@ -656,7 +668,9 @@ impl fmt::Display for Dump {
         let line = |f: &mut fmt::Formatter<'_>, cells: &[&str]| -> fmt::Result {
             let last = cells.len() - 1;
             for (i, (c, w)) in cells.iter().zip(width).enumerate() {
-                if i == last {
+                if i == SCOPE && !scoped {
+                    continue;
+                } else if i == last {
                     writeln!(f, "{c}")?;
                 } else if matches!(i, 5 | 6 | 8) {
                     write!(f, "{c:>w$}  ")?;

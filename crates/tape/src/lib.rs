@@ -36,6 +36,7 @@ pub mod hooks;
 pub mod inspect;
 mod reverse;
 mod rule;
+pub mod scope;
 #[cfg(feature = "proptest")]
 pub mod strategies;
 mod sweep;
@@ -52,6 +53,7 @@ pub use grad::{GradOptions, Gradients};
 pub use hooks::HookHandle;
 pub use inspect::{Dump, NodeInfo, NodeKind, SourceLine, Summary};
 pub use rule::{Cotangents, Rule, RuleCtx};
+pub use scope::ScopeGuard;
 pub use tape::{NoGradGuard, NodeKey, Tape};
 pub use tensor::{Shape, Tensor, broadcast_shapes, shape_eq};
 pub use var::{Operand, Val, Var};

@@ -252,7 +252,9 @@ impl<T: Float> Tape<T> {
                 into: None,
             });
         }
-        inner.graph.push(value, origin, inputs, location)
+        let key = inner.graph.push(value, origin, inputs, location);
+        inner.inspect.scopes.record(key);
+        key
     }
 
     pub(crate) fn push_constant(

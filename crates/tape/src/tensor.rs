@@ -86,6 +86,47 @@ impl<T: Float> Tensor<T> {
         }
     }
 
+    /// A tensor of `shape` holding `values` in row-major order (numpy's `reshape` of a
+    /// flat list).
+    ///
+    /// ```
+    /// use retrograd_tape::{Tape, Tensor};
+    /// let tape = Tape::<f32>::new();
+    /// let w = tape.var(Tensor::from_vec(&[2, 3], vec![1.0, 2.0, 3.0, 4.0, 5.0, 6.0]));
+    /// assert_eq!(w.shape().as_slice(), &[2, 3]);
+    /// // Vectors, slices, arrays, nested arrays, ndarray views and integers go in as they are:
+    /// let (v, a, m, n) = (tape.var(vec![1.0, 2.0]), tape.var([1.0, 2.0]), tape.var([[1.0, 2.0]]), tape.var(3));
+    /// assert_eq!((v.shape().as_slice(), a.shape().as_slice(), m.shape().as_slice()), (&[2][..], &[2][..], &[1, 2][..]));
+    /// assert_eq!(n.item(), 3.0);
+    /// ```
+    ///
+    /// # Panics
+    /// When the number of values is not the product of `shape` (see
+    /// [`try_from_vec`](Tensor::try_from_vec)).
+    #[track_caller]
+    pub fn from_vec(shape: &[usize], values: Vec<T>) -> Self {
+        match Self::try_from_vec(shape, values) {
+            Ok(t) => t,
+            Err(e) => panic!("Tensor::from_vec: {e}"),
+        }
+    }
+
+    /// [`from_vec`](Tensor::from_vec), with a wrong number of values as an
+    /// [`Error::ShapeMismatch`](crate::Error::ShapeMismatch) (`got` is the values' count).
+    pub fn try_from_vec(shape: &[usize], values: Vec<T>) -> crate::Result<Self> {
+        let expected: usize = shape.iter().product();
+        if values.len() != expected {
+            return Err(crate::Error::ShapeMismatch {
+                what: format!("data for a tensor of shape {shape:?} ({expected} values)"),
+                expected: Shape::from_slice(&[expected]),
+                got: Shape::from_slice(&[values.len()]),
+            });
+        }
+        let array = ArrayD::from_shape_vec(IxDyn(shape), values)
+            .expect("the length was checked against the shape");
+        Ok(Tensor::from_array(array))
+    }
+
     /// A tensor of the given shape filled with `value`.
     pub fn full(shape: &[usize], value: T) -> Self {
         if shape.is_empty() {
@@ -305,6 +346,58 @@ impl<T: Float> From<T> for Tensor<T> {
     }
 }
 
+// What users have at hand, accepted wherever a value is entered (`tape.var(..)`,
+// `tape.constant(..)`, `p.input(..)`): vectors, slices and arrays (1-d), nested arrays
+// (2-d), ndarray views (copied), and integers (converted to the float type). A flat vector
+// with a shape goes through `Tensor::from_vec`.
+
+impl<T: Float> From<Vec<T>> for Tensor<T> {
+    /// A 1-d tensor, moved in without a copy.
+    fn from(values: Vec<T>) -> Self {
+        Tensor::from_array(ndarray::Array1::from(values))
+    }
+}
+
+impl<T: Float> From<&[T]> for Tensor<T> {
+    /// A 1-d tensor (copied).
+    fn from(values: &[T]) -> Self {
+        Tensor::from(values.to_vec())
+    }
+}
+
+impl<T: Float, const N: usize> From<[T; N]> for Tensor<T> {
+    /// A 1-d tensor of length `N`.
+    fn from(values: [T; N]) -> Self {
+        Tensor::from(values.to_vec())
+    }
+}
+
+impl<T: Float, const N: usize, const M: usize> From<[[T; N]; M]> for Tensor<T> {
+    /// A 2-d tensor of shape `[M, N]` (rows first, as `array![[..], [..]]`).
+    fn from(rows: [[T; N]; M]) -> Self {
+        Tensor::from_array(ndarray::Array2::from(rows.to_vec()))
+    }
+}
+
+impl<T: Float, D: Dimension> From<ArrayBase<ndarray::ViewRepr<&T>, D>> for Tensor<T> {
+    /// The view's elements, copied into a tensor of the same shape.
+    fn from(view: ArrayBase<ndarray::ViewRepr<&T>, D>) -> Self {
+        Tensor::from_array(view.to_owned())
+    }
+}
+
+macro_rules! from_integer {
+    ($($int:ty),*) => {$(
+        impl<T: Float> From<$int> for Tensor<T> {
+            /// A scalar, converted to the float type (`tape.var(3)`).
+            fn from(x: $int) -> Self {
+                Tensor::Scalar(T::from(x).unwrap_or_else(T::nan))
+            }
+        }
+    )*};
+}
+from_integer!(i32, i64, u32, usize);
+
 impl<T: Float> fmt::Debug for Tensor<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -327,6 +420,33 @@ impl<T: Float> fmt::Display for Tensor<T> {
 mod tests {
     use super::*;
     use ndarray::array;
+
+    #[test]
+    fn what_users_have_converts_to_tensors() {
+        let v: Tensor<f64> = vec![1.0, 2.0].into();
+        assert_eq!(v.to_array(), array![1.0, 2.0].into_dyn());
+        let a: Tensor<f32> = [1.0, 2.0, 3.0].into();
+        assert_eq!(a.shape(), &[3]);
+        let s: Tensor<f32> = (&[1.0f32, 2.0][..]).into();
+        assert_eq!(s.shape(), &[2]);
+        let m: Tensor<f64> = [[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]].into();
+        assert_eq!(
+            m.to_array(),
+            array![[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]].into_dyn()
+        );
+        let big = array![[1.0f64, 2.0], [3.0, 4.0]];
+        let col: Tensor<f64> = big.column(1).into();
+        assert_eq!(col.to_array(), array![2.0, 4.0].into_dyn());
+        assert_eq!(Tensor::<f32>::from(3).item(), Some(3.0));
+        assert_eq!(Tensor::<f64>::from(7usize).item(), Some(7.0));
+        let r = Tensor::<f64>::from_vec(&[2, 2], vec![1.0, 2.0, 3.0, 4.0]);
+        assert_eq!(r.to_array(), array![[1.0, 2.0], [3.0, 4.0]].into_dyn());
+        let err = Tensor::<f64>::try_from_vec(&[2, 3], vec![1.0; 5]).unwrap_err();
+        assert!(
+            err.to_string().contains("[2, 3] (6 values) has shape [5]"),
+            "{err}"
+        );
+    }
 
     #[test]
     fn zero_d_arrays_become_scalars() {

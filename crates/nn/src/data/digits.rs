@@ -32,7 +32,10 @@ pub const CLASSES: usize = 10;
 pub const MAX_PIXEL: u32 = 16;
 
 /// A malformed line in a digits CSV (lines and columns count from 1).
-#[derive(Clone, Debug, PartialEq, Eq)]
+///
+/// `{:?}` prints the same text as `{}`, so that the message reaches the user when the error
+/// ends `main` through `?`.
+#[derive(Clone, PartialEq, Eq)]
 pub enum DigitsError {
     /// A line has the wrong number of fields.
     ColumnCount {
@@ -84,6 +87,12 @@ impl fmt::Display for DigitsError {
                 CLASSES - 1
             ),
         }
+    }
+}
+
+impl fmt::Debug for DigitsError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(self, f)
     }
 }
 
