@@ -215,7 +215,8 @@ pub(crate) fn reduce_attributes(axes: &Axes, keepdims: bool) -> Vec<(&'static st
 
 /// Folds `view` over the (normalised, sorted) `axes` with `f` from `init`, keeping the
 /// reduced axes as extent 1 (the caller reshapes when `keepdims` is off). The first axis
-/// is folded straight from the view, so the input is never copied.
+/// is folded straight from the view, so the input is never copied. For order-insensitive
+/// folds such as the maximum; sums use [`sum_kept`].
 pub(crate) fn fold_kept<T: Float>(
     view: ndarray::ArrayViewD<'_, T>,
     axes: &[usize],
@@ -232,6 +233,28 @@ pub(crate) fn fold_kept<T: Float>(
     let mut acc = fold(view, first);
     for &a in rest {
         acc = fold(acc.view(), a);
+    }
+    acc
+}
+
+/// Sums `view` over the (normalised, sorted) `axes`, keeping them as extent 1: every
+/// summing reduction goes through here, so all of them add with the accuracy of
+/// [`summation`](retrograd_tape::summation) (error growing with `log2 n`, not `n`).
+pub(crate) fn sum_kept<T: Float>(
+    view: ndarray::ArrayViewD<'_, T>,
+    axes: &[usize],
+) -> ndarray::ArrayD<T> {
+    use retrograd_tape::summation;
+    if axes.len() == view.ndim() && !axes.is_empty() {
+        let total = summation::sum_all(view.view());
+        return ndarray::ArrayD::from_elem(ndarray::IxDyn(&vec![1; axes.len()]), total);
+    }
+    let Some((&first, rest)) = axes.split_first() else {
+        return view.to_owned();
+    };
+    let mut acc = summation::sum_axis(view, first);
+    for &a in rest {
+        acc = summation::sum_axis(acc.view(), a);
     }
     acc
 }
@@ -426,3 +449,37 @@ pub trait ReduceOps<'t, T: Float>: Operand<'t, T> {
 }
 
 impl<'t, T: Float, X: Operand<'t, T>> ReduceOps<'t, T> for X {}
+
+#[cfg(test)]
+mod accuracy {
+    use ndarray::ArrayD;
+    use retrograd_tape::{Tape, Tensor};
+
+    use super::ReduceOps;
+    use crate::linalg::LinalgOps;
+    use crate::nn::NnOps;
+
+    /// Past 2^24 a serial f32 sum stops growing (adding 1 to 2^24 rounds back to it): every
+    /// summing op and the gradient of a broadcast must still count exactly.
+    #[test]
+    fn f32_reductions_count_past_two_to_the_24() {
+        let n = (1 << 24) + (1 << 23);
+        let tape = Tape::<f32>::new();
+        let ones = tape.constant(ArrayD::from_elem(vec![n], 1.0f32));
+        assert_eq!(ones.sum_all().item(), n as f32);
+        assert_eq!(ones.sum(0, false).item(), n as f32);
+        assert_eq!(ones.mean_all().item(), 1.0);
+        assert_eq!(ones.var_all().item(), 0.0);
+        let lse = ones.logsumexp_all().item();
+        assert!((lse - (1.0 + (n as f32).ln())).abs() < 1e-6, "{lse}");
+        let zeros = tape.constant(ArrayD::zeros(vec![n]));
+        assert_eq!(ones.mse(&zeros).item(), 1.0);
+        assert_eq!(ones.dot(&ones).item(), n as f32);
+        let p = ones.softmax(0).array();
+        assert!((p[0] - 1.0 / n as f32).abs() < 1e-13, "{}", p[0]);
+        // The cotangent of a broadcast sums back into the scalar.
+        let shift = tape.var(Tensor::scalar(0.0f32));
+        let g = tape.grad((ones + shift).sum_all(), &[shift]).unwrap();
+        assert_eq!(g[0].sum(), n as f32);
+    }
+}

@@ -35,6 +35,7 @@ pub mod inspect;
 mod rule;
 #[cfg(feature = "proptest")]
 pub mod strategies;
+pub mod summation;
 mod sweep;
 mod tape;
 mod tensor;

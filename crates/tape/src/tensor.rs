@@ -266,19 +266,20 @@ impl<T: Float> Tensor<T> {
         // first reduction reads the value in place, so only reduced results are allocated.
         let view = self.view();
         let mut acc: Option<ArrayD<T>> = None;
+        // Sums are accurate to O(log n) roundings (`summation`), as every reduction's are.
         let sum = |acc: &Option<ArrayD<T>>, axis: usize| match acc {
-            None => view.sum_axis(Axis(axis)),
-            Some(a) => a.sum_axis(Axis(axis)),
+            None => crate::summation::sum_axis(view.view(), axis),
+            Some(a) => crate::summation::sum_axis(a.view(), axis),
         };
         for _ in 0..lead {
-            acc = Some(sum(&acc, 0));
+            acc = Some(sum(&acc, 0).remove_axis(Axis(0)));
         }
         for (axis, &extent) in shape.iter().enumerate() {
             let current = acc
                 .as_ref()
                 .map_or(view.shape()[lead + axis], |a| a.shape()[axis]);
             if extent == 1 && current != 1 {
-                acc = Some(sum(&acc, axis).insert_axis(Axis(axis)));
+                acc = Some(sum(&acc, axis));
             }
         }
         Tensor::from_array(acc.unwrap_or_else(|| view.to_owned()))

@@ -158,6 +158,11 @@ impl<T: Float> Rule<T> for MatMul {
         if self.vectors_only && (a.ndim() != 1 || b.ndim() != 1) {
             return Err("dot takes two 1-D vectors (use matmul for matrices)".to_string());
         }
+        if !self.sum_batch && a.ndim() == 1 && b.ndim() == 1 && a.len() == b.len() {
+            // An inner product adds with the accuracy of every reduction (the GEMM kernel
+            // accumulates serially along `k`).
+            return Ok(Tensor::scalar(crate::sum_pairs(a, b, |x, y| x * y)));
+        }
         if self.sum_batch {
             return summed_product(a.view(), b.view(), self.transpose_a, self.transpose_b)
                 .map(Tensor::from_array);

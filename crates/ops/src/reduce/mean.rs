@@ -11,7 +11,7 @@ use smallvec::smallvec;
 use retrograd_tape::{Cotangents, Float, Rule, RuleCtx, Tensor, Val};
 
 use super::{
-    Axes, AxisList, ReduceOps, axes_of, finish, fold_kept, reduce_attributes, reduced_count,
+    Axes, AxisList, ReduceOps, axes_of, finish, reduce_attributes, reduced_count, sum_kept,
     unreduce,
 };
 
@@ -56,7 +56,7 @@ impl<T: Float> Rule<T> for Mean {
             return Ok(x.clone());
         }
         let n = T::of(self.count as f64);
-        let kept = fold_kept(x.view(), &self.resolved, T::zero(), |s, v| s + v).mapv(|s| s / n);
+        let kept = sum_kept(x.view(), &self.resolved).mapv(|s| s / n);
         Ok(finish(kept, x.shape(), &self.resolved, self.keepdims))
     }
     fn vjp<'t>(&self, cx: &RuleCtx<'t, T>, g: &Val<'t, T>) -> Cotangents<'t, T> {
