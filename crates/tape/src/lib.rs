@@ -50,5 +50,5 @@ pub use inspect::{Dump, NodeInfo, NodeKind, SourceLine, Summary};
 pub use rule::{Cotangents, Rule, RuleCtx};
 pub use sweep::{GradOptions, Gradients};
 pub use tape::{NoGradGuard, NodeKey, Tape};
-pub use tensor::{Shape, Tensor, broadcast_shapes, shape_eq};
+pub use tensor::{Shape, Tensor, broadcast_shapes, checked_len, shape_eq};
 pub use var::{Operand, Val, Var};

@@ -30,6 +30,47 @@ pub enum Tensor<T> {
     Array(Arc<ArrayD<T>>),
 }
 
+/// Outputs at least this large are test-allocated before an op commits to them.
+const PROBE_BYTES: usize = 1 << 30;
+
+/// Checks that a value of `shape` can exist before an op allocates it: its element count
+/// and byte size must not overflow, and outputs of a gibibyte or more must be obtainable
+/// from the allocator. Returns the element count.
+///
+/// Ops call this in `forward` for outputs larger than their inputs (`pad`, `broadcast_to`,
+/// `matmul`, `outer`, `index_select`, ..), so that `pad` by `2^40` is an error naming the
+/// op and the shapes (or, through `try_` and [`Var::try_apply`](crate::Var::try_apply),
+/// an `Err`) instead of an arithmetic-overflow panic or a process abort on a failed
+/// allocation.
+///
+/// # Errors
+/// A message saying the output of `shape` is too large, and why.
+///
+/// ```
+/// use retrograd_tape::checked_len;
+/// assert_eq!(checked_len::<f32>(&[2, 3]), Ok(6));
+/// assert!(checked_len::<f32>(&[1 << 40, 1 << 40]).is_err()); // overflows
+/// assert!(checked_len::<f64>(&[1 << 40, 3]).is_err()); // 24 TiB: refused, not aborted
+/// ```
+pub fn checked_len<T>(shape: &[usize]) -> Result<usize, String> {
+    let too_large = |why: &str| format!("an output of shape {shape:?} is too large ({why})");
+    let len = shape
+        .iter()
+        .try_fold(1usize, |n, &d| n.checked_mul(d))
+        .ok_or_else(|| too_large("its element count overflows usize"))?;
+    let bytes = len
+        .checked_mul(size_of::<T>().max(1))
+        .filter(|&b| b <= isize::MAX as usize)
+        .ok_or_else(|| too_large("its size in bytes overflows isize"))?;
+    if bytes >= PROBE_BYTES {
+        let mut probe: Vec<T> = Vec::new();
+        probe
+            .try_reserve_exact(len)
+            .map_err(|_| too_large(&format!("{bytes} bytes could not be allocated")))?;
+    }
+    Ok(len)
+}
+
 /// Numpy's broadcasting rule: align shapes at the right; each pair of extents must be equal
 /// or one of them 1. Returns `None` when the shapes are incompatible.
 ///

@@ -352,6 +352,7 @@ pub(crate) fn summed_product<T: Float>(
     let (raw_a, raw_b) = (a.clone(), b.clone());
     let ops = Operands::new(a, b, ta, tb)?;
     let (m, k, n, nb) = (ops.m, ops.k, ops.n, ops.batch_len());
+    retrograd_tape::checked_len::<T>(&[m, n])?;
     let mut out = ndarray::Array2::<T>::zeros((m, n));
     if nb == 0 || m == 0 || n == 0 {
         return Ok(out);
@@ -403,6 +404,7 @@ pub(crate) fn product<T: Float>(
     if !b_vec {
         shape.push(n);
     }
+    retrograd_tape::checked_len::<T>(&shape)?;
     let mut out = ArrayD::<T>::zeros(IxDyn(&shape));
     if nb == 0 || m == 0 || n == 0 {
         return Ok(out);
