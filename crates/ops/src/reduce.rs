@@ -167,6 +167,15 @@ pub(crate) fn kept_shape(shape: &[usize], axes: &[usize]) -> Shape {
         .collect()
 }
 
+/// Resolves `axes` against the input's shape and checks that the output can exist: a
+/// reduction of an empty input can be far larger than it (`[2^44, 0]` summed over its
+/// empty axis is `2^44` zeros).
+pub(crate) fn resolve<T>(axes: &Axes, shape: &[usize]) -> Result<AxisList, String> {
+    let resolved = axes.normalize(shape.len())?;
+    retrograd_tape::checked_len::<T>(&kept_shape(shape, &resolved))?;
+    Ok(resolved)
+}
+
 /// The output shape of a reduction of `shape` over `axes`.
 pub(crate) fn reduced_shape(shape: &[usize], axes: &[usize], keepdims: bool) -> Shape {
     if keepdims {
@@ -230,6 +239,10 @@ pub(crate) fn fold_kept<T: Float>(
     let Some((&first, rest)) = axes.split_first() else {
         return view.to_owned();
     };
+    if view.is_empty() {
+        // Folding axis by axis could pass through shapes far larger than the result.
+        return ndarray::ArrayD::from_elem(kept_shape(view.shape(), axes).as_slice(), init);
+    }
     let mut acc = fold(view, first);
     for &a in rest {
         acc = fold(acc.view(), a);
@@ -252,6 +265,10 @@ pub(crate) fn sum_kept<T: Float>(
     let Some((&first, rest)) = axes.split_first() else {
         return view.to_owned();
     };
+    if view.is_empty() {
+        // Summing axis by axis could pass through shapes far larger than the result.
+        return ndarray::ArrayD::zeros(kept_shape(view.shape(), axes).as_slice());
+    }
     let mut acc = summation::sum_axis(view, first);
     for &a in rest {
         acc = summation::sum_axis(acc.view(), a);

@@ -496,4 +496,31 @@ mod bad_inputs {
         let v = tape.var(ArrayD::zeros(vec![1 << 20]));
         assert_invalid(Var::try_apply(Outer, &[&v, &v]), "outer", "too large");
     }
+
+    /// Found by the op-program fuzzer: empty values with enormous extents. Their
+    /// reductions and gradients must neither allocate the enormous shape nor pass it to
+    /// ndarray (which refuses extents multiplying past `isize::MAX` even with no elements).
+    #[test]
+    fn empty_values_with_enormous_extents() {
+        let tape = Tape::<f64>::new();
+        let empty = tape.var(ArrayD::zeros(vec![0, 1, 1]));
+        assert_invalid(
+            empty.try_broadcast_to(&[0, 1 << 63, 1]),
+            "broadcast_to",
+            "too large",
+        );
+        let wide = empty.broadcast_to(&[0, 1 << 44, 1]);
+        assert_invalid(
+            Var::try_apply(crate::reduce::Sum::new(0.into(), false), &[&wide]),
+            "sum",
+            "too large",
+        );
+        assert_eq!(wide.sum([0, 1], true).shape().as_slice(), &[1, 1, 1]);
+        assert_eq!(wide.max([1, 2], false).shape().as_slice(), &[0]);
+        let scalar = tape.var(ndarray::arr0(2.0));
+        let g = tape
+            .grad(scalar.broadcast_to(&[0, 1 << 44]).sum_all(), &[scalar])
+            .unwrap();
+        assert_eq!(g[0], ndarray::arr0(0.0).into_dyn());
+    }
 }

@@ -61,7 +61,7 @@ impl<T: Float> Rule<T> for LogSumExp {
     fn forward(&mut self, x: &[&Tensor<T>]) -> Result<Tensor<T>, String> {
         let x = x[0];
         let shape = x.shape();
-        self.resolved = self.axes.normalize(x.ndim())?;
+        self.resolved = super::resolve::<T>(&self.axes, x.shape())?;
         let max = fold_kept(x.view(), &self.resolved, T::neg_infinity(), |s, v| {
             if v.is_nan() || v > s { v } else { s }
         });

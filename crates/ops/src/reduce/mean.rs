@@ -50,7 +50,7 @@ impl<T: Float> Rule<T> for Mean {
     }
     fn forward(&mut self, x: &[&Tensor<T>]) -> Result<Tensor<T>, String> {
         let x = x[0];
-        self.resolved = self.axes.normalize(x.ndim())?;
+        self.resolved = super::resolve::<T>(&self.axes, x.shape())?;
         self.count = reduced_count(x.shape(), &self.resolved);
         if self.resolved.is_empty() {
             return Ok(x.clone());

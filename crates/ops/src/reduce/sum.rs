@@ -46,7 +46,7 @@ impl<T: Float> Rule<T> for Sum {
     }
     fn forward(&mut self, x: &[&Tensor<T>]) -> Result<Tensor<T>, String> {
         let x = x[0];
-        self.resolved = self.axes.normalize(x.ndim())?;
+        self.resolved = super::resolve::<T>(&self.axes, x.shape())?;
         if self.resolved.is_empty() {
             return Ok(x.clone());
         }

@@ -71,7 +71,7 @@ impl<T: Float> Rule<T> for Variance {
     fn forward(&mut self, x: &[&Tensor<T>]) -> Result<Tensor<T>, String> {
         let x = x[0];
         let shape = x.shape();
-        self.resolved = self.axes.normalize(x.ndim())?;
+        self.resolved = super::resolve::<T>(&self.axes, x.shape())?;
         let n = reduced_count(shape, &self.resolved);
         self.divisor = (n as f64 - self.correction as f64).max(0.0);
         let count = T::of(n as f64);
