@@ -402,6 +402,9 @@ pub fn op_program_target(bytes: &[u8]) -> Verdict {
     }
 }
 
+/// The longest input a run tries, in bytes.
+pub const MAX_LEN: usize = 4096;
+
 /// Figures of one run of a target.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Report {
@@ -423,7 +426,9 @@ pub fn run(seeds: &[Vec<u8>], count: u64, seed: u64, target: impl Fn(&[u8]) -> V
     let _quiet = QuietPanics::new();
     for _ in 0..count {
         let parent = &pool[rng.below(pool.len())];
-        let input = mutate(&mut rng, parent);
+        let mut input = mutate(&mut rng, parent);
+        // Edits accumulate; a cap keeps mutants near the seeds' size (libFuzzer's max_len).
+        input.truncate(MAX_LEN);
         report.inputs += 1;
         if let Err(why) = target(&input) {
             report.violations += 1;
