@@ -37,6 +37,8 @@
 //! # random_programs_have_right_gradients();
 //! ```
 
+pub mod fuzz;
+
 use std::fmt;
 
 use ndarray::{ArrayD, IxDyn};

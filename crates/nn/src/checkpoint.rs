@@ -36,10 +36,19 @@ use safetensors::{Dtype, SafeTensorError, SafeTensors};
 use crate::scalar::{Scalar, cast, to_f64};
 use crate::store::ParamStore;
 
-/// Header metadata key holding the store's insertion order (names joined by newlines), so
-/// that [`load_new`] rebuilds the store in the order it was saved. Files without it (made
-/// elsewhere) load in name order.
-const ORDER_KEY: &str = "retrograd.param_order";
+/// Header metadata key holding the store's insertion order (a JSON array of the names, so
+/// that any name survives), so that [`load_new`] rebuilds the store in the order it was
+/// saved. Files without it (made elsewhere) load in name order.
+const ORDER_KEY: &str = "retrograd.param_order.json";
+
+/// The key earlier versions wrote: the names joined by newlines (still read).
+const LEGACY_ORDER_KEY: &str = "retrograd.param_order";
+
+/// The header key safetensors reserves for metadata: no tensor may have this name.
+const RESERVED_NAME: &str = "__metadata__";
+
+/// safetensors' own limit on the header's size; larger headers are refused by it.
+const MAX_HEADER_BYTES: usize = 100_000_000;
 
 /// Why a checkpoint could not be saved or loaded. When loading into a store, the store is
 /// unchanged.
@@ -98,6 +107,21 @@ pub enum CheckpointError {
         expected: Vec<usize>,
         /// The shape in the file.
         found: Vec<usize>,
+    },
+    /// A tensor the file describes cannot exist here: its offsets run past the file, or its
+    /// extents multiply past what an array can index (a valid-by-spec zero-element tensor
+    /// of shape `[0, 2^63]`, say).
+    InvalidTensor {
+        /// The tensor's name.
+        name: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A parameter is named `__metadata__`, which the safetensors format reserves: such a
+    /// file could be written but never read back.
+    ReservedName {
+        /// The offending name.
+        name: String,
     },
     /// The file's names differ from the store's.
     NameMismatch {
@@ -172,6 +196,13 @@ impl fmt::Display for CheckpointError {
                 f,
                 "checkpoint tensor {name:?} has shape {found:?} but the parameter has shape {expected:?}"
             ),
+            CheckpointError::InvalidTensor { name, reason } => {
+                write!(f, "checkpoint tensor {name:?} is invalid: {reason}")
+            }
+            CheckpointError::ReservedName { name } => write!(
+                f,
+                "a parameter is named {name:?}, which the safetensors format reserves; rename it"
+            ),
             CheckpointError::NameMismatch {
                 missing,
                 unexpected,
@@ -244,7 +275,7 @@ fn encode<T: Scalar>(a: &ArrayD<T>, dtype: Dtype) -> Vec<u8> {
 }
 
 /// Decodes a validated tensor view (dtype and length already checked) into an array.
-fn decode<T: Scalar>(view: &TensorView<'_>) -> ArrayD<T> {
+fn decode<T: Scalar>(name: &str, view: &TensorView<'_>) -> Result<ArrayD<T>, CheckpointError> {
     let data = view.data();
     let values: Vec<T> = if view.dtype() == Dtype::F32 {
         data.chunks_exact(4)
@@ -259,13 +290,71 @@ fn decode<T: Scalar>(view: &TensorView<'_>) -> ArrayD<T> {
             })
             .collect()
     };
-    ArrayD::from_shape_vec(IxDyn(view.shape()), values)
-        .expect("safetensors validated the data length against the shape")
+    ArrayD::from_shape_vec(IxDyn(view.shape()), values).map_err(|e| {
+        CheckpointError::InvalidTensor {
+            name: name.to_owned(),
+            reason: format!("shape {:?}: {e}", view.shape()),
+        }
+    })
+}
+
+/// Refuses, before safetensors reads them, headers it would mishandle: data offsets near
+/// `2^64` (in debug builds safetensors 0.8 overflows adding them to the header's length
+/// and panics) and shapes whose nonzero extents multiply past `isize::MAX` (no array can have
+/// them, even with zero elements). Anything else malformed is left to safetensors to
+/// report.
+fn check_header(bytes: &[u8]) -> Result<(), CheckpointError> {
+    let Some(Ok(len)) = bytes.get(..8).map(<[u8; 8]>::try_from) else {
+        return Ok(());
+    };
+    let header_len = u64::from_le_bytes(len);
+    if header_len > MAX_HEADER_BYTES as u64 || 8 + header_len as usize > bytes.len() {
+        return Ok(());
+    }
+    let header_end = 8 + header_len as usize;
+    let Ok(serde_json::Value::Object(header)) = serde_json::from_slice(&bytes[8..header_end])
+    else {
+        return Ok(());
+    };
+    // safetensors adds the last offset to the header's length unchecked.
+    let max_offset = (usize::MAX - header_end) as u64;
+    for (name, entry) in header.iter().filter(|(name, _)| *name != RESERVED_NAME) {
+        let invalid = |reason: String| CheckpointError::InvalidTensor {
+            name: name.clone(),
+            reason,
+        };
+        let numbers = |key: &str| -> Vec<u64> {
+            let list = entry.get(key).and_then(serde_json::Value::as_array);
+            list.map_or_else(Vec::new, |l| l.iter().filter_map(|v| v.as_u64()).collect())
+        };
+        if let Some(&end) = numbers("data_offsets").iter().max()
+            && end > max_offset
+        {
+            return Err(invalid(format!(
+                "its data offset {end} is beyond any file's size"
+            )));
+        }
+        let shape = numbers("shape");
+        let fits = (shape.iter().filter(|&&d| d != 0))
+            .try_fold(1u64, |n, &d| n.checked_mul(d))
+            .is_some_and(|n| n <= isize::MAX as u64);
+        if !fits {
+            return Err(invalid(format!(
+                "its shape {shape:?} has more elements than an array can index"
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// Serialises `store` to safetensors bytes.
 pub fn to_bytes<T: Scalar>(store: &ParamStore<T>) -> Result<Vec<u8>, CheckpointError> {
     let dtype = dtype_of::<T>()?;
+    if store.contains(RESERVED_NAME) {
+        return Err(CheckpointError::ReservedName {
+            name: RESERVED_NAME.to_owned(),
+        });
+    }
     let buffers: Vec<(&str, Vec<u8>, &[usize])> = store
         .iter()
         .map(|(name, a)| (name, encode(a, dtype), a.shape()))
@@ -274,33 +363,54 @@ pub fn to_bytes<T: Scalar>(store: &ParamStore<T>) -> Result<Vec<u8>, CheckpointE
         .iter()
         .map(|(name, bytes, shape)| Ok((*name, TensorView::new(dtype, shape.to_vec(), bytes)?)))
         .collect::<Result<Vec<_>, SafeTensorError>>()?;
-    let order = store.names().collect::<Vec<_>>().join("\n");
+    let order = serde_json::Value::from(store.names().collect::<Vec<_>>()).to_string();
     let meta = HashMap::from([(ORDER_KEY.to_string(), order)]);
     Ok(safetensors::serialize(views, Some(meta))?)
 }
 
 /// Saves `store` to the safetensors file `path` (created or overwritten).
 ///
-/// The bytes go to a temporary file beside `path` that is then renamed over it, so a crash
-/// in the middle of a save leaves the previous checkpoint intact rather than truncated.
+/// The bytes go to a temporary file beside `path` (named uniquely, so concurrent saves do
+/// not collide), are flushed to the disk, and the file is then renamed over `path` and the
+/// directory flushed: a crash or power loss in the middle of a save leaves the previous
+/// checkpoint intact rather than truncated.
 pub fn save<T: Scalar>(
     store: &ParamStore<T>,
     path: impl AsRef<Path>,
 ) -> Result<(), CheckpointError> {
+    use std::io::Write;
+    static SAVES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let path = path.as_ref();
     let bytes = to_bytes(store).map_err(|e| e.in_file(path))?;
     let mut tmp = path.as_os_str().to_owned();
-    tmp.push(".tmp");
-    let tmp = std::path::PathBuf::from(tmp);
+    let serial = SAVES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    tmp.push(format!(".{}.{serial}.tmp", std::process::id()));
+    let tmp = PathBuf::from(tmp);
     let io = |source| CheckpointError::Io {
         path: path.to_owned(),
         source,
     };
-    std::fs::write(&tmp, bytes).map_err(io)?;
-    std::fs::rename(&tmp, path).map_err(|source| {
+    let written = std::fs::File::create(&tmp)
+        .and_then(|mut f| f.write_all(&bytes).and_then(|()| f.sync_all()))
+        .and_then(|()| std::fs::rename(&tmp, path));
+    if let Err(source) = written {
         let _ = std::fs::remove_file(&tmp);
-        io(source)
-    })
+        return Err(io(source));
+    }
+    sync_parent(path).map_err(io)
+}
+
+/// Flushes the directory holding `path`, so that a rename into it survives power loss
+/// (on platforms where a directory can be opened; elsewhere there is nothing to flush).
+fn sync_parent(path: &Path) -> std::io::Result<()> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    match std::fs::File::open(dir) {
+        Ok(d) => d.sync_all().or(Ok(())),
+        Err(_) => Ok(()),
+    }
 }
 
 fn read(path: &Path) -> Result<Vec<u8>, CheckpointError> {
@@ -320,6 +430,7 @@ pub fn load_bytes<T: Scalar>(
     bytes: &[u8],
 ) -> Result<(), CheckpointError> {
     let dtype = dtype_of::<T>()?;
+    check_header(bytes)?;
     let file = SafeTensors::deserialize(bytes)?;
 
     let file_names: HashSet<&str> = file.names().into_iter().collect();
@@ -362,9 +473,13 @@ pub fn load_bytes<T: Scalar>(
         views.push(view);
     }
 
-    // All checks passed: now write.
-    for ((_, param), view) in store.iter_mut().zip(&views) {
-        *param = decode(view);
+    // Decode everything, then write: on any error the store is unchanged.
+    let names: Vec<String> = store.names().map(str::to_owned).collect();
+    let values = (names.iter().zip(&views))
+        .map(|(name, view)| decode(name, view))
+        .collect::<Result<Vec<ArrayD<T>>, _>>()?;
+    for ((_, param), value) in store.iter_mut().zip(values) {
+        *param = value;
     }
     Ok(())
 }
@@ -383,18 +498,14 @@ pub fn load<T: Scalar>(
 /// (name order for files written elsewhere). Every tensor must have the dtype of `T`.
 pub fn new_from_bytes<T: Scalar>(bytes: &[u8]) -> Result<ParamStore<T>, CheckpointError> {
     let dtype = dtype_of::<T>()?;
+    check_header(bytes)?;
     let file = SafeTensors::deserialize(bytes)?;
     let (_, meta) = SafeTensors::read_metadata(bytes)?;
 
-    let mut names: Vec<&str> = file.names();
+    let mut names: Vec<String> = file.names().into_iter().map(str::to_owned).collect();
     names.sort_unstable();
     // Use the saved order if it is a permutation of the file's names.
-    if let Some(order) = meta.metadata().as_ref().and_then(|m| m.get(ORDER_KEY)) {
-        let mut saved: Vec<&str> = if order.is_empty() {
-            Vec::new()
-        } else {
-            order.split('\n').collect()
-        };
+    if let Some(mut saved) = meta.metadata().as_ref().and_then(saved_order) {
         let mut sorted = saved.clone();
         sorted.sort_unstable();
         if sorted == names {
@@ -414,11 +525,23 @@ pub fn new_from_bytes<T: Scalar>(bytes: &[u8]) -> Result<ParamStore<T>, Checkpoi
         }
         views.push(view);
     }
-    Ok(names
-        .into_iter()
-        .zip(&views)
-        .map(|(name, view)| (name, decode(view)))
-        .collect())
+    let values = (names.iter().zip(&views))
+        .map(|(name, view)| Ok((name.clone(), decode::<T>(name, view)?)))
+        .collect::<Result<Vec<(String, ArrayD<T>)>, CheckpointError>>()?;
+    Ok(values.into_iter().collect())
+}
+
+/// The insertion order saved in a header's metadata (either key), if any.
+fn saved_order(meta: &HashMap<String, String>) -> Option<Vec<String>> {
+    if let Some(json) = meta.get(ORDER_KEY) {
+        return serde_json::from_str(json).ok();
+    }
+    let legacy = meta.get(LEGACY_ORDER_KEY)?;
+    Some(if legacy.is_empty() {
+        Vec::new()
+    } else {
+        legacy.split('\n').map(str::to_owned).collect()
+    })
 }
 
 /// Builds a new store from the safetensors file `path`; see [`new_from_bytes`].
@@ -699,5 +822,129 @@ mod tests {
         let s = ParamStore::<f64>::new();
         let back: ParamStore<f64> = new_from_bytes(&to_bytes(&s).unwrap()).unwrap();
         assert!(back.is_empty());
+    }
+
+    /// A safetensors file from a header and a data section, as an attacker would write it.
+    fn raw_file(header: &str, data: &[u8]) -> Vec<u8> {
+        let mut bytes = (header.len() as u64).to_le_bytes().to_vec();
+        bytes.extend_from_slice(header.as_bytes());
+        bytes.extend_from_slice(data);
+        bytes
+    }
+
+    #[test]
+    fn a_zero_element_tensor_with_an_overflowing_shape_is_refused() {
+        let bytes = raw_file(
+            r#"{"t":{"dtype":"F32","shape":[0,9223372036854775808],"data_offsets":[0,0]}}"#,
+            &[],
+        );
+        let err = new_from_bytes::<f32>(&bytes).unwrap_err();
+        assert!(
+            matches!(&err, CheckpointError::InvalidTensor { name, .. } if name == "t"),
+            "{err}"
+        );
+        let mut store = ParamStore::<f32>::new();
+        store.insert("t", ArrayD::zeros(vec![0, 1]));
+        assert!(load_bytes(&mut store, &bytes).is_err());
+        assert_eq!(store.get("t").unwrap().shape(), &[0, 1]);
+    }
+
+    /// Eight tensors of `2^61 − 1` bytes each: every offset is consistent with its shape,
+    /// but the last one plus the header's length passes `2^64`, which safetensors 0.8 adds
+    /// unchecked (a panic in debug builds).
+    #[test]
+    fn offsets_that_sum_past_two_to_the_64_are_refused_without_panicking() {
+        let size = (1u64 << 61) - 1;
+        let entries: Vec<String> = (0..8u64)
+            .map(|i| {
+                format!(
+                    r#""t{i}":{{"dtype":"U8","shape":[{size}],"data_offsets":[{},{}]}}"#,
+                    i * size,
+                    (i + 1) * size
+                )
+            })
+            .collect();
+        let bytes = raw_file(&format!("{{{}}}", entries.join(",")), &[0; 8]);
+        assert!(matches!(
+            new_from_bytes::<f32>(&bytes),
+            Err(CheckpointError::InvalidTensor { .. })
+        ));
+        let mut store = ParamStore::<f32>::new();
+        store.insert("t0", ArrayD::zeros(vec![1]));
+        assert!(load_bytes(&mut store, &bytes).is_err());
+        assert_eq!(store.get("t0").unwrap(), &ArrayD::<f32>::zeros(vec![1]));
+    }
+
+    #[test]
+    fn the_reserved_name_is_refused_at_save() {
+        let mut store = ParamStore::<f32>::new();
+        store.insert("__metadata__", ArrayD::zeros(vec![2]));
+        let err = to_bytes(&store).unwrap_err();
+        assert!(matches!(err, CheckpointError::ReservedName { .. }), "{err}");
+        assert!(err.to_string().contains("__metadata__"));
+    }
+
+    #[test]
+    fn names_with_newlines_keep_their_order() {
+        let mut store = ParamStore::<f64>::new();
+        for name in ["z\nlast", "a", "m\n"] {
+            store.insert(name, ArrayD::zeros(vec![1]));
+        }
+        let back: ParamStore<f64> = new_from_bytes(&to_bytes(&store).unwrap()).unwrap();
+        assert!(back.names().eq(store.names()));
+    }
+
+    #[test]
+    fn files_from_before_the_json_order_still_load_in_order() {
+        let header = r#"{"__metadata__":{"retrograd.param_order":"z\na"},"a":{"dtype":"F64","shape":[],"data_offsets":[0,8]},"z":{"dtype":"F64","shape":[],"data_offsets":[8,16]}}"#;
+        let back: ParamStore<f64> = new_from_bytes(&raw_file(header, &[0; 16])).unwrap();
+        assert!(back.names().eq(["z", "a"]));
+    }
+
+    #[test]
+    fn load_errors_name_the_file() {
+        let file = TempFile::new("garbage");
+        std::fs::write(&file.0, b"not a checkpoint").unwrap();
+        let err = load_new::<f32>(&file.0).unwrap_err();
+        assert!(
+            err.to_string().contains(&*file.0.to_string_lossy()),
+            "{err}"
+        );
+        assert!(matches!(err.cause(), CheckpointError::Format(_)));
+        let mut store = sample_store::<f32>(1);
+        let err = load(&mut store, &file.0).unwrap_err();
+        assert!(
+            err.to_string().contains(&*file.0.to_string_lossy()),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn concurrent_saves_to_one_path_leave_one_whole_checkpoint() {
+        let file = TempFile::new("race");
+        let stores = [sample_store::<f64>(1), sample_store::<f64>(2)];
+        std::thread::scope(|scope| {
+            for store in &stores {
+                let path = &file.0;
+                scope.spawn(move || {
+                    for _ in 0..20 {
+                        save(store, path).unwrap();
+                    }
+                });
+            }
+        });
+        let back: ParamStore<f64> = load_new(&file.0).unwrap();
+        assert!(stores.iter().any(|s| s.iter().eq(back.iter())));
+        let dir = file.0.parent().unwrap();
+        let stem = file.0.file_name().unwrap().to_string_lossy().into_owned();
+        let leftovers = std::fs::read_dir(dir)
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .filter(|e| {
+                let n = e.file_name().to_string_lossy().into_owned();
+                n.starts_with(&stem) && n.ends_with(".tmp")
+            })
+            .count();
+        assert_eq!(leftovers, 0);
     }
 }

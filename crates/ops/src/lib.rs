@@ -38,6 +38,22 @@ pub(crate) fn elements(shape: &[usize]) -> u64 {
     shape.iter().map(|&d| d as u64).product()
 }
 
+/// `Σ f(aᵢ, bᵢ)` over two tensors of one shape, added with the accuracy of
+/// [`summation`](retrograd_tape::summation): a loss's per-element terms, an inner
+/// product's products.
+pub(crate) fn sum_pairs<T: retrograd_tape::Float>(
+    a: &retrograd_tape::Tensor<T>,
+    b: &retrograd_tape::Tensor<T>,
+    f: impl Fn(T, T) -> T,
+) -> T {
+    use retrograd_tape::summation::sum_iter;
+    let (a, b) = (a.view(), b.view());
+    match (a.as_slice(), b.as_slice()) {
+        (Some(a), Some(b)) => sum_iter(a.iter().zip(b).map(|(&x, &y)| f(x, y))),
+        _ => sum_iter(a.iter().zip(b.iter()).map(|(&x, &y)| f(x, y))),
+    }
+}
+
 /// Everything needed to write models: the tape types and every op trait.
 pub mod prelude {
     pub use crate::conv::ConvOps;

@@ -167,6 +167,15 @@ pub(crate) fn kept_shape(shape: &[usize], axes: &[usize]) -> Shape {
         .collect()
 }
 
+/// Resolves `axes` against the input's shape and checks that the output can exist: a
+/// reduction of an empty input can be far larger than it (`[2^44, 0]` summed over its
+/// empty axis is `2^44` zeros).
+pub(crate) fn resolve<T>(axes: &Axes, shape: &[usize]) -> Result<AxisList, String> {
+    let resolved = axes.normalize(shape.len())?;
+    retrograd_tape::checked_len::<T>(&kept_shape(shape, &resolved))?;
+    Ok(resolved)
+}
+
 /// The output shape of a reduction of `shape` over `axes`.
 pub(crate) fn reduced_shape(shape: &[usize], axes: &[usize], keepdims: bool) -> Shape {
     if keepdims {
@@ -215,7 +224,8 @@ pub(crate) fn reduce_attributes(axes: &Axes, keepdims: bool) -> Vec<(&'static st
 
 /// Folds `view` over the (normalised, sorted) `axes` with `f` from `init`, keeping the
 /// reduced axes as extent 1 (the caller reshapes when `keepdims` is off). The first axis
-/// is folded straight from the view, so the input is never copied.
+/// is folded straight from the view, so the input is never copied. For order-insensitive
+/// folds such as the maximum; sums use [`sum_kept`].
 pub(crate) fn fold_kept<T: Float>(
     view: ndarray::ArrayViewD<'_, T>,
     axes: &[usize],
@@ -229,9 +239,39 @@ pub(crate) fn fold_kept<T: Float>(
     let Some((&first, rest)) = axes.split_first() else {
         return view.to_owned();
     };
+    if view.is_empty() {
+        // Folding axis by axis could pass through shapes far larger than the result.
+        return ndarray::ArrayD::from_elem(kept_shape(view.shape(), axes).as_slice(), init);
+    }
     let mut acc = fold(view, first);
     for &a in rest {
         acc = fold(acc.view(), a);
+    }
+    acc
+}
+
+/// Sums `view` over the (normalised, sorted) `axes`, keeping them as extent 1: every
+/// summing reduction goes through here, so all of them add with the accuracy of
+/// [`summation`](retrograd_tape::summation) (error growing with `log2 n`, not `n`).
+pub(crate) fn sum_kept<T: Float>(
+    view: ndarray::ArrayViewD<'_, T>,
+    axes: &[usize],
+) -> ndarray::ArrayD<T> {
+    use retrograd_tape::summation;
+    if axes.len() == view.ndim() && !axes.is_empty() {
+        let total = summation::sum_all(view.view());
+        return ndarray::ArrayD::from_elem(ndarray::IxDyn(&vec![1; axes.len()]), total);
+    }
+    let Some((&first, rest)) = axes.split_first() else {
+        return view.to_owned();
+    };
+    if view.is_empty() {
+        // Summing axis by axis could pass through shapes far larger than the result.
+        return ndarray::ArrayD::zeros(kept_shape(view.shape(), axes).as_slice());
+    }
+    let mut acc = summation::sum_axis(view, first);
+    for &a in rest {
+        acc = summation::sum_axis(acc.view(), a);
     }
     acc
 }
@@ -426,3 +466,37 @@ pub trait ReduceOps<'t, T: Float>: Operand<'t, T> {
 }
 
 impl<'t, T: Float, X: Operand<'t, T>> ReduceOps<'t, T> for X {}
+
+#[cfg(test)]
+mod accuracy {
+    use ndarray::ArrayD;
+    use retrograd_tape::{Tape, Tensor};
+
+    use super::ReduceOps;
+    use crate::linalg::LinalgOps;
+    use crate::nn::NnOps;
+
+    /// Past 2^24 a serial f32 sum stops growing (adding 1 to 2^24 rounds back to it): every
+    /// summing op and the gradient of a broadcast must still count exactly.
+    #[test]
+    fn f32_reductions_count_past_two_to_the_24() {
+        let n = (1 << 24) + (1 << 23);
+        let tape = Tape::<f32>::new();
+        let ones = tape.constant(ArrayD::from_elem(vec![n], 1.0f32));
+        assert_eq!(ones.sum_all().item(), n as f32);
+        assert_eq!(ones.sum(0, false).item(), n as f32);
+        assert_eq!(ones.mean_all().item(), 1.0);
+        assert_eq!(ones.var_all().item(), 0.0);
+        let lse = ones.logsumexp_all().item();
+        assert!((lse - (1.0 + (n as f32).ln())).abs() < 1e-6, "{lse}");
+        let zeros = tape.constant(ArrayD::zeros(vec![n]));
+        assert_eq!(ones.mse(&zeros).item(), 1.0);
+        assert_eq!(ones.dot(&ones).item(), n as f32);
+        let p = ones.softmax(0).array();
+        assert!((p[0] - 1.0 / n as f32).abs() < 1e-13, "{}", p[0]);
+        // The cotangent of a broadcast sums back into the scalar.
+        let shift = tape.var(Tensor::scalar(0.0f32));
+        let g = tape.grad((ones + shift).sum_all(), &[shift]).unwrap();
+        assert_eq!(g[0].sum(), n as f32);
+    }
+}

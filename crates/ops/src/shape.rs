@@ -28,9 +28,10 @@ use ndarray::{ArrayBase, Data, Dimension};
 
 use smallvec::SmallVec;
 
-use retrograd_tape::{Float, Operand, RuleCtx, Tensor, Val};
+use retrograd_tape::{Float, Operand, Result, RuleCtx, Tensor, Val};
 
 pub mod concat;
+pub mod flip;
 pub mod gather;
 pub mod index_add;
 pub mod index_select;
@@ -44,6 +45,7 @@ pub mod squeeze;
 pub mod stack;
 
 pub use concat::Concat;
+pub use flip::Flip;
 pub use gather::Gather;
 pub use index_add::IndexAdd;
 pub use index_select::IndexSelect;
@@ -105,6 +107,20 @@ pub(crate) fn tangents_or_zeros<'t, T: Float>(
 #[track_caller]
 pub fn concat<'t, T: Float, X: Operand<'t, T>>(xs: &[&X], axis: isize) -> X {
     X::apply(Concat::new(axis), xs)
+}
+
+/// [`concat()`] returning [`Error::InvalidOp`](retrograd_tape::Error::InvalidOp) instead of
+/// panicking.
+#[track_caller]
+pub fn try_concat<'t, T: Float, X: Operand<'t, T>>(xs: &[&X], axis: isize) -> Result<X> {
+    X::try_apply(Concat::new(axis), xs)
+}
+
+/// [`stack()`] returning [`Error::InvalidOp`](retrograd_tape::Error::InvalidOp) instead of
+/// panicking.
+#[track_caller]
+pub fn try_stack<'t, T: Float, X: Operand<'t, T>>(xs: &[&X], axis: isize) -> Result<X> {
+    X::try_apply(Stack::new(axis), xs)
 }
 
 /// Stacks values of one shape along a new `axis` (in `-(ndim+1) ..= ndim`):
@@ -289,6 +305,77 @@ pub trait ShapeOps<'t, T: Float>: Operand<'t, T> {
     fn pad(&self, widths: &[(usize, usize)]) -> Self {
         Self::apply(Pad::new(widths), &[self])
     }
+
+    /// The elements along `axis` in reverse order (numpy's `x[::-1]`): `x.flip(-1)`.
+    ///
+    /// ```
+    /// # use retrograd_ops::prelude::*; use ndarray::array; let tape = Tape::<f64>::new();
+    /// let x = tape.var(array![1.0, 2.0, 3.0]);
+    /// assert_eq!(x.flip(0).array(), array![3.0, 2.0, 1.0].into_dyn());
+    /// ```
+    #[track_caller]
+    fn flip(&self, axis: isize) -> Self {
+        Self::apply(Flip::new(axis), &[self])
+    }
+
+    /// [`reshape`](ShapeOps::reshape) returning
+    /// [`Error::InvalidOp`](retrograd_tape::Error::InvalidOp) instead of panicking: for
+    /// shapes that come from data.
+    ///
+    /// ```
+    /// # use retrograd_ops::prelude::*; use ndarray::array; let tape = Tape::<f64>::new();
+    /// let x = tape.var(array![1.0, 2.0, 3.0]);
+    /// assert!(x.try_reshape(&[2, -1]).is_err());
+    /// ```
+    #[track_caller]
+    fn try_reshape(&self, shape: &[isize]) -> Result<Self> {
+        Self::try_apply(Reshape::new(shape), &[self])
+    }
+
+    /// [`broadcast_to`](ShapeOps::broadcast_to) returning an error instead of panicking
+    /// (shapes that do not broadcast, or an output too large to allocate).
+    #[track_caller]
+    fn try_broadcast_to(&self, shape: &[usize]) -> Result<Self> {
+        if self.has_shape(shape) {
+            return Ok(self.clone());
+        }
+        Self::try_apply(
+            retrograd_tape::arith::BroadcastTo(shape.iter().copied().collect()),
+            &[self],
+        )
+    }
+
+    /// [`slice_axes`](ShapeOps::slice_axes) returning an error instead of panicking
+    /// (ranges out of bounds, a zero step, an axis out of range or sliced twice).
+    #[track_caller]
+    fn try_slice_axes(&self, specs: &[SliceSpec]) -> Result<Self> {
+        Self::try_apply(Slice::new(specs), &[self])
+    }
+
+    /// [`index_select`](ShapeOps::index_select) returning an error instead of panicking:
+    /// for indices read from data.
+    #[track_caller]
+    fn try_index_select(&self, axis: isize, indices: &[usize]) -> Result<Self> {
+        Self::try_apply(IndexSelect::new(axis, indices), &[self])
+    }
+
+    /// [`gather`](ShapeOps::gather) returning an error instead of panicking: for indices
+    /// read from data.
+    #[track_caller]
+    fn try_gather<S: Data<Elem = usize>, D: Dimension>(
+        &self,
+        axis: isize,
+        index: &ArrayBase<S, D>,
+    ) -> Result<Self> {
+        Self::try_apply(Gather::new(axis, index), &[self])
+    }
+
+    /// [`pad`](ShapeOps::pad) returning an error instead of panicking (the wrong number of
+    /// pairs, or widths whose output overflows or cannot be allocated).
+    #[track_caller]
+    fn try_pad(&self, widths: &[(usize, usize)]) -> Result<Self> {
+        Self::try_apply(Pad::new(widths), &[self])
+    }
 }
 
 impl<'t, T: Float, X: Operand<'t, T>> ShapeOps<'t, T> for X {}
@@ -306,4 +393,134 @@ pub(crate) fn range_bounds(range: &impl RangeBounds<usize>) -> (usize, Option<us
         Bound::Unbounded => None,
     };
     (start, end)
+}
+
+/// The reproductions of issue 11: inputs whose arithmetic overflowed, whose outputs could
+/// not be allocated, or whose step reversed an axis. Each is a panic naming the op, the
+/// shapes and the caller's line, and an `Err` through every `try_` path.
+#[cfg(test)]
+mod bad_inputs {
+    use ndarray::{ArrayD, array};
+    use retrograd_tape::{Error, Tape, Var};
+
+    use super::{Pad, Reshape, ShapeOps, SliceSpec};
+    use crate::linalg::LinalgOps;
+    use crate::linalg::outer::Outer;
+    use crate::reduce::ReduceOps;
+    use crate::testing::assert_panics_with;
+
+    fn assert_invalid<T>(result: retrograd_tape::Result<T>, op: &str, needle: &str) {
+        match result {
+            Err(Error::InvalidOp {
+                op: got, message, ..
+            }) => {
+                assert_eq!(got, op);
+                assert!(message.contains(needle), "{message}");
+            }
+            Err(other) => panic!("expected InvalidOp from {op}, got {other}"),
+            Ok(_) => panic!("{op} accepted an invalid input"),
+        }
+    }
+
+    #[test]
+    fn a_step_past_isize_max_is_refused_not_reversed() {
+        assert_panics_with(
+            |tape| {
+                tape.var(array![1.0, 2.0, 3.0])
+                    .slice_step(0, .., usize::MAX);
+            },
+            &["slice", "[3]", "step", file!()],
+        );
+        let tape = Tape::<f64>::new();
+        let x = tape.var(array![1.0, 2.0, 3.0]);
+        let spec = SliceSpec::new(0, ..).step(1 << 63);
+        assert_invalid(x.try_slice_axes(&[spec]), "slice", "step");
+        // The largest valid step takes the first entry, and its gradient flows back.
+        let first = x.slice_step(0, .., isize::MAX as usize);
+        assert_eq!(first.array(), array![1.0].into_dyn());
+        let g = tape.grad(first.sum_all(), &[x]).unwrap();
+        assert_eq!(g[0], array![1.0, 0.0, 0.0].into_dyn());
+        assert_eq!(x.flip(0).array(), array![3.0, 2.0, 1.0].into_dyn());
+    }
+
+    #[test]
+    fn padding_that_overflows_is_an_error() {
+        assert_panics_with(
+            |tape| {
+                tape.var(array![1.0, 2.0, 3.0]).pad(&[(usize::MAX, 1)]);
+            },
+            &["pad", "[3]", "overflows", file!()],
+        );
+        let tape = Tape::<f64>::new();
+        let x = tape.var(array![1.0, 2.0, 3.0]);
+        assert_invalid(x.try_pad(&[(usize::MAX, 1)]), "pad", "overflows");
+        assert_invalid(
+            Var::try_apply(Pad::new(&[(usize::MAX, 1)]), &[&x]),
+            "pad",
+            "overflows",
+        );
+    }
+
+    #[test]
+    fn a_reshape_whose_size_overflows_is_an_error() {
+        let tape = Tape::<f64>::new();
+        let x = tape.var(array![1.0, 2.0, 3.0]);
+        let huge = [1 << 40, 1 << 40, 3];
+        assert_invalid(x.try_reshape(&huge), "reshape", "usize");
+        assert_invalid(
+            Var::try_apply(Reshape::new(&huge), &[&x]),
+            "reshape",
+            "usize",
+        );
+    }
+
+    #[test]
+    fn outputs_too_large_to_allocate_are_errors_not_aborts() {
+        assert_panics_with(
+            |tape| {
+                tape.var(array![1.0, 2.0, 3.0]).pad(&[(1 << 40, 0)]);
+            },
+            &["pad", "[3]", "too large", file!()],
+        );
+        let tape = Tape::<f32>::new();
+        let row = tape.var(array![1.0f32, 2.0, 3.0]);
+        assert_invalid(
+            row.try_broadcast_to(&[1 << 40, 3]),
+            "broadcast_to",
+            "too large",
+        );
+        assert_invalid(row.try_pad(&[(1 << 40, 0)]), "pad", "too large");
+        let a = tape.var(ArrayD::zeros(vec![1 << 20, 0]));
+        let b = tape.var(ArrayD::zeros(vec![0, 1 << 20]));
+        assert_invalid(a.try_matmul(&b), "matmul", "too large");
+        let v = tape.var(ArrayD::zeros(vec![1 << 20]));
+        assert_invalid(Var::try_apply(Outer, &[&v, &v]), "outer", "too large");
+    }
+
+    /// Found by the op-program fuzzer: empty values with enormous extents. Their
+    /// reductions and gradients must neither allocate the enormous shape nor pass it to
+    /// ndarray (which refuses extents multiplying past `isize::MAX` even with no elements).
+    #[test]
+    fn empty_values_with_enormous_extents() {
+        let tape = Tape::<f64>::new();
+        let empty = tape.var(ArrayD::zeros(vec![0, 1, 1]));
+        assert_invalid(
+            empty.try_broadcast_to(&[0, 1 << 63, 1]),
+            "broadcast_to",
+            "too large",
+        );
+        let wide = empty.broadcast_to(&[0, 1 << 44, 1]);
+        assert_invalid(
+            Var::try_apply(crate::reduce::Sum::new(0.into(), false), &[&wide]),
+            "sum",
+            "too large",
+        );
+        assert_eq!(wide.sum([0, 1], true).shape().as_slice(), &[1, 1, 1]);
+        assert_eq!(wide.max([1, 2], false).shape().as_slice(), &[0]);
+        let scalar = tape.var(ndarray::arr0(2.0));
+        let g = tape
+            .grad(scalar.broadcast_to(&[0, 1 << 44]).sum_all(), &[scalar])
+            .unwrap();
+        assert_eq!(g[0], ndarray::arr0(0.0).into_dyn());
+    }
 }

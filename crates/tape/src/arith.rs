@@ -366,6 +366,7 @@ impl<T: Float> Rule<T> for BroadcastTo {
         vec![("shape", format!("{:?}", self.0.as_slice()))]
     }
     fn forward(&mut self, x: &[&Tensor<T>]) -> Result<Tensor<T>, String> {
+        crate::checked_len::<T>(&self.0)?;
         x[0].broadcast_to(&self.0).ok_or_else(|| {
             format!(
                 "shape {:?} does not broadcast to {:?}",

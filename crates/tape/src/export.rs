@@ -32,7 +32,9 @@
 //!
 //! The fields are those of [`NodeInfo`]; readers should ignore fields they do not know
 //! (new optional fields do not change the version). [`TapeJson`] reads it back
-//! (`TapeJson::from_str` or `str::parse`), refusing another schema or a newer version.
+//! (`TapeJson::from_str` or `str::parse`), refusing another schema, version 0 or a newer
+//! version, and documents that are not a tape: a dtype other than `f32`/`f64` (for the
+//! tape or a node), node ids that do not increase, an input that is not an earlier node.
 
 use std::collections::HashSet;
 use std::fmt;
@@ -95,8 +97,11 @@ pub enum JsonError {
     Parse(serde_json::Error),
     /// Another schema's name.
     Schema(String),
-    /// A version newer than this library reads.
+    /// A version newer than this library reads, or 0 (no version ever was).
     Version(u32),
+    /// Well-formed JSON of the schema's shape that is still not a tape: an unknown dtype,
+    /// node ids out of order, an input that is not an earlier node.
+    Invalid(String),
 }
 
 impl fmt::Display for JsonError {
@@ -104,11 +109,13 @@ impl fmt::Display for JsonError {
         match self {
             JsonError::Parse(e) => write!(f, "not a retrograd tape in JSON: {e}"),
             JsonError::Schema(s) => write!(f, "JSON schema {s:?} is not {:?}", TapeJson::SCHEMA),
+            JsonError::Version(0) => write!(f, "tape JSON version 0 does not exist"),
             JsonError::Version(v) => write!(
                 f,
                 "tape JSON version {v} is newer than this library reads ({})",
                 TapeJson::VERSION
             ),
+            JsonError::Invalid(why) => write!(f, "not a valid retrograd tape: {why}"),
         }
     }
 }
@@ -137,10 +144,47 @@ impl FromStr for TapeJson {
         if t.schema != Self::SCHEMA {
             return Err(JsonError::Schema(t.schema));
         }
-        if t.version > Self::VERSION {
+        if t.version == 0 || t.version > Self::VERSION {
             return Err(JsonError::Version(t.version));
         }
+        t.validate().map_err(JsonError::Invalid)?;
         Ok(t)
+    }
+}
+
+impl TapeJson {
+    /// The element types a tape can hold.
+    const DTYPES: [&'static str; 2] = ["f32", "f64"];
+
+    /// Checks what the schema promises beyond its shape: known dtypes, node ids strictly
+    /// increasing (`0..n` for a whole tape; a filtered [`Dump`] keeps a subset), and every
+    /// input an earlier node (a tape is recorded in evaluation order).
+    fn validate(&self) -> Result<(), String> {
+        if !Self::DTYPES.contains(&self.dtype.as_str()) {
+            return Err(format!("unknown dtype {:?}", self.dtype));
+        }
+        let mut previous: Option<usize> = None;
+        for node in &self.nodes {
+            let id = node.id;
+            if previous.is_some_and(|p| id <= p) {
+                return Err(format!(
+                    "node ids are not increasing: {id} follows {previous:?}"
+                ));
+            }
+            previous = Some(id);
+            if node.dtype != self.dtype {
+                return Err(format!(
+                    "node {id} has dtype {:?} in a {} tape",
+                    node.dtype, self.dtype
+                ));
+            }
+            if let Some(&input) = node.inputs.iter().find(|&&i| i >= id) {
+                return Err(format!(
+                    "node {id} takes node {input} as an input, which is not an earlier node"
+                ));
+            }
+        }
+        Ok(())
     }
 }
 
@@ -468,5 +512,34 @@ mod tests {
         let err = "{".parse::<TapeJson>().unwrap_err();
         assert!(err.to_string().contains("not a retrograd tape"));
         assert_eq!(text.parse::<TapeJson>().unwrap().dtype, "f32");
+    }
+
+    /// What a mutation probe found accepted (issue 11): documents of the right shape that
+    /// are not a tape.
+    #[test]
+    fn json_refuses_documents_that_are_not_a_tape() {
+        let tape = Tape::<f64>::new();
+        let x = tape.var(2.0);
+        let _ = x * x;
+        let good: TapeJson = tape.to_json().parse().unwrap();
+        let refused = |edit: &dyn Fn(&mut TapeJson)| {
+            let mut t = good.clone();
+            edit(&mut t);
+            t.to_string().parse::<TapeJson>().unwrap_err()
+        };
+        assert!(matches!(refused(&|t| t.version = 0), JsonError::Version(0)));
+        let err = refused(&|t| t.dtype = "f128".into());
+        assert!(err.to_string().contains("f128"), "{err}");
+        assert!(matches!(
+            refused(&|t| t.nodes[1].dtype = "f16".into()),
+            JsonError::Invalid(_)
+        ));
+        let err = refused(&|t| t.nodes[1].id = 0);
+        assert!(err.to_string().contains("increasing"), "{err}");
+        let err = refused(&|t| t.nodes[0].inputs = vec![1]);
+        assert!(err.to_string().contains("earlier"), "{err}");
+        // A filtered dump (a subset of ids, inputs outside it) is still a tape.
+        let ops = tape.dump().op("mul").to_json().to_string();
+        assert_eq!(ops.parse::<TapeJson>().unwrap().nodes.len(), 1);
     }
 }

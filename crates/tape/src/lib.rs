@@ -39,6 +39,7 @@ mod rule;
 pub mod scope;
 #[cfg(feature = "proptest")]
 pub mod strategies;
+pub mod summation;
 mod sweep;
 mod tape;
 mod tensor;
@@ -55,5 +56,5 @@ pub use inspect::{Dump, NodeInfo, NodeKind, SourceLine, Summary};
 pub use rule::{Cotangents, Rule, RuleCtx};
 pub use scope::ScopeGuard;
 pub use tape::{NoGradGuard, NodeKey, Tape};
-pub use tensor::{Shape, Tensor, broadcast_shapes, shape_eq};
+pub use tensor::{Shape, Tensor, broadcast_shapes, checked_len, shape_eq};
 pub use var::{Operand, Val, Var};

@@ -30,6 +30,54 @@ pub enum Tensor<T> {
     Array(Arc<ArrayD<T>>),
 }
 
+/// Outputs at least this large (64 MiB) are test-allocated before an op commits to them:
+/// an untouched allocation costs a map and an unmap, nothing beside filling the output.
+const PROBE_BYTES: usize = 1 << 26;
+
+/// Checks that a value of `shape` can exist before an op allocates it: its element count
+/// and byte size must not overflow, and outputs of 64 MiB or more must be obtainable from
+/// the allocator. Returns the element count.
+///
+/// Ops call this in `forward` for outputs larger than their inputs (`pad`, `broadcast_to`,
+/// `matmul`, `outer`, `index_select`, ..), so that `pad` by `2^40` is an error naming the
+/// op and the shapes (or, through `try_` and [`Var::try_apply`](crate::Var::try_apply),
+/// an `Err`) instead of an arithmetic-overflow panic or a process abort on a failed
+/// allocation.
+///
+/// # Errors
+/// A message saying the output of `shape` is too large, and why.
+///
+/// ```
+/// use retrograd_tape::checked_len;
+/// assert_eq!(checked_len::<f32>(&[2, 3]), Ok(6));
+/// assert!(checked_len::<f32>(&[1 << 40, 1 << 40]).is_err()); // overflows
+/// assert!(checked_len::<f32>(&[0, 1 << 63]).is_err()); // no array can have this shape
+/// assert!(checked_len::<f64>(&[1 << 40, 3]).is_err()); // 24 TiB: refused, not aborted
+/// ```
+pub fn checked_len<T>(shape: &[usize]) -> Result<usize, String> {
+    let too_large = |why: &str| format!("an output of shape {shape:?} is too large ({why})");
+    // ndarray refuses any shape whose nonzero extents multiply past isize::MAX, even one
+    // with no elements ([0, 2^63]).
+    shape
+        .iter()
+        .filter(|&&d| d != 0)
+        .try_fold(1usize, |n, &d| n.checked_mul(d))
+        .filter(|&n| n <= isize::MAX as usize)
+        .ok_or_else(|| too_large("its extents multiply past isize::MAX"))?;
+    let len = shape.iter().product::<usize>();
+    let bytes = len
+        .checked_mul(size_of::<T>().max(1))
+        .filter(|&b| b <= isize::MAX as usize)
+        .ok_or_else(|| too_large("its size in bytes overflows isize"))?;
+    if bytes >= PROBE_BYTES {
+        let mut probe: Vec<T> = Vec::new();
+        probe
+            .try_reserve_exact(len)
+            .map_err(|_| too_large(&format!("{bytes} bytes could not be allocated")))?;
+    }
+    Ok(len)
+}
+
 /// Numpy's broadcasting rule: align shapes at the right; each pair of extents must be equal
 /// or one of them 1. Returns `None` when the shapes are incompatible.
 ///
@@ -302,24 +350,30 @@ impl<T: Float> Tensor<T> {
             broadcast_shapes(from, shape).as_deref() == Some(from),
             "sum_to: shape {shape:?} does not broadcast to {from:?}"
         );
+        if self.is_empty() {
+            // The sum of nothing; reducing axis by axis could pass through shapes far
+            // larger than the result (`[0, 2^44]` summed to `[1]`).
+            return Tensor::full(shape, T::zero());
+        }
         let lead = from.len() - shape.len();
         // Reduce the leading axes broadcasting added, then the stretched extent-1 axes. The
         // first reduction reads the value in place, so only reduced results are allocated.
         let view = self.view();
         let mut acc: Option<ArrayD<T>> = None;
+        // Sums are accurate to O(log n) roundings (`summation`), as every reduction's are.
         let sum = |acc: &Option<ArrayD<T>>, axis: usize| match acc {
-            None => view.sum_axis(Axis(axis)),
-            Some(a) => a.sum_axis(Axis(axis)),
+            None => crate::summation::sum_axis(view.view(), axis),
+            Some(a) => crate::summation::sum_axis(a.view(), axis),
         };
         for _ in 0..lead {
-            acc = Some(sum(&acc, 0));
+            acc = Some(sum(&acc, 0).remove_axis(Axis(0)));
         }
         for (axis, &extent) in shape.iter().enumerate() {
             let current = acc
                 .as_ref()
                 .map_or(view.shape()[lead + axis], |a| a.shape()[axis]);
             if extent == 1 && current != 1 {
-                acc = Some(sum(&acc, axis).insert_axis(Axis(axis)));
+                acc = Some(sum(&acc, axis));
             }
         }
         Tensor::from_array(acc.unwrap_or_else(|| view.to_owned()))

@@ -9,8 +9,11 @@ use super::unary::{UnaryFn, mask_of};
 ///
 /// - VJP: `x̄ = ȳ ⊙ [lo ≤ x ≤ hi]`; JVP likewise. The mask is a constant computed from
 ///   `x` (exact to second order).
-/// - At the bounds `x = lo` and `x = hi` the gradient **passes through** (the mask is 1),
-///   PyTorch's convention.
+/// - At the bounds `x = lo` and `x = hi` the gradient **passes through** (the mask is 1):
+///   a bound counts as inside the interval. Frameworks differ here (issue 11's probe found
+///   PyTorch giving 0 with scalar bounds and ½ with tensor bounds, JAX ½ for `jnp.clip`
+///   and 0 for `lax.clamp`); every choice in `[0, 1]` is a valid subgradient, and this one
+///   keeps a value sitting exactly on a bound trainable.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Clamp<T> {
     /// The lower bound.

@@ -157,6 +157,11 @@ impl<T: Float> Rule<T> for MatMul {
         if self.vectors_only && (a.ndim() != 1 || b.ndim() != 1) {
             return Err("dot takes two 1-D vectors (use matmul for matrices)".to_string());
         }
+        if !self.sum_batch && a.ndim() == 1 && b.ndim() == 1 && a.len() == b.len() {
+            // An inner product adds with the accuracy of every reduction (the GEMM kernel
+            // accumulates serially along `k`).
+            return Ok(Tensor::scalar(crate::sum_pairs(a, b, |x, y| x * y)));
+        }
         if self.sum_batch {
             return summed_product(a.view(), b.view(), self.transpose_a, self.transpose_b)
                 .map(Tensor::from_array);
@@ -346,6 +351,7 @@ pub(crate) fn summed_product<T: Float>(
     let (raw_a, raw_b) = (a.clone(), b.clone());
     let ops = Operands::new(a, b, ta, tb)?;
     let (m, k, n, nb) = (ops.m, ops.k, ops.n, ops.batch_len());
+    retrograd_tape::checked_len::<T>(&[m, n])?;
     let mut out = ndarray::Array2::<T>::zeros((m, n));
     if nb == 0 || m == 0 || n == 0 {
         return Ok(out);
@@ -397,6 +403,7 @@ pub(crate) fn product<T: Float>(
     if !b_vec {
         shape.push(n);
     }
+    retrograd_tape::checked_len::<T>(&shape)?;
     let mut out = ArrayD::<T>::zeros(IxDyn(&shape));
     if nb == 0 || m == 0 || n == 0 {
         return Ok(out);

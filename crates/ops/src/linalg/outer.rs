@@ -23,6 +23,7 @@ impl<T: Float> Rule<T> for Outer {
             return Err("outer takes two 1-D vectors".to_string());
         }
         let (a, b) = (x[0].view(), x[1].view());
+        retrograd_tape::checked_len::<T>(&[a.len(), b.len()])?;
         let out = Array2::from_shape_fn((a.len(), b.len()), |(i, j)| a[i] * b[j]);
         Ok(Tensor::from_array(out))
     }

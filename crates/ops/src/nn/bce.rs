@@ -16,6 +16,7 @@ use retrograd_tape::{Cotangents, Float, Rule, RuleCtx, Tensor, Val};
 
 use super::Reduction;
 use crate::elementwise::ElementwiseOps;
+use crate::sum_pairs;
 
 /// Binary cross-entropy with logits; see the [module docs](self).
 #[derive(Debug, Clone, Copy)]
@@ -61,11 +62,9 @@ impl<T: Float> Rule<T> for BceWithLogits {
             ));
         }
         self.len = x.len();
-        let total: T = ndarray::Zip::from(&x.view())
-            .and(&z.view())
-            .fold(T::zero(), |s, &x, &z| {
-                s + x.max(T::zero()) - x * z + (-x.abs()).exp().ln_1p()
-            });
+        let total = sum_pairs(x, z, |x, z| {
+            x.max(T::zero()) - x * z + (-x.abs()).exp().ln_1p()
+        });
         Ok(Tensor::scalar(total * self.scale::<T>()))
     }
     fn vjp<'t>(&self, cx: &RuleCtx<'t, T>, g: &Val<'t, T>) -> Cotangents<'t, T> {

@@ -94,10 +94,11 @@ impl<T: Float> Rule<T> for CrossEntropy {
             ));
         }
         self.classes = c;
-        let mut total = T::zero();
-        for (row, &l) in x.axis_iter(Axis(0)).zip(&self.labels) {
-            total += lane_logsumexp(&row) - row[l];
-        }
+        let total = retrograd_tape::summation::sum_iter(
+            x.axis_iter(Axis(0))
+                .zip(&self.labels)
+                .map(|(row, &l)| lane_logsumexp(&row) - row[l]),
+        );
         Ok(Tensor::scalar(total * self.scale::<T>()))
     }
     fn vjp<'t>(&self, cx: &RuleCtx<'t, T>, g: &Val<'t, T>) -> Cotangents<'t, T> {

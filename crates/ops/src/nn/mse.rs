@@ -11,6 +11,7 @@ use retrograd_tape::arith::sum_to;
 use retrograd_tape::{Cotangents, Float, Rule, RuleCtx, Tensor, Val};
 
 use super::Reduction;
+use crate::sum_pairs;
 
 /// Mean-squared error (or sum of squared errors); see the [module docs](self).
 #[derive(Debug, Clone, Copy)]
@@ -56,9 +57,7 @@ impl<T: Float> Rule<T> for Mse {
             ));
         }
         self.len = p.len();
-        let sq: T = ndarray::Zip::from(&p.view())
-            .and(&t.view())
-            .fold(T::zero(), |s, &a, &b| s + (a - b) * (a - b));
+        let sq = sum_pairs(p, t, |a, b| (a - b) * (a - b));
         let total = match self.reduction {
             Reduction::Mean => sq / T::of(self.len as f64),
             Reduction::Sum => sq,

@@ -13,6 +13,7 @@
 
 use ndarray::{ArrayBase, Axis, Data, Dimension};
 
+use retrograd_tape::summation::{sum_iter, sum_slice};
 use retrograd_tape::{Cotangents, Float, Operand, Rule, RuleCtx, Tensor, Val};
 
 use crate::reduce::{ReduceOps, normalize_axis};
@@ -53,7 +54,16 @@ pub(crate) fn lane_logsumexp<T: Float, S: Data<Elem = T>, D: Dimension>(
     lane: &ArrayBase<S, D>,
 ) -> T {
     let m = shift(lane);
-    m + lane.fold(T::zero(), |s, &v| s + (v - m).exp()).ln()
+    m + sum_iter(lane.iter().map(|&v| (v - m).exp())).ln()
+}
+
+/// The sum of one lane, accurately (see [`summation`](retrograd_tape::summation)).
+#[inline]
+fn sum_lane<T: Float>(lane: ndarray::ArrayView1<'_, T>) -> T {
+    match lane.as_slice() {
+        Some(xs) => sum_slice(xs),
+        None => sum_iter(lane.iter().copied()),
+    }
 }
 
 impl<T: Float> Rule<T> for Softmax {
@@ -73,7 +83,7 @@ impl<T: Float> Rule<T> for Softmax {
         for mut lane in y.lanes_mut(Axis(self.resolved)) {
             let m = shift(&lane);
             lane.mapv_inplace(|v| (v - m).exp());
-            let s = lane.sum();
+            let s = sum_lane(lane.view());
             lane.mapv_inplace(|v| v / s);
         }
         Ok(Tensor::from_array(y))

@@ -79,7 +79,7 @@ impl<T: Float> Rule<T> for Extremum<T> {
     fn forward(&mut self, x: &[&Tensor<T>]) -> Result<Tensor<T>, String> {
         let x = x[0];
         let shape = x.shape();
-        self.resolved = self.axes.normalize(x.ndim())?;
+        self.resolved = super::resolve::<T>(&self.axes, x.shape())?;
         if let Some(&a) = self.resolved.iter().find(|&&a| shape[a] == 0) {
             return Err(format!(
                 "cannot take the {} over axis {a}, which has extent 0",

@@ -16,7 +16,9 @@ use retrograd_tape::{Cotangents, Float, Rule, RuleCtx, Tensor, Val};
 
 use crate::elementwise::ElementwiseOps;
 
-use super::{Axes, AxisList, ReduceOps, axes_of, finish, fold_kept, reduce_attributes, unreduce};
+use super::{
+    Axes, AxisList, ReduceOps, axes_of, finish, fold_kept, reduce_attributes, sum_kept, unreduce,
+};
 
 /// `ln Σ exp(x)` over `axes`; see the [module docs](self).
 #[derive(Debug, Clone)]
@@ -58,7 +60,7 @@ impl<T: Float> Rule<T> for LogSumExp {
     fn forward(&mut self, x: &[&Tensor<T>]) -> Result<Tensor<T>, String> {
         let x = x[0];
         let shape = x.shape();
-        self.resolved = self.axes.normalize(x.ndim())?;
+        self.resolved = super::resolve::<T>(&self.axes, x.shape())?;
         let max = fold_kept(x.view(), &self.resolved, T::neg_infinity(), |s, v| {
             if v.is_nan() || v > s { v } else { s }
         });
@@ -71,7 +73,7 @@ impl<T: Float> Rule<T> for LogSumExp {
         let shifted = ndarray::Zip::from(&x.view())
             .and(&spread)
             .map_collect(|&v, &m| (v - m).exp());
-        let sums = fold_kept(shifted.view(), &self.resolved, T::zero(), |s, v| s + v);
+        let sums = sum_kept(shifted.view(), &self.resolved);
         let kept = ndarray::Zip::from(&sums)
             .and(&shift)
             .map_collect(|&s, &m| m + s.ln());

@@ -9,7 +9,7 @@
 use retrograd_tape::{Cotangents, Float, Rule, RuleCtx, Tensor, Val};
 
 use super::{
-    Axes, AxisList, ReduceOps, axes_of, finish, fold_kept, reduce_attributes, reduced_count,
+    Axes, AxisList, ReduceOps, axes_of, finish, reduce_attributes, reduced_count, sum_kept,
     unreduce,
 };
 
@@ -48,13 +48,13 @@ impl<T: Float> Rule<T> for Mean {
     }
     fn forward(&mut self, x: &[&Tensor<T>]) -> Result<Tensor<T>, String> {
         let x = x[0];
-        self.resolved = self.axes.normalize(x.ndim())?;
+        self.resolved = super::resolve::<T>(&self.axes, x.shape())?;
         self.count = reduced_count(x.shape(), &self.resolved);
         if self.resolved.is_empty() {
             return Ok(x.clone());
         }
         let n = T::of(self.count as f64);
-        let kept = fold_kept(x.view(), &self.resolved, T::zero(), |s, v| s + v).mapv(|s| s / n);
+        let kept = sum_kept(x.view(), &self.resolved).mapv(|s| s / n);
         Ok(finish(kept, x.shape(), &self.resolved, self.keepdims))
     }
     fn vjp<'t>(&self, cx: &RuleCtx<'t, T>, g: &Val<'t, T>) -> Cotangents<'t, T> {

@@ -9,7 +9,7 @@
 
 use retrograd_tape::{Cotangents, Float, Rule, RuleCtx, Tensor, Val};
 
-use super::{Axes, AxisList, ReduceOps, axes_of, finish, fold_kept, reduce_attributes, unreduce};
+use super::{Axes, AxisList, ReduceOps, axes_of, finish, reduce_attributes, sum_kept, unreduce};
 
 /// The sum over `axes`; see the [module docs](self).
 #[derive(Debug, Clone)]
@@ -44,11 +44,11 @@ impl<T: Float> Rule<T> for Sum {
     }
     fn forward(&mut self, x: &[&Tensor<T>]) -> Result<Tensor<T>, String> {
         let x = x[0];
-        self.resolved = self.axes.normalize(x.ndim())?;
+        self.resolved = super::resolve::<T>(&self.axes, x.shape())?;
         if self.resolved.is_empty() {
             return Ok(x.clone());
         }
-        let kept = fold_kept(x.view(), &self.resolved, T::zero(), |s, v| s + v);
+        let kept = sum_kept(x.view(), &self.resolved);
         Ok(finish(kept, x.shape(), &self.resolved, self.keepdims))
     }
     fn vjp<'t>(&self, cx: &RuleCtx<'t, T>, g: &Val<'t, T>) -> Cotangents<'t, T> {

@@ -17,7 +17,7 @@ use ndarray::IxDyn;
 use retrograd_tape::{Cotangents, Float, Rule, RuleCtx, Tensor, Val};
 
 use super::{
-    Axes, AxisList, ReduceOps, axes_of, finish, fold_kept, reduce_attributes, reduced_count,
+    Axes, AxisList, ReduceOps, axes_of, finish, reduce_attributes, reduced_count, sum_kept,
     unreduce,
 };
 
@@ -70,11 +70,11 @@ impl<T: Float> Rule<T> for Variance {
     fn forward(&mut self, x: &[&Tensor<T>]) -> Result<Tensor<T>, String> {
         let x = x[0];
         let shape = x.shape();
-        self.resolved = self.axes.normalize(x.ndim())?;
+        self.resolved = super::resolve::<T>(&self.axes, x.shape())?;
         let n = reduced_count(shape, &self.resolved);
         self.divisor = (n as f64 - self.correction as f64).max(0.0);
         let count = T::of(n as f64);
-        let mean = fold_kept(x.view(), &self.resolved, T::zero(), |s, v| s + v).mapv(|s| s / count);
+        let mean = sum_kept(x.view(), &self.resolved).mapv(|s| s / count);
         let Some(mean) = mean.broadcast(IxDyn(shape)) else {
             unreachable!("a kept-shape reduction broadcasts back to its input")
         };
@@ -82,8 +82,7 @@ impl<T: Float> Rule<T> for Variance {
             .and(&mean)
             .map_collect(|&v, &m| (v - m) * (v - m));
         let divisor = T::of(self.divisor);
-        let kept = fold_kept(squares.view(), &self.resolved, T::zero(), |s, v| s + v)
-            .mapv(|s| s / divisor);
+        let kept = sum_kept(squares.view(), &self.resolved).mapv(|s| s / divisor);
         Ok(finish(kept, shape, &self.resolved, self.keepdims))
     }
     fn vjp<'t>(&self, cx: &RuleCtx<'t, T>, g: &Val<'t, T>) -> Cotangents<'t, T> {

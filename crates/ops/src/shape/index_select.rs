@@ -65,6 +65,9 @@ impl<T: Float> Rule<T> for IndexSelect {
         let x = x[0];
         self.resolved = normalize_axis(self.axis, x.ndim())?;
         check_indices(&self.indices, x.shape()[self.resolved], self.axis)?;
+        let mut out_shape = x.shape().to_vec();
+        out_shape[self.resolved] = self.indices.len();
+        retrograd_tape::checked_len::<T>(&out_shape)?;
         Ok(Tensor::from_array(
             x.view().select(ndarray::Axis(self.resolved), &self.indices),
         ))

@@ -57,12 +57,20 @@ impl<T: Float> Rule<T> for Pad {
         if self.widths.iter().all(|&w| w == (0, 0)) {
             return Ok(x.clone());
         }
-        let shape: SmallVec<[usize; 4]> = self
+        let shape = self
             .widths
             .iter()
             .zip(x.shape())
-            .map(|(&(b, a), &d)| b + d + a)
-            .collect();
+            .map(|(&(b, a), &d)| b.checked_add(d)?.checked_add(a))
+            .collect::<Option<SmallVec<[usize; 4]>>>()
+            .ok_or_else(|| {
+                format!(
+                    "padding {:?} by {:?} overflows usize",
+                    x.shape(),
+                    self.widths.as_slice()
+                )
+            })?;
+        retrograd_tape::checked_len::<T>(&shape)?;
         let ranges: Ranges = self
             .widths
             .iter()

@@ -67,7 +67,14 @@ impl Reshape {
                         self.spec.as_slice()
                     ));
                 }
-                d => known *= d as usize,
+                d => {
+                    known = known.checked_mul(d as usize).ok_or_else(|| {
+                        format!(
+                            "shape {:?} has more elements than fit in usize",
+                            self.spec.as_slice()
+                        )
+                    })?;
+                }
             }
         }
         let mut shape: Shape = self.spec.iter().map(|&d| d.max(0) as usize).collect();

@@ -76,10 +76,14 @@ pub(crate) fn resolve(specs: &[SliceSpec], shape: &[usize]) -> Result<Ranges, St
         }
         let extent = shape[a];
         let end = spec.end.unwrap_or(extent);
-        if spec.step == 0 {
+        if spec.step == 0 || spec.step > isize::MAX as usize {
+            // A larger step would turn negative in ndarray's `isize` and reverse the axis;
+            // reversing is `flip`, never a side effect of a step.
             return Err(format!(
-                "the step of the slice along axis {} is 0",
-                spec.axis
+                "the step of the slice along axis {} is {} (it must be in 1 ..= {})",
+                spec.axis,
+                spec.step,
+                isize::MAX
             ));
         }
         if end > extent || spec.start > end {
