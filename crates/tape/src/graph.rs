@@ -155,14 +155,20 @@ impl<T: Float> Graph<T> {
     /// # Panics
     /// When the key is stale. A `Var` always holds a live key (the tape can only be cleared
     /// when no Var borrows it), so this is an engine bug, not a user error.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn node(&self, key: NodeKey) -> &Node<T> {
-        &self.nodes[key]
+        match self.nodes.get(key) {
+            Some(node) => node,
+            None => stale(key),
+        }
     }
 
-    #[inline]
+    #[inline(always)]
     pub(crate) fn node_mut(&mut self, key: NodeKey) -> &mut Node<T> {
-        &mut self.nodes[key]
+        match self.nodes.get_mut(key) {
+            Some(node) => node,
+            None => stale(key),
+        }
     }
 
     /// Whether `key` names a node of this graph (false for a key kept past a clear).
@@ -172,7 +178,7 @@ impl<T: Float> Graph<T> {
     }
 
     /// A node's inputs, in the op's order.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn inputs<'a>(&'a self, node: &'a Node<T>) -> &'a [NodeKey] {
         match &node.inputs {
             Inputs::Few(keys) => {
@@ -254,6 +260,17 @@ impl<T: Float> Graph<T> {
         }
         reach.stack = stack;
     }
+}
+
+/// A key that names no node: an engine bug (every `Var` holds a live key), kept out of the
+/// hot path.
+#[cold]
+#[inline(never)]
+fn stale(key: NodeKey) -> ! {
+    panic!(
+        "node %{} is not on this tape (a stale key: an engine bug)",
+        key.pos()
+    )
 }
 
 /// What [`Graph::between`] decided about a node.
