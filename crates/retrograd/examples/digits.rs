@@ -18,9 +18,9 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use indicatif::{ProgressBar, ProgressStyle};
-use ndarray::{Array1, Array2, ArrayD, IxDyn};
+use ndarray::{Array1, Array2, ArrayD, Ix1, Ix2, IxDyn};
 use retrograd::nn::conv::{Conv2d, Flatten, MaxPool2d};
-use retrograd::nn::data::{Batches, digits, train_test_split};
+use retrograd::nn::data::{Batches, Split, digits, train_test_split};
 use retrograd::nn::layers::{Activation, Linear, Relu, mlp};
 use retrograd::nn::norm::BatchNorm2d;
 use retrograd::nn::optim::{Adam, Optimizer};
@@ -139,6 +139,93 @@ fn evaluate(
     (f64::from(ce), loss::accuracy(&logits, y))
 }
 
+/// The split the demo trains and tests on.
+type DigitsSplit = Split<f32, usize, Ix2, Ix1>;
+
+/// Trains `model` for `epochs` epochs of Adam with a progress bar per epoch, printing the
+/// train and test loss and accuracy after each; returns them.
+fn train(
+    model: &Model,
+    store: &mut ParamStore<f32>,
+    session: &mut Session<f32>,
+    split: &DigitsSplit,
+    seed: u64,
+    epochs: usize,
+) -> Result<Vec<EpochStats>, Box<dyn Error>> {
+    let y_train: Vec<usize> = split.y_train.to_vec();
+    let y_test: Vec<usize> = split.y_test.to_vec();
+    let mut opt = Adam::new(LEARNING_RATE);
+    let style = ProgressStyle::with_template(
+        "epoch {prefix:>2} [{bar:30.cyan/blue}] {pos:>2}/{len} batches, loss {msg}",
+    )?
+    .progress_chars("=> ");
+    let mut history: Vec<EpochStats> = Vec::with_capacity(epochs);
+    for epoch in 1..=epochs {
+        let batches = Batches::new(&split.x_train, &split.y_train, BATCH)
+            .shuffled(seed.wrapping_add(epoch as u64));
+        let bar = ProgressBar::new(batches.len() as u64)
+            .with_style(style.clone())
+            .with_prefix(epoch.to_string());
+        for (xb, yb) in batches {
+            let yb: Array1<usize> = yb;
+            let labels = yb.as_slice().expect("a fresh batch is contiguous");
+            let input = model.input(xb);
+            let (batch_loss, grads) = session.train_step(store, |p| {
+                loss::cross_entropy(&model.net.forward(p.input(input), p), labels)
+            })?;
+            opt.step(store, &grads)?;
+            // The batch norms' running statistics (the MLP has none).
+            session.update_buffers(store);
+            bar.set_message(format!("{batch_loss:.4}"));
+            bar.inc(1);
+        }
+        bar.finish_and_clear();
+
+        let (train_loss, train_acc) = evaluate(session, model, store, &split.x_train, &y_train);
+        let (test_loss, test_acc) = evaluate(session, model, store, &split.x_test, &y_test);
+        println!(
+            "epoch {epoch:>2}/{}: train loss {train_loss:.4}, accuracy {train_acc:.4} | test loss {test_loss:.4}, accuracy {test_acc:.4}",
+            epochs
+        );
+        history.push(EpochStats {
+            train_loss,
+            train_acc,
+            test_loss,
+            test_acc,
+        });
+    }
+    Ok(history)
+}
+
+/// Saves the model to `path`, loads it into a fresh store (other initial values) and
+/// checks that it scores `test_acc` again.
+fn check_round_trip(
+    model: &Model,
+    store: &ParamStore<f32>,
+    session: &mut Session<f32>,
+    split: &DigitsSplit,
+    path: &Path,
+    seed: u64,
+    test_acc: f64,
+) -> Result<(), Box<dyn Error>> {
+    checkpoint::save(store, path)?;
+    let mut fresh = model.net.init_store(seed.wrapping_add(1));
+    checkpoint::load(&mut fresh, path)?;
+    let y_test: Vec<usize> = split.y_test.to_vec();
+    let (_, reloaded_acc) = evaluate(session, model, &fresh, &split.x_test, &y_test);
+    if reloaded_acc != test_acc {
+        return Err(format!(
+            "the reloaded model scores {reloaded_acc:.4}, the trained one {test_acc:.4}"
+        )
+        .into());
+    }
+    println!(
+        "saved the model to {} and loaded it into a fresh store: same test accuracy",
+        path.display()
+    );
+    Ok(())
+}
+
 fn main() -> Result<(), Box<dyn Error>> {
     // A usage error is printed as text and exits with status 2, as command-line tools do
     // (through `?` a `String` would be shown Debug-quoted).
@@ -152,13 +239,12 @@ fn main() -> Result<(), Box<dyn Error>> {
 
     let (images, labels) = digits::load::<f32>()?;
     let split = train_test_split(&images, &labels, TEST_FRACTION, args.seed);
-    let y_train: Vec<usize> = split.y_train.to_vec();
     let y_test: Vec<usize> = split.y_test.to_vec();
     println!(
         "digits: {} images of {} pixels, {} for training, {} for testing",
         images.nrows(),
         images.ncols(),
-        y_train.len(),
+        split.y_train.len(),
         y_test.len()
     );
 
@@ -178,68 +264,20 @@ fn main() -> Result<(), Box<dyn Error>> {
         model.net.num_parameters(),
         epochs
     );
-    let mut opt = Adam::new(LEARNING_RATE);
     let mut session = Session::new(args.seed);
-
-    let style = ProgressStyle::with_template(
-        "epoch {prefix:>2} [{bar:30.cyan/blue}] {pos:>2}/{len} batches, loss {msg}",
-    )?
-    .progress_chars("=> ");
-    let mut history: Vec<EpochStats> = Vec::with_capacity(epochs);
-    for epoch in 1..=epochs {
-        let batches = Batches::new(&split.x_train, &split.y_train, BATCH)
-            .shuffled(args.seed.wrapping_add(epoch as u64));
-        let bar = ProgressBar::new(batches.len() as u64)
-            .with_style(style.clone())
-            .with_prefix(epoch.to_string());
-        for (xb, yb) in batches {
-            let yb: Array1<usize> = yb;
-            let labels = yb.as_slice().expect("a fresh batch is contiguous");
-            let input = model.input(xb);
-            let (batch_loss, grads) = session.train_step(&store, |p| {
-                loss::cross_entropy(&model.net.forward(p.input(input), p), labels)
-            })?;
-            opt.step(&mut store, &grads)?;
-            // The batch norms' running statistics (the MLP has none).
-            session.update_buffers(&mut store);
-            bar.set_message(format!("{batch_loss:.4}"));
-            bar.inc(1);
-        }
-        bar.finish_and_clear();
-
-        let (train_loss, train_acc) =
-            evaluate(&mut session, &model, &store, &split.x_train, &y_train);
-        let (test_loss, test_acc) = evaluate(&mut session, &model, &store, &split.x_test, &y_test);
-        println!(
-            "epoch {epoch:>2}/{}: train loss {train_loss:.4}, accuracy {train_acc:.4} | test loss {test_loss:.4}, accuracy {test_acc:.4}",
-            epochs
-        );
-        history.push(EpochStats {
-            train_loss,
-            train_acc,
-            test_loss,
-            test_acc,
-        });
-    }
+    let history = train(&model, &mut store, &mut session, &split, args.seed, epochs)?;
     let (_, test_acc) = evaluate(&mut session, &model, &store, &split.x_test, &y_test);
 
-    // Save, load into a fresh store (different initial values), and check the score.
     let path = args.out.join(format!("digits_{name}.safetensors"));
-    checkpoint::save(&store, &path)?;
-    let mut fresh = model.net.init_store(args.seed.wrapping_add(1));
-    checkpoint::load(&mut fresh, &path)?;
-    let (_, reloaded_acc) = evaluate(&mut session, &model, &fresh, &split.x_test, &y_test);
-    if reloaded_acc != test_acc {
-        return Err(format!(
-            "the reloaded model scores {reloaded_acc:.4}, the trained one {test_acc:.4}"
-        )
-        .into());
-    }
-    println!(
-        "saved the model to {} and loaded it into a fresh store: same test accuracy",
-        path.display()
-    );
-
+    check_round_trip(
+        &model,
+        &store,
+        &mut session,
+        &split,
+        &path,
+        args.seed,
+        test_acc,
+    )?;
     let plot = args.out.join(if args.cnn {
         "training_curves_cnn.png"
     } else {
