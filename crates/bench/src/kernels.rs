@@ -8,10 +8,9 @@
 //!   multiplies (1 to 4; unset means the number of *physical* cores). It cannot change
 //!   within a process, so the suite measures 1 and 2 threads in separate child processes.
 //!   With `MATMUL_NUM_THREADS=1` it is ndarray's default single-threaded `.dot`.
-//! - [`Kernel::Gemm`]: the `gemm` crate (`gemm::gemm`), sequential (`Parallelism::None`)
-//!   or on rayon's global pool (`Parallelism::Rayon(n)`) for products of at least
-//!   [`GEMM_PAR_MIN_MNK`] multiply-adds. Its AVX-512 kernels need the `gemm-avx512` feature
-//!   of this crate (on by default; chosen at run time, so safe on any x86-64).
+//! - [`Kernel::Gemm`]: the `gemm` crate through the engine's seam
+//!   (`retrograd::ops::linalg::kernel::gemm`) with `n` threads for products of at least
+//!   `retrograd::ops::threads::PARALLEL_MIN_MADDS` multiply-adds, one thread below.
 
 use ndarray::linalg::general_mat_mul;
 use ndarray::{Array2, ArrayView2, ArrayViewMut2};
@@ -88,62 +87,13 @@ pub fn matmul_into(kernel: Kernel, a: ArrayView2<f32>, b: ArrayView2<f32>, c: Ar
     }
 }
 
-/// Below this many multiply-adds (m·n·k) `gemm` runs on one thread even when more are
-/// asked for: forking onto rayon costs more than it saves on W2's 128×10-sized products
-/// (measured: 6 µs sequential against 20 to 40 µs on 2 threads).
-pub const GEMM_PAR_MIN_MNK: usize = 1 << 21;
-
-/// `c = a · b` through `gemm::gemm`; shapes already checked by [`matmul_into`].
-#[allow(unsafe_code)]
-fn gemm_into(threads: usize, a: ArrayView2<f32>, b: ArrayView2<f32>, mut c: ArrayViewMut2<f32>) {
-    let (m, k) = a.dim();
-    let n = b.dim().1;
-    if m == 0 || n == 0 {
-        return;
-    }
-    if k == 0 {
-        c.fill(0.0);
-        return;
-    }
-    let parallelism = if threads > 1 && m * n * k >= GEMM_PAR_MIN_MNK {
-        gemm::Parallelism::Rayon(threads)
-    } else {
-        gemm::Parallelism::None
-    };
-    let (a_rs, a_cs) = (a.strides()[0], a.strides()[1]);
-    let (b_rs, b_cs) = (b.strides()[0], b.strides()[1]);
-    let (c_rs, c_cs) = (c.strides()[0], c.strides()[1]);
-    // SAFETY: `gemm::gemm` reads an m×k matrix at `a.as_ptr()` with strides (a_rs, a_cs), a
-    // k×n matrix at `b.as_ptr()` with (b_rs, b_cs), and writes an m×n matrix at
-    // `c.as_mut_ptr()` with (c_rs, c_cs). These are exactly the shapes and element strides
-    // of the three ndarray views (checked to chain by `matmul_into`; m, n, k > 0 here), so
-    // every address it touches lies inside the views. `c` is a unique mutable borrow, so it
-    // aliases neither input. `read_dst = false`: the old contents of `c` are not read and
-    // `alpha` (its weight) is ignored; `beta = 1` scales the product. No conjugation (real
-    // numbers). The call is synchronous: the views outlive it.
-    unsafe {
-        gemm::gemm(
-            m,
-            n,
-            k,
-            c.as_mut_ptr(),
-            c_cs,
-            c_rs,
-            false,
-            a.as_ptr(),
-            a_cs,
-            a_rs,
-            b.as_ptr(),
-            b_cs,
-            b_rs,
-            0.0f32,
-            1.0f32,
-            false,
-            false,
-            false,
-            parallelism,
-        );
-    }
+/// `c = a · b` on the `gemm` crate through the engine's own seam
+/// ([`retrograd::ops::linalg::kernel::gemm`], the one audited `unsafe` call), with its
+/// thread count set to `threads` for this call; shapes already checked by [`matmul_into`].
+fn gemm_into(threads: usize, a: ArrayView2<f32>, b: ArrayView2<f32>, c: ArrayViewMut2<f32>) {
+    retrograd::ops::threads::with_num_threads(threads, || {
+        retrograd::ops::linalg::kernel::gemm(1.0, a, b, 0.0, c)
+    });
 }
 
 /// A closed-form test matrix: `M[i, j] = sin(seed + i*cols + j)`, computed in f64.
