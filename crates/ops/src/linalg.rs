@@ -16,6 +16,7 @@
 //! assert_eq!(g[0], array![[1.0], [2.0]].into_dyn()); // xᵀ · ȳ
 //! ```
 
+mod batched;
 pub mod kernel;
 pub mod matmul;
 pub mod outer;

@@ -7,6 +7,7 @@
 //! which rules are written with. Every other primitive lives in `retrograd-ops`.
 
 use crate::Float;
+use crate::batch;
 use crate::rule::{Cotangents, Rule, RuleCtx};
 use crate::tensor::{Shape, Tensor, broadcast_shapes};
 use crate::var::{Operand, Val, Var};
@@ -79,6 +80,20 @@ fn sum_like_general<'t, T: Float>(x: Val<'t, T>, like: &Val<'t, T>) -> Val<'t, T
     }
 }
 
+/// `a ∘ b` under broadcasting, for a batch against a value whose shape broadcasts to the
+/// batch element's (the batch is aligned by the caller).
+fn zip_batch<T: Float>(a: &Tensor<T>, b: &Tensor<T>, f: impl Fn(T, T) -> T) -> Tensor<T> {
+    match a.zip_map(b, f) {
+        Some(t) => t,
+        None => panic!("{}", no_broadcast(a, b)),
+    }
+}
+
+/// The elementwise product of a batch and a value (see [`zip_batch`]).
+fn product<T: Float>(a: &Tensor<T>, b: &Tensor<T>) -> Tensor<T> {
+    zip_batch(a, b, |x, y| x * y)
+}
+
 /// A tangent of one input of a broadcasting op, stretched to the output's shape.
 fn stretch<'t, T: Float>(t: &Val<'t, T>, cx: &RuleCtx<'t, T>) -> Val<'t, T> {
     broadcast_to(t, &cx.output().shape())
@@ -109,6 +124,15 @@ impl<T: Float> Rule<T> for Add {
             (None, Some(b)) => Some(stretch(b, cx)),
             (None, None) => None,
         }
+    }
+    fn jvp_batch(&self, cx: &RuleCtx<'_, T>, t: &[Option<Tensor<T>>], _k: usize) -> Option<Tensor<T>> {
+        batch::linear_combination(t, &[T::one(), T::one()], &cx.output().shape())
+    }
+    fn vjp_batch(&self, cx: &RuleCtx<'_, T>, g: &Tensor<T>, _k: usize) -> Vec<Option<Tensor<T>>> {
+        vec![
+            cx.needs(0).then(|| batch::sum_to(g.clone(), &cx.input_shape(0))),
+            cx.needs(1).then(|| batch::sum_to(g.clone(), &cx.input_shape(1))),
+        ]
     }
     #[inline]
     fn scalar_vjp(&self, _: &[T], _: T, g: T, cot: &mut [T]) -> bool {
@@ -142,6 +166,15 @@ impl<T: Float> Rule<T> for Sub {
             (None, Some(b)) => Some(stretch(&-b, cx)),
             (None, None) => None,
         }
+    }
+    fn jvp_batch(&self, cx: &RuleCtx<'_, T>, t: &[Option<Tensor<T>>], _k: usize) -> Option<Tensor<T>> {
+        batch::linear_combination(t, &[T::one(), -T::one()], &cx.output().shape())
+    }
+    fn vjp_batch(&self, cx: &RuleCtx<'_, T>, g: &Tensor<T>, _k: usize) -> Vec<Option<Tensor<T>>> {
+        vec![
+            cx.needs(0).then(|| batch::sum_to(g.clone(), &cx.input_shape(0))),
+            cx.needs(1).then(|| batch::sum_to(g.map(|x| -x), &cx.input_shape(1))),
+        ]
     }
     #[inline]
     fn scalar_vjp(&self, _: &[T], _: T, g: T, cot: &mut [T]) -> bool {
@@ -178,6 +211,22 @@ impl<T: Float> Rule<T> for Mul {
             (None, None) => None,
         }
     }
+    fn jvp_batch(&self, cx: &RuleCtx<'_, T>, t: &[Option<Tensor<T>>], _k: usize) -> Option<Tensor<T>> {
+        let (a, b) = (cx.input(0).value(), cx.input(1).value());
+        let rank = cx.output().shape().len();
+        let terms = [
+            t[0].clone().map(|ta| product(&batch::align(ta, rank), &b)),
+            t[1].clone().map(|tb| product(&batch::align(tb, rank), &a)),
+        ];
+        batch::linear_combination(&terms, &[T::one(), T::one()], &cx.output().shape())
+    }
+    fn vjp_batch(&self, cx: &RuleCtx<'_, T>, g: &Tensor<T>, _k: usize) -> Vec<Option<Tensor<T>>> {
+        let (a, b) = (cx.input(0).value(), cx.input(1).value());
+        vec![
+            cx.needs(0).then(|| batch::sum_to(product(g, &b), &cx.input_shape(0))),
+            cx.needs(1).then(|| batch::sum_to(product(g, &a), &cx.input_shape(1))),
+        ]
+    }
     #[inline]
     fn scalar_vjp(&self, x: &[T], _: T, g: T, cot: &mut [T]) -> bool {
         cot.copy_from_slice(&[g * x[1], g * x[0]]);
@@ -213,6 +262,26 @@ impl<T: Float> Rule<T> for Div {
             (None, None) => None,
         }
     }
+    fn jvp_batch(&self, cx: &RuleCtx<'_, T>, t: &[Option<Tensor<T>>], _k: usize) -> Option<Tensor<T>> {
+        let (b, out) = (cx.input(1).value(), cx.output().value());
+        let rank = cx.output().shape().len();
+        let over_b = |x: &Tensor<T>| zip_batch(x, &b, |x, b| x / b);
+        let terms = [
+            t[0].clone().map(|ta| over_b(&batch::align(ta, rank))),
+            t[1].clone().map(|tb| over_b(&product(&batch::align(tb, rank), &out))),
+        ];
+        batch::linear_combination(&terms, &[T::one(), -T::one()], &cx.output().shape())
+    }
+    fn vjp_batch(&self, cx: &RuleCtx<'_, T>, g: &Tensor<T>, _k: usize) -> Vec<Option<Tensor<T>>> {
+        let (b, out) = (cx.input(1).value(), cx.output().value());
+        let over_b = |x: &Tensor<T>| zip_batch(x, &b, |x, b| x / b);
+        vec![
+            cx.needs(0).then(|| batch::sum_to(over_b(g), &cx.input_shape(0))),
+            cx.needs(1).then(|| {
+                batch::sum_to(over_b(&product(g, &out)).map(|x| -x), &cx.input_shape(1))
+            }),
+        ]
+    }
     #[inline]
     fn scalar_vjp(&self, x: &[T], y: T, g: T, cot: &mut [T]) -> bool {
         cot.copy_from_slice(&[g / x[1], -(g * y / x[1])]);
@@ -236,6 +305,12 @@ impl<T: Float> Rule<T> for Neg {
     }
     fn jvp<'t>(&self, _: &RuleCtx<'t, T>, t: &[Option<Val<'t, T>>]) -> Option<Val<'t, T>> {
         t[0].as_ref().map(|t| -t)
+    }
+    fn jvp_batch(&self, cx: &RuleCtx<'_, T>, t: &[Option<Tensor<T>>], _k: usize) -> Option<Tensor<T>> {
+        batch::jvp_elementwise(self, cx, t)
+    }
+    fn vjp_batch(&self, cx: &RuleCtx<'_, T>, g: &Tensor<T>, _k: usize) -> Vec<Option<Tensor<T>>> {
+        batch::vjp_elementwise(self, cx, g)
     }
     #[inline]
     fn scalar_vjp(&self, _: &[T], _: T, g: T, cot: &mut [T]) -> bool {
@@ -298,6 +373,12 @@ impl<T: Float> Rule<T> for ScalarOp<T> {
     fn jvp<'t>(&self, cx: &RuleCtx<'t, T>, t: &[Option<Val<'t, T>>]) -> Option<Val<'t, T>> {
         t[0].as_ref().map(|t| self.derivative(cx, t))
     }
+    fn jvp_batch(&self, cx: &RuleCtx<'_, T>, t: &[Option<Tensor<T>>], _k: usize) -> Option<Tensor<T>> {
+        batch::jvp_elementwise(self, cx, t)
+    }
+    fn vjp_batch(&self, cx: &RuleCtx<'_, T>, g: &Tensor<T>, _k: usize) -> Vec<Option<Tensor<T>>> {
+        batch::vjp_elementwise(self, cx, g)
+    }
     #[inline]
     fn scalar_vjp(&self, x: &[T], y: T, g: T, cot: &mut [T]) -> bool {
         cot[0] = match *self {
@@ -352,6 +433,12 @@ impl<T: Float> Rule<T> for SumTo {
     fn jvp<'t>(&self, _: &RuleCtx<'t, T>, t: &[Option<Val<'t, T>>]) -> Option<Val<'t, T>> {
         t[0].as_ref().map(|t| sum_to(t, &self.0))
     }
+    fn jvp_batch(&self, _: &RuleCtx<'_, T>, t: &[Option<Tensor<T>>], _k: usize) -> Option<Tensor<T>> {
+        t[0].clone().map(|t| batch::sum_to(t, &self.0))
+    }
+    fn vjp_batch(&self, cx: &RuleCtx<'_, T>, g: &Tensor<T>, _k: usize) -> Vec<Option<Tensor<T>>> {
+        vec![Some(batch::stretch(g.clone(), &cx.input_shape(0)))]
+    }
 }
 
 /// Broadcasts a tensor to a shape under numpy's rules (materialised).
@@ -380,6 +467,12 @@ impl<T: Float> Rule<T> for BroadcastTo {
     }
     fn jvp<'t>(&self, _: &RuleCtx<'t, T>, t: &[Option<Val<'t, T>>]) -> Option<Val<'t, T>> {
         t[0].as_ref().map(|t| broadcast_to(t, &self.0))
+    }
+    fn jvp_batch(&self, _: &RuleCtx<'_, T>, t: &[Option<Tensor<T>>], _k: usize) -> Option<Tensor<T>> {
+        t[0].clone().map(|t| batch::stretch(t, &self.0))
+    }
+    fn vjp_batch(&self, cx: &RuleCtx<'_, T>, g: &Tensor<T>, _k: usize) -> Vec<Option<Tensor<T>>> {
+        vec![Some(batch::sum_to(g.clone(), &cx.input_shape(0)))]
     }
 }
 

@@ -15,6 +15,10 @@
 //!    rules' own derivatives; the squared form feeds each VJP a cotangent that depends on
 //!    `x`, so a rule that reads its cotangent's value instead of differentiating through
 //!    it is caught even when the op is linear.
+//! 5. **batched sweeps** against one-tangent sweeps: three tangents pushed at once
+//!    ([`Tape::jvp_batch`]) and three cotangents pulled at once ([`Tape::vjp_batch`]) must
+//!    give what three separate sweeps give, to rounding; with second order, the same over
+//!    the recorded gradient, which runs the batched rules of the VJPs' own ops.
 //!
 //! On failure, [`CheckFailure`] names the check, the input, the worst entry's index, both
 //! values and the tolerance used.
@@ -339,6 +343,12 @@ where
         .into_iter()
         .map(|v| v.value().into_array())
         .collect();
+    let mut dirs = Directions(w.len() as u64 ^ 0x5eed);
+    let batch_labels = [
+        "batched forward sweep over the gradient vs one tangent at a time",
+        "batched reverse sweep over the gradient vs one cotangent at a time",
+    ];
+    batched_sweeps(&tape, &g, &xs, &mut dirs, cmp, batch_labels)?;
     let mut gv: Option<Var<'_, f64>> = None;
     for (gi, v) in g.iter().zip(vs) {
         let term = crate::arith::sum_to(&(*gi * tape.constant(v.clone())), &[]);
@@ -362,6 +372,59 @@ where
         let fd = (&g_plus[i] - &g_minus[i]) / (2.0 * h);
         cmp.compare(labels[0], Some(i), &hv_fwd[i], &fd)?;
         cmp.compare(labels[1], Some(i), &hv_rev[i], &fd)?;
+    }
+    Ok(())
+}
+
+/// How many tangents or cotangents the kit's batched comparisons push at once.
+const CHECK_BATCH: usize = 3;
+
+/// Compares the batched sweeps over a recording with one sweep per batch element: a batch
+/// of random tangents from `inputs` to `outputs`, and (for each output) a batch of random
+/// cotangents back to `inputs`. Agreement is to rounding, under the check's tolerance.
+fn batched_sweeps(
+    tape: &Tape<f64>,
+    outputs: &[Var<'_, f64>],
+    inputs: &[Var<'_, f64>],
+    dirs: &mut Directions,
+    cmp: &mut Comparer<'_>,
+    labels: [&'static str; 2],
+) -> Result<(), CheckFailure> {
+    let k = CHECK_BATCH;
+    let batch_of = |dirs: &mut Directions, shape: &[usize]| {
+        dirs.array(&crate::batch::batched_shape(k, shape))
+    };
+    let tangents: Vec<ArrayD<f64>> = inputs.iter().map(|x| batch_of(dirs, &x.shape())).collect();
+    let batched = tape
+        .jvp_batch(outputs, inputs, tangents.iter().cloned().map(Tensor::from_array).collect())
+        .map_err(sweep("batched forward sweep"))?;
+    for b in 0..k {
+        let one: Vec<Val<'_, f64>> = tangents
+            .iter()
+            .map(|t| Val::Const(Tensor::from_array(t.index_axis(ndarray::Axis(0), b).to_owned())))
+            .collect();
+        let single = tape
+            .jvp_with(outputs, inputs, one, &JvpOptions::new())
+            .map_err(sweep("forward sweep"))?;
+        for (out, s) in batched.iter().zip(single) {
+            let got = out.index_axis(ndarray::Axis(0), b).to_owned();
+            cmp.compare(labels[0], None, &got, &s.value().into_array())?;
+        }
+    }
+    for y in outputs {
+        let w = batch_of(dirs, &y.shape());
+        let batched = tape
+            .vjp_batch(*y, Tensor::from_array(w.clone()), inputs)
+            .map_err(sweep("batched reverse sweep"))?;
+        for b in 0..k {
+            let seed = w.index_axis(ndarray::Axis(0), b).to_owned();
+            let opts = GradOptions::new().retain_graph().seed(seed);
+            let single = tape.grad_with(*y, inputs, &opts).map_err(sweep("reverse sweep"))?;
+            for (i, (g, s)) in batched.iter().zip(single).enumerate() {
+                let got = g.index_axis(ndarray::Axis(0), b).to_owned();
+                cmp.compare(labels[1], Some(i), &got, &s.value().into_array())?;
+            }
+        }
     }
     Ok(())
 }
@@ -432,6 +495,13 @@ where
     let lhs = ndarray::arr0(dot(&w, &jv)).into_dyn();
     let rhs = ndarray::arr0(jtw.iter().zip(&vs).map(|(g, v)| dot(g, v)).sum::<f64>()).into_dyn();
     cmp.compare("transpose identity <w, Jv> = <J^T w, v>", None, &lhs, &rhs)?;
+
+    // 5. Batched sweeps against one sweep per batch element.
+    let labels = [
+        "batched forward sweep vs one tangent at a time",
+        "batched reverse sweep vs one cotangent at a time",
+    ];
+    batched_sweeps(&tape, &[y], &xs, &mut dirs, &mut cmp, labels)?;
 
     if opts.second_order {
         // 4. Hessian-vector products, against differences of the reverse-mode gradient:

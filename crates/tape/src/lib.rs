@@ -24,6 +24,8 @@
 //! ```
 
 pub mod arith;
+pub mod batch;
+mod batch_sweep;
 pub mod chain;
 pub mod check;
 mod error;

@@ -204,6 +204,32 @@ pub trait Rule<T: Float>: 'static {
         false
     }
 
+    /// The batched JVP: `tangents[i]` is `None` (zero) or a plain tensor of shape
+    /// `[k] ++ input_shape(i)` holding `k` tangents of input `i`; returns the `k` tangents of
+    /// the output as one tensor of shape `[k] ++ output_shape` (`None`: all zero). The
+    /// batched forward sweep ([`Tape::jvp_batch`](crate::Tape::jvp_batch)) calls it with a
+    /// plain context. The default calls [`jvp`](Rule::jvp) once per batch element
+    /// ([`batch::jvp_each`](crate::batch::jvp_each)); override it when one call on the
+    /// whole batch is cheaper (see [`batch`](crate::batch) for the helpers). It must agree
+    /// with `jvp`, which the gradient-checking kit verifies.
+    fn jvp_batch(
+        &self,
+        cx: &RuleCtx<'_, T>,
+        tangents: &[Option<Tensor<T>>],
+        k: usize,
+    ) -> Option<Tensor<T>> {
+        crate::batch::jvp_each(self, cx, tangents, k)
+    }
+
+    /// The batched VJP: `cotangent` has shape `[k] ++ output_shape` and holds `k` cotangents
+    /// of the output; returns, per input, `None` (not needed, or zero) or the `k` cotangents
+    /// of that input as one tensor of shape `[k] ++ input_shape(i)`. The default calls
+    /// [`vjp`](Rule::vjp) once per batch element
+    /// ([`batch::vjp_each`](crate::batch::vjp_each)).
+    fn vjp_batch(&self, cx: &RuleCtx<'_, T>, cotangent: &Tensor<T>, k: usize) -> Vec<Option<Tensor<T>>> {
+        crate::batch::vjp_each(self, cx, cotangent, k)
+    }
+
     /// Bytes of state the forward computation kept in `self` for the rules (for the tape's
     /// memory accounting). Inputs and output are counted by the tape.
     fn saved_bytes(&self) -> usize {

@@ -6,6 +6,7 @@
 //! on [`Val`] so that second derivatives flow through it; [`Unary`] turns that into a
 //! [`Rule`]. Users can define their own elementwise ops the same way.
 
+use retrograd_tape::batch;
 use retrograd_tape::{Cotangents, Float, Operand, Rule, RuleCtx, Tensor, Val};
 
 /// An elementwise function of one tensor, described by its value and its derivative.
@@ -89,6 +90,14 @@ impl<T: Float, U: UnaryFn<T>> Rule<T> for Unary<U> {
         t[0].as_ref()
             .map(|t| self.0.chain(cx.input(0), cx.output(), t))
     }
+    /// `chain` multiplies the tangents elementwise with values of the input's shape, so the
+    /// batch goes through it as it is.
+    fn jvp_batch(&self, cx: &RuleCtx<'_, T>, t: &[Option<Tensor<T>>], _k: usize) -> Option<Tensor<T>> {
+        batch::jvp_elementwise(self, cx, t)
+    }
+    fn vjp_batch(&self, cx: &RuleCtx<'_, T>, g: &Tensor<T>, _k: usize) -> Vec<Option<Tensor<T>>> {
+        batch::vjp_elementwise(self, cx, g)
+    }
     #[inline]
     fn scalar_vjp(&self, x: &[T], y: T, g: T, cotangents: &mut [T]) -> bool {
         match self.0.chain_scalar(x[0], y, g) {
@@ -149,7 +158,9 @@ impl<T: Float, S: OutputSlope<T>> Rule<T> for SlopeProduct<S> {
         if let (Tensor::Scalar(g), Tensor::Scalar(y)) = (g, y) {
             return Ok(Tensor::Scalar(*g * S::slope(*y)));
         }
-        if g.shape() != y.shape() {
+        // A batch of cotangents (leading batch axes, from a batched sweep) is the only
+        // other shape accepted.
+        if !g.shape().ends_with(y.shape()) {
             return Err(format!(
                 "the cotangent's shape {:?} is not the output's {:?}",
                 g.shape(),
@@ -165,6 +176,12 @@ impl<T: Float, S: OutputSlope<T>> Rule<T> for SlopeProduct<S> {
             cx.needs(0).then(|| slope_product::<T, S, _>(u, y)),
             cx.needs(1).then(|| &(u * g) * &S::slope_derivative(y)),
         ])
+    }
+    fn jvp_batch(&self, cx: &RuleCtx<'_, T>, t: &[Option<Tensor<T>>], _k: usize) -> Option<Tensor<T>> {
+        batch::jvp_elementwise(self, cx, t)
+    }
+    fn vjp_batch(&self, cx: &RuleCtx<'_, T>, u: &Tensor<T>, _k: usize) -> Vec<Option<Tensor<T>>> {
+        batch::vjp_elementwise(self, cx, u)
     }
     fn jvp<'t>(&self, cx: &RuleCtx<'t, T>, t: &[Option<Val<'t, T>>]) -> Option<Val<'t, T>> {
         let (g, y) = (cx.input(0), cx.input(1));

@@ -32,7 +32,9 @@ use retrograd_tape::{
     Cotangents, Float, Operand, Rule, RuleCtx, Shape, Tensor, Val, broadcast_shapes,
 };
 
+use super::batched::{Side, product_batch};
 use super::kernel::gemm;
+use retrograd_tape::batch;
 use crate::shape::reshape_exact;
 
 /// The matrix product `op(A) · op(B)` under numpy's `matmul` rules; see the
@@ -221,6 +223,66 @@ impl<T: Float> Rule<T> for MatMul {
             reshape_exact(&d, &sb)
         });
         Cotangents::from([da, db])
+    }
+
+    /// One product per side for the whole batch (see [`batched`](super::batched)).
+    fn jvp_batch(&self, cx: &RuleCtx<'_, T>, t: &[Option<Tensor<T>>], k: usize) -> Option<Tensor<T>> {
+        if self.sum_batch {
+            return batch::jvp_each(self, cx, t, k);
+        }
+        let (a, b) = (cx.input(0).value(), cx.input(1).value());
+        let out = cx.output().shape();
+        let flags = (self.transpose_a, self.transpose_b);
+        let terms = [
+            t[0].as_ref().map(|ta| product_batch(ta, &b, Side::Left, flags, Some(&out))),
+            t[1].as_ref().map(|tb| product_batch(tb, &a, Side::Right, flags, Some(&out))),
+        ];
+        batch::linear_combination(&terms, &[T::one(), T::one()], &out)
+    }
+
+    /// The rules of [`vjp`](Rule::vjp) on promoted operands, one product per input for the
+    /// whole batch.
+    fn vjp_batch(&self, cx: &RuleCtx<'_, T>, g: &Tensor<T>, k: usize) -> Vec<Option<Tensor<T>>> {
+        let (sa, sb) = (cx.input_shape(0), cx.input_shape(1));
+        if self.sum_batch || (sa.len() == 1 && sb.len() == 1) {
+            return batch::vjp_each(self, cx, g, k);
+        }
+        let (a_vec, b_vec) = (sa.len() == 1, sb.len() == 1);
+        let sa2: Shape = if a_vec { Shape::from_slice(&[1, sa[0]]) } else { sa.clone() };
+        let sb2: Shape = if b_vec { Shape::from_slice(&[sb[0], 1]) } else { sb.clone() };
+        let mut sg = cx.output().shape();
+        if a_vec {
+            let pos = sg.len() - usize::from(!b_vec);
+            sg.insert(pos, 1);
+        }
+        if b_vec {
+            sg.push(1);
+        }
+        let a2 = batch::reshape(cx.input(0).value(), &sa2);
+        let b2 = batch::reshape(cx.input(1).value(), &sb2);
+        let g2 = batch::reshape(g.clone(), &batch::batched_shape(k, &sg));
+        let ta = self.transpose_a && !a_vec;
+        let tb = self.transpose_b && !b_vec;
+        let finish = |d: Tensor<T>, promoted: &[usize], shape: &[usize]| {
+            batch::reshape(batch::sum_to(d, promoted), &batch::batched_shape(k, shape))
+        };
+        let da = cx.needs(0).then(|| {
+            let d = if ta {
+                product_batch(&g2, &b2, Side::Right, (tb, true), None)
+            } else {
+                product_batch(&g2, &b2, Side::Left, (false, !tb), None)
+            };
+            finish(d, &sa2, &sa)
+        });
+        let db = cx.needs(1).then(|| {
+            let d = if tb {
+                product_batch(&g2, &a2, Side::Left, (true, ta), None)
+            } else {
+                product_batch(&g2, &a2, Side::Right, (!ta, false), None)
+            };
+            finish(d, &sb2, &sb)
+        });
+        vec![da, db]
     }
 
     fn jvp<'t>(&self, cx: &RuleCtx<'t, T>, t: &[Option<Val<'t, T>>]) -> Option<Val<'t, T>> {
