@@ -8,7 +8,9 @@ use proptest::prelude::*;
 use retrograd::prelude::*;
 use retrograd::tape::check::{CheckOptions, check_gradients};
 use retrograd::tape::strategies::config;
-use retrograd::tape::transforms::{func, hessian, hvp, jacfwd, jacrev};
+use retrograd::tape::transforms::{
+    JacobianOptions, Mode, func, hessian, hvp, jacfwd, jacobian_with, jacrev,
+};
 use retrograd_tests::{
     Case, ProgramConfig, assert_close, fd_jacobian, program_case, weights, worst,
 };
@@ -170,6 +172,79 @@ proptest! {
         for (a, b) in g32.iter().zip(&g64) {
             let (e, _) = worst(a, b, 1e-3, 1e-4 * gscale);
             prop_assert!(e <= 1.0, "f32 gradient {a}\nvs f64 {b}\n{case:?}");
+        }
+    }
+
+    /// Batched sweeps with a random batch size (1 included) give, batch element by batch
+    /// element, what one-tangent and one-cotangent sweeps give.
+    #[test]
+    fn batched_sweeps_equal_one_at_a_time(
+        case in program_case(ProgramConfig::with_kinks()),
+        k in 1usize..=5,
+        seed in any::<u64>(),
+    ) {
+        let tape = Tape::<f64>::new();
+        let xs: Vec<_> = case.inputs.iter().map(|x| tape.var(x.clone())).collect();
+        let y = case.program.eval(&xs);
+        let mut s = seed;
+        let mut random = |shape: &[usize]| {
+            let mut full = vec![k];
+            full.extend_from_slice(shape);
+            ArrayD::from_shape_simple_fn(IxDyn(&full), || {
+                s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                (s >> 11) as f64 / (1u64 << 53) as f64 - 0.5
+            })
+        };
+        let tangents: Vec<ArrayD<f64>> = case.inputs.iter().map(|x| random(x.shape())).collect();
+        let cots = random(case.program.output_shape());
+        let fwd = tape
+            .jvp_batch(&[y], &xs, tangents.iter().cloned().map(Tensor::from_array).collect())
+            .unwrap();
+        let rev = tape.vjp_batch(y, Tensor::from_array(cots.clone()), &xs).unwrap();
+        let at = |a: &ArrayD<f64>, b: usize| a.index_axis(ndarray::Axis(0), b).to_owned();
+        for b in 0..k {
+            let one: Vec<Tensor<f64>> = tangents.iter().map(|t| Tensor::from_array(at(t, b))).collect();
+            let jv = tape.jvp(&[y], &xs, one).unwrap();
+            assert_close(&at(&fwd[0], b), &jv[0], 1e-12, 1e-13, &case);
+            let opts = GradOptions::new().retain_graph().seed(at(&cots, b));
+            let g = tape.grad_with(y, &xs, &opts).unwrap();
+            for (i, gi) in g.iter().enumerate() {
+                assert_close(&at(&rev[i], b), &gi.value().to_array(), 1e-12, 1e-13, &case);
+            }
+        }
+    }
+
+    /// Every way `jacobian_with` builds a Jacobian (forward, reverse, the tape's cut-point
+    /// bracketing, Auto), with any chunk size, agrees with the Jacobian assembled from one
+    /// forward sweep per input element.
+    #[test]
+    fn every_jacobian_plan_agrees_with_one_tangent_sweeps(
+        case in program_case(ProgramConfig::with_kinks()),
+        chunk in prop::option::of(1usize..=4),
+    ) {
+        let x = case.packed();
+        let n = x.len();
+        let tape = Tape::<f64>::new();
+        let xv = tape.var(x.clone());
+        let y = case.eval_packed(xv);
+        let m = y.value().len();
+        let mut reference = ndarray::Array2::<f64>::zeros((m, n));
+        for i in 0..n {
+            let mut e = ArrayD::zeros(IxDyn(&[n]));
+            e[i] = 1.0;
+            let col = tape.jvp(&[y], &[xv], vec![Tensor::from_array(e)]).unwrap().remove(0);
+            reference.column_mut(i).assign(&ndarray::Array1::from_iter(col.iter().copied()));
+        }
+        let mut shape = case.program.output_shape().to_vec();
+        shape.push(n);
+        let reference = reference.into_shape_with_order(shape).unwrap();
+        let scale = reference.iter().fold(1.0f64, |a, e| a.max(e.abs()));
+        for mode in [Mode::Forward, Mode::Reverse, Mode::Bracketed, Mode::Auto] {
+            let mut opts = JacobianOptions::new().mode(mode);
+            opts.chunk = chunk;
+            let j = jacobian_with(|x| case.eval_packed(x), &x, &opts).unwrap();
+            prop_assert_ne!(j.mode, Mode::Auto);
+            assert_close(&j.jacobian, &reference, 1e-12, 1e-12 * scale, &case);
         }
     }
 }

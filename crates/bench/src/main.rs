@@ -3,7 +3,7 @@
 //! ```text
 //! cargo run --release -p retrograd-bench -- [--quick] [--kernel gemm|matrixmultiply] [WORKLOAD...]
 //! ```
-//! Workloads: `all` (the default), `w1`, `kernels` (alias `gemm`), `w2`, `dp`, `w5`, `w6`,
+//! Workloads: `all` (the default), `w1`, `kernels` (alias `gemm`), `w2`, `dp`, `w5`, `jac`, `w6`,
 //! `w7`, `recording`. Every result
 //! is one `name value unit` line on stdout; notes go to stderr. `--quick` shrinks every
 //! workload (a smoke test for CI; its timings mean nothing). A failed check (a checksum
@@ -22,6 +22,7 @@
 
 mod alloc;
 mod inputs;
+mod jac;
 mod kernels;
 mod recording;
 mod report;
@@ -47,7 +48,17 @@ use report::Report;
 const THREADS: usize = 2;
 
 /// The workloads `all` runs, in order.
-const ALL: [&str; 8] = ["w1", "kernels", "w2", "dp", "w5", "w6", "w7", "recording"];
+const ALL: [&str; 9] = [
+    "w1",
+    "kernels",
+    "w2",
+    "dp",
+    "w5",
+    "jac",
+    "w6",
+    "w7",
+    "recording",
+];
 
 /// Command-line options.
 #[derive(Clone, Copy, Debug)]
@@ -61,7 +72,7 @@ struct Options {
 /// The usage text.
 const USAGE: &str = "\
 usage: retrograd-bench [--quick] [--kernel gemm|matrixmultiply] [WORKLOAD...]
-workloads: all (default), w1, kernels (alias gemm), w2, dp, w5, w6, w7, recording
+workloads: all (default), w1, kernels (alias gemm), w2, dp, w5, jac, w6, w7, recording
   w1         scalar chain: hand-coded adjoint, then the engine (ns per op, checksums,
              flatness from 1e3 to 1e6 ops, bytes per node)
   kernels    f32 1024^3 GEMM rate, W2's eight matmul shapes and the hand-written
@@ -70,7 +81,9 @@ workloads: all (default), w1, kernels (alias gemm), w2, dp, w5, w6, w7, recordin
              kernel (ratio, GEMM fraction), the nn path (Session, Sgd), and W3
   dp         W2-sized step at batch 256: Session on the whole batch, DataParallel on
              1 and 2 threads, interleaved (medians, spreads, speed-up)
-  w5         Hessian-vector product / gradient
+  w5         Hessian-vector product / gradient, and the full Hessian / one HVP
+  jac        Jacobians end to end of four tanh chains: jacobian(Auto), batched
+             jacfwd/jacrev and one tangent per sweep
   w6         peak and growth of resident memory, hand-written and engine (child processes)
   w7         LeNet-5-sized CNN step: nn path against a hand-written step on the same
              conv and GEMM kernels (ratio, forward share, conv GFLOP/s), and its memory
@@ -178,6 +191,7 @@ fn run_workload(report: &mut Report, name: &str, opts: Options) -> bool {
             w1::run_engine(report, opts.quick);
         }
         "w5" => w5::run(report, opts.quick),
+        "jac" => jac::run(report, opts.quick),
         "w7" => {
             w7::run(report, opts.quick);
             spawn_child(report, &["w7-memory"], opts.quick, None);

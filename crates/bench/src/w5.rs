@@ -3,7 +3,8 @@
 //! closed formulas (layers k = 1, 2), `x[i] = sin(i)` and `v[i] = cos(i)`. The figure is the
 //! time of one `transforms::hvp` (a recorded reverse sweep, then a forward sweep over it)
 //! divided by the time of one `transforms::grad` (record, plain reverse sweep), both on a
-//! fresh tape as those functions make one.
+//! fresh tape as those functions make one. Then the full Hessian (`transforms::hessian`)
+//! against one HVP: `w5.hessian_ms`, `w5.hessian_over_hvp`.
 
 use ndarray::{Array1, ArrayD};
 use retrograd::ops::prelude::*;
@@ -83,4 +84,25 @@ pub fn run(report: &mut Report, quick: bool) {
     report.push("w5.grad_us", grad / 1e3, "us");
     report.push("w5.hvp_us", hvp / 1e3, "us");
     report.push("w5.ratio", hvp / grad, "x");
+
+    // The full Hessian (batched forward sweeps over one recorded gradient) against one
+    // HVP in the same run.
+    let h = transforms::hessian(f, &x).expect("W5 hessian");
+    let hv_from_h = h
+        .into_shape_with_order((n, n))
+        .expect("[n, n]")
+        .dot(&v.view().into_dimensionality::<ndarray::Ix1>().expect("1-D"));
+    let err = hv_from_h
+        .iter()
+        .zip(hv.iter())
+        .fold(0.0f64, |m, (a, b)| m.max((a - b).abs()));
+    if err.is_nan() || err > 1e-10 * (1.0 + scale) {
+        report.fail(format!("w5: H · v differs from hvp by {err:e}"));
+    }
+    let hess_reps = if quick { 1 } else { 7 };
+    let hessian = median_ns(1, hess_reps, || {
+        transforms::hessian(f, black_box(&x)).map(|h| h.len())
+    });
+    report.push("w5.hessian_ms", hessian / 1e6, "ms");
+    report.push("w5.hessian_over_hvp", hessian / hvp, "x");
 }

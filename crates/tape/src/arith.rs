@@ -125,13 +125,20 @@ impl<T: Float> Rule<T> for Add {
             (None, None) => None,
         }
     }
-    fn jvp_batch(&self, cx: &RuleCtx<'_, T>, t: &[Option<Tensor<T>>], _k: usize) -> Option<Tensor<T>> {
+    fn jvp_batch(
+        &self,
+        cx: &RuleCtx<'_, T>,
+        t: &[Option<Tensor<T>>],
+        _k: usize,
+    ) -> Option<Tensor<T>> {
         batch::linear_combination(t, &[T::one(), T::one()], &cx.output().shape())
     }
     fn vjp_batch(&self, cx: &RuleCtx<'_, T>, g: &Tensor<T>, _k: usize) -> Vec<Option<Tensor<T>>> {
         vec![
-            cx.needs(0).then(|| batch::sum_to(g.clone(), &cx.input_shape(0))),
-            cx.needs(1).then(|| batch::sum_to(g.clone(), &cx.input_shape(1))),
+            cx.needs(0)
+                .then(|| batch::sum_to(g.clone(), &cx.input_shape(0))),
+            cx.needs(1)
+                .then(|| batch::sum_to(g.clone(), &cx.input_shape(1))),
         ]
     }
     #[inline]
@@ -167,13 +174,20 @@ impl<T: Float> Rule<T> for Sub {
             (None, None) => None,
         }
     }
-    fn jvp_batch(&self, cx: &RuleCtx<'_, T>, t: &[Option<Tensor<T>>], _k: usize) -> Option<Tensor<T>> {
+    fn jvp_batch(
+        &self,
+        cx: &RuleCtx<'_, T>,
+        t: &[Option<Tensor<T>>],
+        _k: usize,
+    ) -> Option<Tensor<T>> {
         batch::linear_combination(t, &[T::one(), -T::one()], &cx.output().shape())
     }
     fn vjp_batch(&self, cx: &RuleCtx<'_, T>, g: &Tensor<T>, _k: usize) -> Vec<Option<Tensor<T>>> {
         vec![
-            cx.needs(0).then(|| batch::sum_to(g.clone(), &cx.input_shape(0))),
-            cx.needs(1).then(|| batch::sum_to(g.map(|x| -x), &cx.input_shape(1))),
+            cx.needs(0)
+                .then(|| batch::sum_to(g.clone(), &cx.input_shape(0))),
+            cx.needs(1)
+                .then(|| batch::sum_to(g.map(|x| -x), &cx.input_shape(1))),
         ]
     }
     #[inline]
@@ -211,7 +225,12 @@ impl<T: Float> Rule<T> for Mul {
             (None, None) => None,
         }
     }
-    fn jvp_batch(&self, cx: &RuleCtx<'_, T>, t: &[Option<Tensor<T>>], _k: usize) -> Option<Tensor<T>> {
+    fn jvp_batch(
+        &self,
+        cx: &RuleCtx<'_, T>,
+        t: &[Option<Tensor<T>>],
+        _k: usize,
+    ) -> Option<Tensor<T>> {
         let (a, b) = (cx.input(0).value(), cx.input(1).value());
         let rank = cx.output().shape().len();
         let terms = [
@@ -223,8 +242,10 @@ impl<T: Float> Rule<T> for Mul {
     fn vjp_batch(&self, cx: &RuleCtx<'_, T>, g: &Tensor<T>, _k: usize) -> Vec<Option<Tensor<T>>> {
         let (a, b) = (cx.input(0).value(), cx.input(1).value());
         vec![
-            cx.needs(0).then(|| batch::sum_to(product(g, &b), &cx.input_shape(0))),
-            cx.needs(1).then(|| batch::sum_to(product(g, &a), &cx.input_shape(1))),
+            cx.needs(0)
+                .then(|| batch::sum_to(product(g, &b), &cx.input_shape(0))),
+            cx.needs(1)
+                .then(|| batch::sum_to(product(g, &a), &cx.input_shape(1))),
         ]
     }
     #[inline]
@@ -262,13 +283,19 @@ impl<T: Float> Rule<T> for Div {
             (None, None) => None,
         }
     }
-    fn jvp_batch(&self, cx: &RuleCtx<'_, T>, t: &[Option<Tensor<T>>], _k: usize) -> Option<Tensor<T>> {
+    fn jvp_batch(
+        &self,
+        cx: &RuleCtx<'_, T>,
+        t: &[Option<Tensor<T>>],
+        _k: usize,
+    ) -> Option<Tensor<T>> {
         let (b, out) = (cx.input(1).value(), cx.output().value());
         let rank = cx.output().shape().len();
         let over_b = |x: &Tensor<T>| zip_batch(x, &b, |x, b| x / b);
         let terms = [
             t[0].clone().map(|ta| over_b(&batch::align(ta, rank))),
-            t[1].clone().map(|tb| over_b(&product(&batch::align(tb, rank), &out))),
+            t[1].clone()
+                .map(|tb| over_b(&product(&batch::align(tb, rank), &out))),
         ];
         batch::linear_combination(&terms, &[T::one(), -T::one()], &cx.output().shape())
     }
@@ -276,10 +303,10 @@ impl<T: Float> Rule<T> for Div {
         let (b, out) = (cx.input(1).value(), cx.output().value());
         let over_b = |x: &Tensor<T>| zip_batch(x, &b, |x, b| x / b);
         vec![
-            cx.needs(0).then(|| batch::sum_to(over_b(g), &cx.input_shape(0))),
-            cx.needs(1).then(|| {
-                batch::sum_to(over_b(&product(g, &out)).map(|x| -x), &cx.input_shape(1))
-            }),
+            cx.needs(0)
+                .then(|| batch::sum_to(over_b(g), &cx.input_shape(0))),
+            cx.needs(1)
+                .then(|| batch::sum_to(over_b(&product(g, &out)).map(|x| -x), &cx.input_shape(1))),
         ]
     }
     #[inline]
@@ -306,7 +333,12 @@ impl<T: Float> Rule<T> for Neg {
     fn jvp<'t>(&self, _: &RuleCtx<'t, T>, t: &[Option<Val<'t, T>>]) -> Option<Val<'t, T>> {
         t[0].as_ref().map(|t| -t)
     }
-    fn jvp_batch(&self, cx: &RuleCtx<'_, T>, t: &[Option<Tensor<T>>], _k: usize) -> Option<Tensor<T>> {
+    fn jvp_batch(
+        &self,
+        cx: &RuleCtx<'_, T>,
+        t: &[Option<Tensor<T>>],
+        _k: usize,
+    ) -> Option<Tensor<T>> {
         batch::jvp_elementwise(self, cx, t)
     }
     fn vjp_batch(&self, cx: &RuleCtx<'_, T>, g: &Tensor<T>, _k: usize) -> Vec<Option<Tensor<T>>> {
@@ -373,7 +405,12 @@ impl<T: Float> Rule<T> for ScalarOp<T> {
     fn jvp<'t>(&self, cx: &RuleCtx<'t, T>, t: &[Option<Val<'t, T>>]) -> Option<Val<'t, T>> {
         t[0].as_ref().map(|t| self.derivative(cx, t))
     }
-    fn jvp_batch(&self, cx: &RuleCtx<'_, T>, t: &[Option<Tensor<T>>], _k: usize) -> Option<Tensor<T>> {
+    fn jvp_batch(
+        &self,
+        cx: &RuleCtx<'_, T>,
+        t: &[Option<Tensor<T>>],
+        _k: usize,
+    ) -> Option<Tensor<T>> {
         batch::jvp_elementwise(self, cx, t)
     }
     fn vjp_batch(&self, cx: &RuleCtx<'_, T>, g: &Tensor<T>, _k: usize) -> Vec<Option<Tensor<T>>> {
@@ -433,7 +470,12 @@ impl<T: Float> Rule<T> for SumTo {
     fn jvp<'t>(&self, _: &RuleCtx<'t, T>, t: &[Option<Val<'t, T>>]) -> Option<Val<'t, T>> {
         t[0].as_ref().map(|t| sum_to(t, &self.0))
     }
-    fn jvp_batch(&self, _: &RuleCtx<'_, T>, t: &[Option<Tensor<T>>], _k: usize) -> Option<Tensor<T>> {
+    fn jvp_batch(
+        &self,
+        _: &RuleCtx<'_, T>,
+        t: &[Option<Tensor<T>>],
+        _k: usize,
+    ) -> Option<Tensor<T>> {
         t[0].clone().map(|t| batch::sum_to(t, &self.0))
     }
     fn vjp_batch(&self, cx: &RuleCtx<'_, T>, g: &Tensor<T>, _k: usize) -> Vec<Option<Tensor<T>>> {
@@ -468,7 +510,12 @@ impl<T: Float> Rule<T> for BroadcastTo {
     fn jvp<'t>(&self, _: &RuleCtx<'t, T>, t: &[Option<Val<'t, T>>]) -> Option<Val<'t, T>> {
         t[0].as_ref().map(|t| broadcast_to(t, &self.0))
     }
-    fn jvp_batch(&self, _: &RuleCtx<'_, T>, t: &[Option<Tensor<T>>], _k: usize) -> Option<Tensor<T>> {
+    fn jvp_batch(
+        &self,
+        _: &RuleCtx<'_, T>,
+        t: &[Option<Tensor<T>>],
+        _k: usize,
+    ) -> Option<Tensor<T>> {
         t[0].clone().map(|t| batch::stretch(t, &self.0))
     }
     fn vjp_batch(&self, cx: &RuleCtx<'_, T>, g: &Tensor<T>, _k: usize) -> Vec<Option<Tensor<T>>> {

@@ -205,7 +205,11 @@ pub fn linear_combination<T: Float>(
     let mut acc: Option<Tensor<T>> = None;
     for (t, &c) in tangents.iter().zip(coefficients) {
         let Some(t) = t else { continue };
-        let t = if c == T::one() { t.clone() } else { t.map(|x| x * c) };
+        let t = if c == T::one() {
+            t.clone()
+        } else {
+            t.map(|x| x * c)
+        };
         let t = stretch(t, shape);
         match &mut acc {
             Some(a) => a.add_assign(&t),
@@ -291,7 +295,10 @@ mod tests {
         assert_eq!(s.shape(), &[2, 2, 3]);
         assert_eq!(s.view()[[1, 0, 2]], 6.0);
         let back = sum_to(s, &[3]);
-        assert_eq!(back, Tensor::from_vec(&[2, 3], vec![2.0, 4.0, 6.0, 8.0, 10.0, 12.0]));
+        assert_eq!(
+            back,
+            Tensor::from_vec(&[2, 3], vec![2.0, 4.0, 6.0, 8.0, 10.0, 12.0])
+        );
         // A batch of scalars stretched to vectors and summed back.
         let k = Tensor::from_vec(&[2], vec![1.0, 2.0]);
         let v = stretch(k, &[3]);

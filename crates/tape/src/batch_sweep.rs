@@ -136,7 +136,11 @@ impl<T: Float> Tape<T> {
     ) -> Result<Vec<ArrayD<T>>> {
         self.check_sweep_vars("vjp_batch", &[output], inputs)?;
         let ins: SmallVec<[NodeKey; 4]> = inputs.iter().map(|v| v.key).collect();
-        let k = self.batch_of(&[output.key], std::slice::from_ref(&cotangents), "cotangent")?;
+        let k = self.batch_of(
+            &[output.key],
+            std::slice::from_ref(&cotangents),
+            "cotangent",
+        )?;
         self.reverse_batch(&ins, output.key, cotangents, k)
     }
 
@@ -181,7 +185,11 @@ impl<T: Float> Tape<T> {
             return Err(Error::InvalidOp {
                 op: "batched sweep",
                 shapes: batch.iter().map(|t| Shape::from_slice(t.shape())).collect(),
-                message: format!("{} values but {} batches of {what}s", keys.len(), batch.len()),
+                message: format!(
+                    "{} values but {} batches of {what}s",
+                    keys.len(),
+                    batch.len()
+                ),
                 location: std::panic::Location::caller(),
             });
         }
@@ -192,7 +200,10 @@ impl<T: Float> Tape<T> {
                 _ => {
                     return Err(Error::ShapeMismatch {
                         what: format!("batch of {what}s {i} (batch axis first)"),
-                        expected: batched_shape(k.unwrap_or(t.shape().first().copied().unwrap_or(0)), of),
+                        expected: batched_shape(
+                            k.unwrap_or(t.shape().first().copied().unwrap_or(0)),
+                            of,
+                        ),
                         got: Shape::from_slice(t.shape()),
                     });
                 }
@@ -254,7 +265,9 @@ impl<T: Float> Tape<T> {
             .iter()
             .map(|key| match slots.get(*key) {
                 Some(t) => t.to_array(),
-                None => ArrayD::zeros(batched_shape(k, inner.graph.node(*key).value.shape()).as_slice()),
+                None => {
+                    ArrayD::zeros(batched_shape(k, inner.graph.node(*key).value.shape()).as_slice())
+                }
             })
             .collect())
     }
@@ -319,7 +332,9 @@ impl<T: Float> Tape<T> {
             .iter()
             .map(|key| match found.iter().find(|(k, _)| k == key) {
                 Some((_, t)) => t.to_array(),
-                None => ArrayD::zeros(batched_shape(k, inner.graph.node(*key).value.shape()).as_slice()),
+                None => {
+                    ArrayD::zeros(batched_shape(k, inner.graph.node(*key).value.shape()).as_slice())
+                }
             })
             .collect())
     }

@@ -391,17 +391,24 @@ fn batched_sweeps(
     labels: [&'static str; 2],
 ) -> Result<(), CheckFailure> {
     let k = CHECK_BATCH;
-    let batch_of = |dirs: &mut Directions, shape: &[usize]| {
-        dirs.array(&crate::batch::batched_shape(k, shape))
-    };
+    let batch_of =
+        |dirs: &mut Directions, shape: &[usize]| dirs.array(&crate::batch::batched_shape(k, shape));
     let tangents: Vec<ArrayD<f64>> = inputs.iter().map(|x| batch_of(dirs, &x.shape())).collect();
     let batched = tape
-        .jvp_batch(outputs, inputs, tangents.iter().cloned().map(Tensor::from_array).collect())
+        .jvp_batch(
+            outputs,
+            inputs,
+            tangents.iter().cloned().map(Tensor::from_array).collect(),
+        )
         .map_err(sweep("batched forward sweep"))?;
     for b in 0..k {
         let one: Vec<Val<'_, f64>> = tangents
             .iter()
-            .map(|t| Val::Const(Tensor::from_array(t.index_axis(ndarray::Axis(0), b).to_owned())))
+            .map(|t| {
+                Val::Const(Tensor::from_array(
+                    t.index_axis(ndarray::Axis(0), b).to_owned(),
+                ))
+            })
             .collect();
         let single = tape
             .jvp_with(outputs, inputs, one, &JvpOptions::new())
@@ -419,7 +426,9 @@ fn batched_sweeps(
         for b in 0..k {
             let seed = w.index_axis(ndarray::Axis(0), b).to_owned();
             let opts = GradOptions::new().retain_graph().seed(seed);
-            let single = tape.grad_with(*y, inputs, &opts).map_err(sweep("reverse sweep"))?;
+            let single = tape
+                .grad_with(*y, inputs, &opts)
+                .map_err(sweep("reverse sweep"))?;
             for (i, (g, s)) in batched.iter().zip(single).enumerate() {
                 let got = g.index_axis(ndarray::Axis(0), b).to_owned();
                 cmp.compare(labels[1], Some(i), &got, &s.value().into_array())?;

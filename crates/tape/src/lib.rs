@@ -36,6 +36,7 @@ mod grad;
 mod graph;
 pub mod hooks;
 pub mod inspect;
+pub mod plan;
 mod reverse;
 mod rule;
 pub mod scope;

@@ -226,7 +226,12 @@ pub trait Rule<T: Float>: 'static {
     /// of that input as one tensor of shape `[k] ++ input_shape(i)`. The default calls
     /// [`vjp`](Rule::vjp) once per batch element
     /// ([`batch::vjp_each`](crate::batch::vjp_each)).
-    fn vjp_batch(&self, cx: &RuleCtx<'_, T>, cotangent: &Tensor<T>, k: usize) -> Vec<Option<Tensor<T>>> {
+    fn vjp_batch(
+        &self,
+        cx: &RuleCtx<'_, T>,
+        cotangent: &Tensor<T>,
+        k: usize,
+    ) -> Vec<Option<Tensor<T>>> {
         crate::batch::vjp_each(self, cx, cotangent, k)
     }
 

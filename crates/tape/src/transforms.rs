@@ -10,12 +10,12 @@
 //! | [`jvp`] `(f(x), J v)` | one forward sweep |
 //! | [`vjp`] `(f(x), pullback)` | one reverse sweep per call of the [`Pullback`] |
 //! | [`linearize`] `(f(x), pushforward)` | one forward sweep per call of the [`Pushforward`] |
-//! | [`jacfwd`] | one forward sweep per input element |
-//! | [`jacrev`] | one reverse sweep per output element |
-//! | [`jacobian`] | whichever of the two the tape's [`CostEstimate`] says is cheaper |
+//! | [`jacfwd`] | forward sweeps, each pushing a batch of tangents (columns of `J`) |
+//! | [`jacrev`] | reverse sweeps, each pulling a batch of cotangents (rows of `J`) |
+//! | [`jacobian`], [`jacobian_with`] | the cheapest [`Plan`]: a pure mode, or segments between the tape's cut points multiplied in the cheapest order |
 //! | [`grad`], [`value_and_grad`] | one reverse sweep |
 //! | [`hvp`] `H v` | one recorded reverse sweep, then one forward sweep over it |
-//! | [`hessian`] | one recorded reverse sweep, then one forward sweep per input element |
+//! | [`hessian`] | one recorded reverse sweep, then batched forward sweeps over it (columns of `H`) |
 //! | [`derivatives`] `f, f', …, f⁽ⁿ⁾` | `n` recorded reverse sweeps |
 //!
 //! Jacobians have shape `output shape ++ input shape` (so a function from `[n]` to `[m]`
@@ -56,12 +56,13 @@
 //! assert_eq!(d, vec![32.0, 80.0, 160.0, 240.0, 240.0, 120.0]);
 //! ```
 
-use ndarray::{ArrayD, Axis, IxDyn};
+use ndarray::{ArrayD, IxDyn};
 
 use crate::Float;
 use crate::error::{Error, Result};
 use crate::grad::GradOptions;
 use crate::graph::{NodeKey, Reach};
+use crate::plan::{Plan, Step};
 use crate::tape::Tape;
 use crate::tensor::{Shape, Tensor};
 use crate::var::{Val, Var};
@@ -76,6 +77,11 @@ pub enum Mode {
     Forward,
     /// Reverse mode: one cotangent sweep per output element ([`jacrev`]).
     Reverse,
+    /// Segment by segment between the tape's cut points, the segments' Jacobians
+    /// multiplied in the cheapest order (see [`plan`](crate::plan)). `Auto` picks it when
+    /// its estimate beats both pure modes; asked for, it splits the tape at its cut points
+    /// even when a pure mode is estimated cheaper.
+    Bracketed,
 }
 
 /// How much more a reverse sweep over a recorded tape costs than a forward (tangent) sweep
@@ -193,15 +199,6 @@ where
     let xv = tape.var(Tensor::from_array(x.clone()));
     let y = f(xv);
     (xv, y)
-}
-
-/// The tensor of `shape` that is 1 at flat (row-major) index `i` and 0 elsewhere.
-fn one_hot<T: Float>(shape: &[usize], i: usize) -> Tensor<T> {
-    let mut a = ArrayD::zeros(IxDyn(shape));
-    if let Some(e) = a.as_slice_mut().and_then(|s| s.get_mut(i)) {
-        *e = T::one();
-    }
-    Tensor::from_array(a)
 }
 
 /// Checks that `v` has `x`'s shape.
@@ -400,56 +397,140 @@ where
     (value, push)
 }
 
-/// Forward-mode Jacobian on an existing recording: one forward sweep per input element.
-fn jac_forward<T: Float>(x: Var<'_, T>, y: Var<'_, T>) -> Result<ArrayD<T>> {
-    jacobian_by_lines(x, y, Axis(1), |i, in_shape, _| {
-        Ok(x.tape
-            .jvp(&[y], &[x], vec![one_hot(in_shape, i)])?
-            .remove(0))
-    })
+/// Tangents (or cotangents) per batched sweep when the caller does not say: as many as
+/// keep one batch of every value on the path under 2^24 elements (128 MiB of `f64`).
+pub const CHUNK_BUDGET: usize = 1 << 24;
+
+/// The chunk for `lines` Jacobian lines over a path that holds `path_elements` values.
+fn chunk_for(lines: usize, path_elements: usize, chunk: Option<usize>) -> usize {
+    let auto = CHUNK_BUDGET / path_elements.max(1);
+    chunk.unwrap_or(auto).clamp(1, lines.max(1))
 }
 
-/// Reverse-mode Jacobian on an existing recording: one reverse sweep per output element,
-/// keeping the graph between sweeps.
-fn jac_reverse<T: Float>(x: Var<'_, T>, y: Var<'_, T>) -> Result<ArrayD<T>> {
-    jacobian_by_lines(x, y, Axis(0), |j, _, out_shape| {
-        let opts = GradOptions::new()
-            .retain_graph()
-            .seed(one_hot(out_shape, j));
-        Ok(x.tape.grad_with(y, &[x], &opts)?[0].value().into_array())
-    })
-}
-
-/// Assembles the `[outputs, inputs]` Jacobian of `y` by `x` one line at a time (a column
-/// per forward sweep along `Axis(1)`, a row per reverse sweep along `Axis(0)`), then gives
-/// it the shape `y.shape() ++ x.shape()`. `line(k, in_shape, out_shape)` computes line `k`.
-fn jacobian_by_lines<T: Float>(
-    x: Var<'_, T>,
-    y: Var<'_, T>,
-    axis: Axis,
-    mut line: impl FnMut(usize, &[usize], &[usize]) -> Result<ArrayD<T>>,
-) -> Result<ArrayD<T>> {
-    let (in_shape, out_shape) = (x.shape(), y.shape());
+/// The Jacobian of node `to` with respect to node `from` as a `[size(to), size(from)]`
+/// matrix, by batched sweeps in `mode` (forward: a block of columns per sweep, from
+/// identity tangents; reverse: a block of rows per sweep), `chunk` lines per sweep (by
+/// default as many as keep `path_elements` values per line under [`CHUNK_BUDGET`]).
+pub(crate) fn segment_jacobian<T: Float>(
+    tape: &Tape<T>,
+    (from, to): (NodeKey, NodeKey),
+    mode: Mode,
+    (chunk, path_elements): (Option<usize>, usize),
+) -> Result<ndarray::Array2<T>> {
+    let in_shape = tape.with_node(from, |n| Shape::from_slice(n.value.shape()));
+    let out_shape = tape.with_node(to, |n| Shape::from_slice(n.value.shape()));
     let (n, m) = (
         in_shape.iter().product::<usize>(),
         out_shape.iter().product::<usize>(),
     );
+    let forward = mode == Mode::Forward;
+    let lines = if forward { n } else { m };
+    let chunk = chunk_for(lines, path_elements, chunk);
     let mut jac = ndarray::Array2::<T>::zeros((m, n));
-    for k in 0..jac.len_of(axis) {
-        let values = line(k, &in_shape, &out_shape)?;
-        for (dst, src) in jac.index_axis_mut(axis, k).iter_mut().zip(values.iter()) {
-            *dst = *src;
+    let mut start = 0;
+    while start < lines {
+        let c = chunk.min(lines - start);
+        let mut seed = ndarray::Array2::<T>::zeros((c, lines));
+        for b in 0..c {
+            seed[[b, start + b]] = T::one();
         }
+        let (seed_shape, block_shape) = if forward {
+            (&in_shape, &out_shape)
+        } else {
+            (&out_shape, &in_shape)
+        };
+        let seed = crate::batch::reshape(
+            Tensor::from_array(seed),
+            &crate::batch::batched_shape(c, seed_shape),
+        );
+        let block = if forward {
+            tape.forward_batch(&[from], &[to], vec![(from, seed)], c)?
+                .remove(0)
+        } else {
+            tape.reverse_batch(&[from], to, seed, c)?.remove(0)
+        };
+        let width = block_shape.iter().product::<usize>();
+        let block = reshape_to_matrix(block, c, width);
+        if forward {
+            jac.slice_mut(ndarray::s![.., start..start + c])
+                .assign(&block.t());
+        } else {
+            jac.slice_mut(ndarray::s![start..start + c, ..])
+                .assign(&block);
+        }
+        start += c;
     }
-    Ok(reshape(jac, &concat(&out_shape, &in_shape)))
+    Ok(jac)
 }
 
-/// The Jacobian of `f` at `x` by forward mode: one recording, one forward (tangent) sweep
-/// per input element. Cheap when the input is small and the output large. Shape
-/// `f(x).shape ++ x.shape`.
-///
-/// Tangents are pushed one at a time: batching several into one sweep would need every
-/// rule to carry an extra batch axis, which the rule interface does not have.
+/// A `[c] ++ shape` array as a `[c, width]` matrix.
+fn reshape_to_matrix<T: Float>(a: ArrayD<T>, c: usize, width: usize) -> ndarray::Array2<T> {
+    let a = if a.is_standard_layout() {
+        a
+    } else {
+        a.as_standard_layout().into_owned()
+    };
+    let (data, _) = a.into_raw_vec_and_offset();
+    ndarray::Array2::from_shape_vec((c, width), data)
+        .unwrap_or_else(|_| unreachable!("a batch of c values of `width` elements"))
+}
+
+/// The Jacobian of `y` by `x` in one pure mode, shaped `y.shape ++ x.shape`.
+fn jac_pure<T: Float>(
+    x: Var<'_, T>,
+    y: Var<'_, T>,
+    mode: Mode,
+    chunk: Option<usize>,
+) -> Result<ArrayD<T>> {
+    let elements = CostEstimate::of(x, y).forward_sweep as usize;
+    let m = segment_jacobian(x.tape, (x.key, y.key), mode, (chunk, elements))?;
+    Ok(reshape(m, &concat(&y.shape(), &x.shape())))
+}
+
+/// Runs a plan's steps on the recording, timing each, and returns the Jacobian of the
+/// step's span as a matrix.
+fn run_step<T: Float>(
+    tape: &Tape<T>,
+    cuts: &[crate::plan::CutPoint],
+    step: &mut Step,
+    chunk: Option<usize>,
+) -> Result<ndarray::Array2<T>> {
+    match step {
+        Step::Sweep {
+            from,
+            to,
+            mode,
+            seconds,
+            ..
+        } => {
+            let start = std::time::Instant::now();
+            let (a, b) = (&cuts[*from], &cuts[*to]);
+            let elements = b.elements - a.elements;
+            let j = segment_jacobian(tape, (a.key, b.key), *mode, (chunk, elements))?;
+            *seconds = Some(start.elapsed().as_secs_f64());
+            Ok(j)
+        }
+        Step::Product {
+            outer,
+            inner,
+            seconds,
+            ..
+        } => {
+            let a = run_step(tape, cuts, outer, chunk)?;
+            let b = run_step(tape, cuts, inner, chunk)?;
+            let start = std::time::Instant::now();
+            let p = a.dot(&b);
+            *seconds = Some(start.elapsed().as_secs_f64());
+            Ok(p)
+        }
+    }
+}
+
+/// The Jacobian of `f` at `x` by forward mode: one recording, then forward sweeps that
+/// each push a batch of tangents (a block of the identity) at once, so a matmul on the
+/// path is one matrix-matrix product per batch. Cheap when the input is small and the
+/// output large. Shape `f(x).shape ++ x.shape`. The batch size bounds memory (see
+/// [`CHUNK_BUDGET`]); [`jacobian_with`] sets it.
 ///
 /// ```
 /// use retrograd_tape::transforms::jacfwd;
@@ -466,12 +547,13 @@ where
 {
     let tape = Tape::new();
     let (xv, y) = record(&tape, &f, x);
-    jac_forward(xv, y)
+    jac_pure(xv, y, Mode::Forward, None)
 }
 
-/// The Jacobian of `f` at `x` by reverse mode: one recording, one reverse sweep per output
-/// element. Cheap when the output is small and the input large (for a scalar it is the
-/// gradient, at the cost of one sweep). Shape `f(x).shape ++ x.shape`.
+/// The Jacobian of `f` at `x` by reverse mode: one recording, then reverse sweeps that
+/// each pull a batch of cotangents (a block of the identity) at once. Cheap when the output
+/// is small and the input large (for a scalar it is the gradient, at the cost of one
+/// sweep). Shape `f(x).shape ++ x.shape`.
 ///
 /// ```
 /// use retrograd_tape::transforms::jacrev;
@@ -488,25 +570,58 @@ where
 {
     let tape = Tape::new();
     let (xv, y) = record(&tape, &f, x);
-    jac_reverse(xv, y)
+    jac_pure(xv, y, Mode::Reverse, None)
 }
 
-/// A Jacobian with the work that made it: from [`jacobian`].
+/// How [`jacobian_with`] builds a Jacobian: the mode, and how many tangents or cotangents
+/// each batched sweep carries.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct JacobianOptions {
+    /// The mode ([`Mode::Auto`] by default).
+    pub mode: Mode,
+    /// Tangents or cotangents per sweep; `None` (the default) takes as many as keep one
+    /// batch of the path's values under [`CHUNK_BUDGET`] elements. `Some(1)` sweeps one
+    /// at a time.
+    pub chunk: Option<usize>,
+}
+
+impl JacobianOptions {
+    /// The defaults: [`Mode::Auto`], chunks by memory budget.
+    pub fn new() -> Self {
+        Self::default()
+    }
+    /// Sets the mode.
+    pub fn mode(mut self, mode: Mode) -> Self {
+        self.mode = mode;
+        self
+    }
+    /// Sets the number of tangents or cotangents per sweep (at least 1).
+    pub fn chunk(mut self, chunk: usize) -> Self {
+        self.chunk = Some(chunk.max(1));
+        self
+    }
+}
+
+/// A Jacobian with the work that made it: from [`jacobian`] and [`jacobian_with`].
 #[derive(Clone, Debug)]
 pub struct Jacobian<T> {
     /// `f(x)`.
     pub value: ArrayD<T>,
     /// `∂f/∂x`, of shape `value.shape ++ x.shape`.
     pub jacobian: ArrayD<T>,
-    /// The mode used: [`Mode::Forward`] or [`Mode::Reverse`] (never `Auto`).
+    /// The mode used: [`Mode::Forward`], [`Mode::Reverse`] or [`Mode::Bracketed`] (never
+    /// `Auto`).
     pub mode: Mode,
-    /// The recorded tape's estimate of both modes' costs, which `Mode::Auto` chose by.
+    /// The recorded tape's element-count estimate of the two pure modes.
     pub estimate: CostEstimate,
+    /// The plan that was run: the tape's cut points, the steps with their estimated
+    /// multiply-adds and measured times. `println!("{}", j.plan)` shows what was chosen
+    /// and why.
+    pub plan: Plan,
 }
 
-/// The Jacobian of `f` at `x`, in the given mode; [`Mode::Auto`] records `f` once and
-/// lets the recording's [`CostEstimate`] pick forward or reverse mode, then sweeps over
-/// that same recording.
+/// The Jacobian of `f` at `x`, in the given mode, with batched sweeps chunked by memory
+/// budget; see [`jacobian_with`].
 ///
 /// ```
 /// use retrograd_tape::transforms::{jacobian, Mode};
@@ -524,22 +639,86 @@ pub fn jacobian<T: Float, F>(f: F, x: &ArrayD<T>, mode: Mode) -> Result<Jacobian
 where
     F: for<'t> Fn(Var<'t, T>) -> Var<'t, T>,
 {
+    jacobian_with(f, x, &JacobianOptions::new().mode(mode))
+}
+
+/// The Jacobian of `f` at `x`: records `f` once, plans on that recording ([`Plan`]) and
+/// runs the plan's batched sweeps on it.
+///
+/// [`Mode::Auto`] finds the tape's cut points (the nodes every path from `x` to `f(x)`
+/// passes through: a layered chain's layer outputs) and picks the cheapest in multiply-adds
+/// of: one pure mode over the whole tape, or segments between cut points, each swept in
+/// its cheaper mode, multiplied in the cheapest order. On a bottleneck that is the
+/// optimal bracketing of the founding question. `Forward` and `Reverse` force a pure mode,
+/// `Bracketed` forces the segments.
+///
+/// ```
+/// use retrograd_tape::transforms::{func, jacobian_with, JacobianOptions, Mode};
+/// use retrograd_tape::arith::sum_to;
+/// use ndarray::Array2;
+/// // 50 → 2 → 50: a column of 50 mapped to a row of 2, squared, mapped back to 50.
+/// let (a, b) = (Array2::<f64>::from_elem((50, 2), 0.1), Array2::<f64>::from_elem((50, 2), 0.2));
+/// let f = func(|x| {
+///     let t = x.tape();
+///     let h = sum_to(&(t.constant(a.clone()) * x), &[1, 2]);
+///     sum_to(&(t.constant(b.clone()) * (h * h)), &[50, 1])
+/// });
+/// let x = Array2::<f64>::from_shape_fn((50, 1), |(i, _)| i as f64 / 50.0).into_dyn();
+/// let j = jacobian_with(&f, &x, &JacobianOptions::new()).unwrap();
+/// assert_eq!(j.mode, Mode::Bracketed);
+/// let fwd = jacobian_with(&f, &x, &JacobianOptions::new().mode(Mode::Forward).chunk(7)).unwrap();
+/// assert!((&j.jacobian - &fwd.jacobian).iter().all(|d| d.abs() < 1e-12));
+/// println!("{}", j.plan); // the cut points, the steps, their estimates and times
+/// ```
+///
+/// # Errors
+/// Any error of the sweeps.
+pub fn jacobian_with<T: Float, F>(
+    f: F,
+    x: &ArrayD<T>,
+    opts: &JacobianOptions,
+) -> Result<Jacobian<T>>
+where
+    F: for<'t> Fn(Var<'t, T>) -> Var<'t, T>,
+{
     let tape = Tape::new();
     let (xv, y) = record(&tape, &f, x);
-    let estimate = CostEstimate::of(xv, y);
-    let mode = match mode {
-        Mode::Auto => estimate.choice(),
-        m => m,
+    let mut plan = match opts.mode {
+        Mode::Bracketed => Plan::bracketed(xv, y),
+        _ => Plan::of(xv, y),
     };
-    let jacobian = match mode {
-        Mode::Forward => jac_forward(xv, y)?,
-        _ => jac_reverse(xv, y)?,
+    if let Mode::Forward | Mode::Reverse = opts.mode {
+        let last = plan.cut_points.len() - 1;
+        let estimate = if opts.mode == Mode::Forward {
+            plan.forward
+        } else {
+            plan.reverse
+        };
+        plan.root = Step::Sweep {
+            from: 0,
+            to: last,
+            mode: opts.mode,
+            estimate,
+            seconds: None,
+        };
+        plan.estimate = estimate;
+    }
+    let cuts = plan.cut_points.clone();
+    let matrix = run_step(&tape, &cuts, &mut plan.root, opts.chunk)?;
+    let (first, last) = (&cuts[0], &cuts[cuts.len() - 1]);
+    let work = last.elements as f64;
+    let estimate = CostEstimate {
+        n_inputs: first.size,
+        n_outputs: last.size,
+        forward_sweep: work,
+        reverse_sweep: REVERSE_SWEEP_FACTOR * work,
     };
     Ok(Jacobian {
         value: y.array(),
-        jacobian,
-        mode,
+        jacobian: reshape(matrix, &concat(&y.shape(), x.shape())),
+        mode: plan.mode(),
         estimate,
+        plan,
     })
 }
 
@@ -641,10 +820,7 @@ where
     let tape = Tape::new();
     let (xv, y) = record(&tape, &f, x);
     let g = tape.grad_graph(y, &[xv])?[0];
-    let h = jac_forward(xv, g)?;
-    // `jac_forward` returns `g.shape ++ x.shape` = `x.shape ++ x.shape` already.
-    debug_assert_eq!(h.ndim(), 2 * x.ndim());
-    Ok(h)
+    jac_pure(xv, g, Mode::Forward, None)
 }
 
 /// The gradient of `f` as a function of the same kind, so that it composes to any depth:

@@ -92,7 +92,12 @@ impl<T: Float, U: UnaryFn<T>> Rule<T> for Unary<U> {
     }
     /// `chain` multiplies the tangents elementwise with values of the input's shape, so the
     /// batch goes through it as it is.
-    fn jvp_batch(&self, cx: &RuleCtx<'_, T>, t: &[Option<Tensor<T>>], _k: usize) -> Option<Tensor<T>> {
+    fn jvp_batch(
+        &self,
+        cx: &RuleCtx<'_, T>,
+        t: &[Option<Tensor<T>>],
+        _k: usize,
+    ) -> Option<Tensor<T>> {
         batch::jvp_elementwise(self, cx, t)
     }
     fn vjp_batch(&self, cx: &RuleCtx<'_, T>, g: &Tensor<T>, _k: usize) -> Vec<Option<Tensor<T>>> {
@@ -177,7 +182,12 @@ impl<T: Float, S: OutputSlope<T>> Rule<T> for SlopeProduct<S> {
             cx.needs(1).then(|| &(u * g) * &S::slope_derivative(y)),
         ])
     }
-    fn jvp_batch(&self, cx: &RuleCtx<'_, T>, t: &[Option<Tensor<T>>], _k: usize) -> Option<Tensor<T>> {
+    fn jvp_batch(
+        &self,
+        cx: &RuleCtx<'_, T>,
+        t: &[Option<Tensor<T>>],
+        _k: usize,
+    ) -> Option<Tensor<T>> {
         batch::jvp_elementwise(self, cx, t)
     }
     fn vjp_batch(&self, cx: &RuleCtx<'_, T>, u: &Tensor<T>, _k: usize) -> Vec<Option<Tensor<T>>> {

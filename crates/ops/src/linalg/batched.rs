@@ -7,15 +7,14 @@
 //! (`op(A) · op(Bᵦ)`):
 //! - left, shared right operand a plain matrix: the batch folds into the rows, one GEMM
 //!   `[k·m, n] · [n, p]` (the forward's own fold);
-//! - right, shared left operand a plain matrix: the batch is laid out as columns,
-//!   `op(A) · [op(B₀) … op(Bₖ₋₁)]`, one GEMM `[m, n] · [n, k·p]`, and the result's columns
-//!   are put back in batch order;
+//! - right, shared left operand a plain matrix, batch of vectors (the tangents of a
+//!   layer's input): the batch becomes the rows of one GEMM, `[k, n] · op(A)ᵀ`;
 //! - otherwise the batch becomes a leading batch axis of a broadcast batched product.
 //!
 //! 1-D operands are promoted as the forward promotes them (a row on the left, a column on
 //! the right) and the promoted axes dropped at the end, by one reshape to `[k] ++ out`.
 
-use ndarray::{ArrayD, Ix2, IxDyn};
+use ndarray::{ArrayD, IxDyn};
 use retrograd_tape::batch::{self, batched_shape};
 use retrograd_tape::{Float, Shape, Tensor};
 
@@ -38,7 +37,12 @@ struct Operand<'a, T> {
     transposed: bool,
 }
 
-fn promote<'a, T: Float>(value: &'a Tensor<T>, sample: &[usize], side: Side, t: bool) -> Operand<'a, T> {
+fn promote<'a, T: Float>(
+    value: &'a Tensor<T>,
+    sample: &[usize],
+    side: Side,
+    t: bool,
+) -> Operand<'a, T> {
     let shape: Shape = match (sample.len(), side) {
         (1, Side::Left) => Shape::from_slice(&[1, sample[0]]),
         (1, Side::Right) => Shape::from_slice(&[sample[0], 1]),
@@ -77,7 +81,8 @@ pub(crate) fn product_batch<T: Float>(
     let result = if y.shape.len() == 2 && x.shape.len() == 2 {
         match side {
             Side::Left => fold_rows(&x, &y, k),
-            Side::Right => fold_columns(&x, &y, k),
+            Side::Right if columns(&x) == 1 => vector_rows(&x, &y, k),
+            Side::Right => broadcast_batch(&x, &y, side, k),
         }
     } else {
         broadcast_batch(&x, &y, side, k)
@@ -94,7 +99,11 @@ pub(crate) fn product_batch<T: Float>(
 }
 
 /// `[k, m, n] · [n, p]`: the forward's fold of a stack into one GEMM.
-fn fold_rows<T: Float>(x: &Operand<'_, T>, y: &Operand<'_, T>, k: usize) -> Result<ArrayD<T>, String> {
+fn fold_rows<T: Float>(
+    x: &Operand<'_, T>,
+    y: &Operand<'_, T>,
+    k: usize,
+) -> Result<ArrayD<T>, String> {
     let xv = x.value.view();
     let xv = xv
         .to_shape(IxDyn(&batched_shape(k, &x.shape)))
@@ -104,28 +113,38 @@ fn fold_rows<T: Float>(x: &Operand<'_, T>, y: &Operand<'_, T>, k: usize) -> Resu
     product(xv.view(), yv.view(), x.transposed, y.transposed)
 }
 
-/// `[m, n] · [k, n, p]` as `[m, n] · [n, k·p]`: the batch's matrices side by side.
-fn fold_columns<T: Float>(x: &Operand<'_, T>, y: &Operand<'_, T>, k: usize) -> Result<ArrayD<T>, String> {
+/// Below this many batch elements, a batch of vectors goes through the GEMM as columns.
+const FEW_ROWS: usize = 32;
+
+/// Columns of `op(X)` per batch element.
+fn columns<T>(x: &Operand<'_, T>) -> usize {
+    x.shape[if x.transposed { 0 } else { 1 }]
+}
+
+/// `op(Y) · xᵦ` for `k` column vectors `xᵦ` as one GEMM with the batch as rows:
+/// `[x₀ … xₖ₋₁]ᵀ · op(Y)ᵀ`, `[k, n] · [n, m]`, which is already the batch in order (no
+/// transpose of the batch is ever copied).
+fn vector_rows<T: Float>(
+    x: &Operand<'_, T>,
+    y: &Operand<'_, T>,
+    k: usize,
+) -> Result<ArrayD<T>, String> {
+    let n = x.shape.iter().product::<usize>();
     let xv = x.value.view();
-    let xv = xv
-        .to_shape(IxDyn(&batched_shape(k, &x.shape)))
-        .map_err(|e| e.to_string())?;
-    let mut xs = xv.view().into_dimensionality::<ndarray::Ix3>().map_err(|e| e.to_string())?;
-    if x.transposed {
-        xs.swap_axes(1, 2);
-    }
-    let (n, p) = (xs.shape()[1], xs.shape()[2]);
-    // [k, n, p] → [n, k, p] → [n, k·p], one copy.
-    let cols = xs.permuted_axes([1, 0, 2]).as_standard_layout().into_owned();
-    let cols = cols.into_shape_with_order((n, k * p)).map_err(|e| e.to_string())?;
+    let rows = xv.to_shape(IxDyn(&[k, n])).map_err(|e| e.to_string())?;
     let yv = y.value.view();
     let yv = yv.to_shape(IxDyn(&y.shape)).map_err(|e| e.to_string())?;
-    let ym = yv.view().into_dimensionality::<Ix2>().map_err(|e| e.to_string())?;
-    let c = product(ym.into_dyn(), cols.view().into_dyn(), y.transposed, false)?;
-    let m = c.shape()[0];
-    // [m, k·p] → [m, k, p] → [k, m, p].
-    let c = c.into_shape_with_order((m, k, p)).map_err(|e| e.to_string())?;
-    Ok(c.permuted_axes([1, 0, 2]).as_standard_layout().into_owned().into_dyn())
+    let c = if k < FEW_ROWS {
+        // A GEMM with a handful of rows runs at a fraction of the kernel's rate (measured
+        // 2x slower than the same product transposed); `op(Y) · Xᵀ` has them as columns.
+        let ct = product(yv.view(), rows.t().into_dyn(), y.transposed, false)?;
+        ct.t().as_standard_layout().into_owned()
+    } else {
+        product(rows.view(), yv.view(), false, !y.transposed)?
+    };
+    let m = c.shape()[1];
+    c.into_shape_with_order(IxDyn(&[k, m, 1]))
+        .map_err(|e| e.to_string())
 }
 
 /// The general case: the batch as a new leading batch axis of a broadcast product, the
@@ -149,4 +168,3 @@ fn broadcast_batch<T: Float>(
         Side::Right => product(yv.view(), xv.view(), y.transposed, x.transposed),
     }
 }
-

@@ -34,8 +34,8 @@ use retrograd_tape::{
 
 use super::batched::{Side, product_batch};
 use super::kernel::gemm;
-use retrograd_tape::batch;
 use crate::shape::reshape_exact;
+use retrograd_tape::batch;
 
 /// The matrix product `op(A) · op(B)` under numpy's `matmul` rules; see the
 /// [module docs](self).
@@ -226,7 +226,12 @@ impl<T: Float> Rule<T> for MatMul {
     }
 
     /// One product per side for the whole batch (see [`batched`](super::batched)).
-    fn jvp_batch(&self, cx: &RuleCtx<'_, T>, t: &[Option<Tensor<T>>], k: usize) -> Option<Tensor<T>> {
+    fn jvp_batch(
+        &self,
+        cx: &RuleCtx<'_, T>,
+        t: &[Option<Tensor<T>>],
+        k: usize,
+    ) -> Option<Tensor<T>> {
         if self.sum_batch {
             return batch::jvp_each(self, cx, t, k);
         }
@@ -234,8 +239,10 @@ impl<T: Float> Rule<T> for MatMul {
         let out = cx.output().shape();
         let flags = (self.transpose_a, self.transpose_b);
         let terms = [
-            t[0].as_ref().map(|ta| product_batch(ta, &b, Side::Left, flags, Some(&out))),
-            t[1].as_ref().map(|tb| product_batch(tb, &a, Side::Right, flags, Some(&out))),
+            t[0].as_ref()
+                .map(|ta| product_batch(ta, &b, Side::Left, flags, Some(&out))),
+            t[1].as_ref()
+                .map(|tb| product_batch(tb, &a, Side::Right, flags, Some(&out))),
         ];
         batch::linear_combination(&terms, &[T::one(), T::one()], &out)
     }
@@ -248,8 +255,16 @@ impl<T: Float> Rule<T> for MatMul {
             return batch::vjp_each(self, cx, g, k);
         }
         let (a_vec, b_vec) = (sa.len() == 1, sb.len() == 1);
-        let sa2: Shape = if a_vec { Shape::from_slice(&[1, sa[0]]) } else { sa.clone() };
-        let sb2: Shape = if b_vec { Shape::from_slice(&[sb[0], 1]) } else { sb.clone() };
+        let sa2: Shape = if a_vec {
+            Shape::from_slice(&[1, sa[0]])
+        } else {
+            sa.clone()
+        };
+        let sb2: Shape = if b_vec {
+            Shape::from_slice(&[sb[0], 1])
+        } else {
+            sb.clone()
+        };
         let mut sg = cx.output().shape();
         if a_vec {
             let pos = sg.len() - usize::from(!b_vec);
