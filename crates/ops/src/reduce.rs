@@ -19,7 +19,8 @@
 
 use smallvec::SmallVec;
 
-use retrograd_tape::{Float, Operand, Shape};
+use retrograd_tape::batch;
+use retrograd_tape::{Float, Operand, Shape, Tensor};
 
 pub mod extremum;
 pub mod logsumexp;
@@ -206,6 +207,29 @@ pub(crate) fn unreduce<'t, T: Float, X: Operand<'t, T>>(
     let kept = kept_shape(input_shape, axes);
     let g = crate::shape::reshape_exact(g, &kept);
     retrograd_tape::arith::broadcast_to(&g, input_shape)
+}
+
+/// A batch of tangents (`[k] ++ input shape`) summed over the resolved `axes` of each
+/// batch element: the batched JVP of `sum` (and, scaled, of `mean`).
+pub(crate) fn sum_batch<T: Float>(t: &Tensor<T>, axes: &[usize], keepdims: bool) -> Tensor<T> {
+    if axes.is_empty() {
+        return t.clone();
+    }
+    let shifted: AxisList = axes.iter().map(|a| a + 1).collect();
+    finish(sum_kept(t.view(), &shifted), t.shape(), &shifted, keepdims)
+}
+
+/// A batch of cotangents of a reduction's output spread back over the reduced `axes`:
+/// the batched [`unreduce`].
+pub(crate) fn unreduce_batch<T: Float>(
+    g: &Tensor<T>,
+    input_shape: &[usize],
+    axes: &[usize],
+) -> Tensor<T> {
+    let k = g.shape()[0];
+    let kept = kept_shape(input_shape, axes);
+    let g = batch::reshape(g.clone(), &batch::batched_shape(k, &kept));
+    batch::stretch(g, input_shape)
 }
 
 /// Resolved axes as [`Axes`] again: the rules reduce a tangent over the very axes the

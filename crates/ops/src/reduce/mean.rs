@@ -9,8 +9,8 @@
 use retrograd_tape::{Cotangents, Float, Rule, RuleCtx, Tensor, Val};
 
 use super::{
-    Axes, AxisList, ReduceOps, axes_of, finish, reduce_attributes, reduced_count, sum_kept,
-    unreduce,
+    Axes, AxisList, ReduceOps, axes_of, finish, reduce_attributes, reduced_count, sum_batch,
+    sum_kept, unreduce, unreduce_batch,
 };
 
 /// The mean over `axes`; see the [module docs](self).
@@ -56,6 +56,22 @@ impl<T: Float> Rule<T> for Mean {
         let n = T::of(self.count as f64);
         let kept = sum_kept(x.view(), &self.resolved).mapv(|s| s / n);
         Ok(finish(kept, x.shape(), &self.resolved, self.keepdims))
+    }
+    fn jvp_batch(
+        &self,
+        _: &RuleCtx<'_, T>,
+        t: &[Option<Tensor<T>>],
+        _k: usize,
+    ) -> Option<Tensor<T>> {
+        let n = T::of(self.count as f64);
+        t[0].as_ref()
+            .map(|t| sum_batch(t, &self.resolved, self.keepdims).map(|s| s / n))
+    }
+    fn vjp_batch(&self, cx: &RuleCtx<'_, T>, g: &Tensor<T>, _k: usize) -> Vec<Option<Tensor<T>>> {
+        let n = T::of(self.count as f64);
+        vec![Some(
+            unreduce_batch(g, &cx.input_shape(0), &self.resolved).map(|s| s / n),
+        )]
     }
     fn vjp<'t>(&self, cx: &RuleCtx<'t, T>, g: &Val<'t, T>) -> Cotangents<'t, T> {
         let spread = unreduce(g, &cx.input_shape(0), &self.resolved);

@@ -9,7 +9,10 @@
 
 use retrograd_tape::{Cotangents, Float, Rule, RuleCtx, Tensor, Val};
 
-use super::{Axes, AxisList, ReduceOps, axes_of, finish, reduce_attributes, sum_kept, unreduce};
+use super::{
+    Axes, AxisList, ReduceOps, axes_of, finish, reduce_attributes, sum_batch, sum_kept, unreduce,
+    unreduce_batch,
+};
 
 /// The sum over `axes`; see the [module docs](self).
 #[derive(Debug, Clone)]
@@ -53,6 +56,18 @@ impl<T: Float> Rule<T> for Sum {
     }
     fn vjp<'t>(&self, cx: &RuleCtx<'t, T>, g: &Val<'t, T>) -> Cotangents<'t, T> {
         Cotangents::from([Some(unreduce(g, &cx.input_shape(0), &self.resolved))])
+    }
+    fn jvp_batch(
+        &self,
+        _: &RuleCtx<'_, T>,
+        t: &[Option<Tensor<T>>],
+        _k: usize,
+    ) -> Option<Tensor<T>> {
+        t[0].as_ref()
+            .map(|t| sum_batch(t, &self.resolved, self.keepdims))
+    }
+    fn vjp_batch(&self, cx: &RuleCtx<'_, T>, g: &Tensor<T>, _k: usize) -> Vec<Option<Tensor<T>>> {
+        vec![Some(unreduce_batch(g, &cx.input_shape(0), &self.resolved))]
     }
     fn jvp<'t>(&self, _: &RuleCtx<'t, T>, t: &[Option<Val<'t, T>>]) -> Option<Val<'t, T>> {
         let axes = axes_of(&self.resolved);

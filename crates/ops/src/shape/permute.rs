@@ -88,6 +88,23 @@ impl<T: Float> Rule<T> for Permute {
             permuted.as_standard_layout().into_owned(),
         ))
     }
+    /// The same permutation of each batch element: axis 0 stays, the others move as in
+    /// the forward.
+    fn jvp_batch(
+        &self,
+        _: &RuleCtx<'_, T>,
+        t: &[Option<Tensor<T>>],
+        _k: usize,
+    ) -> Option<Tensor<T>> {
+        t[0].as_ref().map(|t| permute_batch(t, &self.perm))
+    }
+    fn vjp_batch(&self, _: &RuleCtx<'_, T>, g: &Tensor<T>, _k: usize) -> Vec<Option<Tensor<T>>> {
+        let mut inverse: SmallVec<[usize; 4]> = smallvec![0; self.perm.len()];
+        for (i, &a) in self.perm.iter().enumerate() {
+            inverse[a] = i;
+        }
+        vec![Some(permute_batch(g, &inverse))]
+    }
     fn vjp<'t>(&self, _: &RuleCtx<'t, T>, g: &Val<'t, T>) -> Cotangents<'t, T> {
         let mut inverse: SmallVec<[usize; 4]> = smallvec![0; self.perm.len()];
         for (i, &a) in self.perm.iter().enumerate() {
@@ -99,6 +116,15 @@ impl<T: Float> Rule<T> for Permute {
         t[0].as_ref()
             .map(|t| Val::apply(Permute::new(&self.perm), &[t]))
     }
+}
+
+/// Permutes the axes of each batch element of `t` (`[k] ++ shape`) by `perm`.
+fn permute_batch<T: Float>(t: &Tensor<T>, perm: &[usize]) -> Tensor<T> {
+    let full: SmallVec<[usize; 5]> = std::iter::once(0)
+        .chain(perm.iter().map(|a| a + 1))
+        .collect();
+    let permuted = t.view().permuted_axes(full.as_slice());
+    Tensor::from_array(permuted.as_standard_layout().into_owned())
 }
 
 #[cfg(test)]

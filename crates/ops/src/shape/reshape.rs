@@ -8,6 +8,7 @@
 use ndarray::IxDyn;
 use smallvec::SmallVec;
 
+use retrograd_tape::batch;
 use retrograd_tape::{Cotangents, Float, Rule, RuleCtx, Shape, Tensor, Val};
 
 use super::reshape_exact;
@@ -113,6 +114,19 @@ impl<T: Float> Rule<T> for Reshape {
     }
     fn vjp<'t>(&self, cx: &RuleCtx<'t, T>, g: &Val<'t, T>) -> Cotangents<'t, T> {
         Cotangents::from([Some(reshape_exact(g, &cx.input_shape(0)))])
+    }
+    fn jvp_batch(
+        &self,
+        _: &RuleCtx<'_, T>,
+        t: &[Option<Tensor<T>>],
+        k: usize,
+    ) -> Option<Tensor<T>> {
+        let shape = batch::batched_shape(k, &self.target);
+        t[0].as_ref().map(|t| batch::reshape(t.clone(), &shape))
+    }
+    fn vjp_batch(&self, cx: &RuleCtx<'_, T>, g: &Tensor<T>, k: usize) -> Vec<Option<Tensor<T>>> {
+        let shape = batch::batched_shape(k, &cx.input_shape(0));
+        vec![Some(batch::reshape(g.clone(), &shape))]
     }
     fn jvp<'t>(&self, _: &RuleCtx<'t, T>, t: &[Option<Val<'t, T>>]) -> Option<Val<'t, T>> {
         t[0].as_ref().map(|t| reshape_exact(t, &self.target))
