@@ -1,9 +1,12 @@
 //! Forward mode, reverse mode, or the order in between? Builds four layered chains of
 //! `tanh(W z + b)` layers, takes each layer's Jacobian, multiplies the chain's Jacobian in
 //! the forward, reverse and optimal orders, and prints the estimated multiply-adds and
-//! the measured time of each, and what the default (`chain_jacobian`) picked. It also
-//! times `jacfwd`/`jacrev` over one recording of the whole chain, and what
-//! `jacobian(.., Mode::Auto)` picks from the tape's own estimate.
+//! the measured time of each multiplication, and what the default (`chain_jacobian`)
+//! picked. Then it times, end to end from `x` to the full Jacobian (recording included):
+//! the per-layer route (every layer's Jacobian, then `chain_jacobian`), batched
+//! `jacfwd`/`jacrev` over one recording of the whole chain, and `jacobian(.., Mode::Auto)`,
+//! which finds the chain's layers on the tape by itself (its cut points) and brackets them;
+//! its plan is printed.
 //!
 //! After the table it prints the same figures as `name value unit` lines for scripts.
 //!
@@ -93,15 +96,19 @@ fn main() {
 
         // Per-layer Jacobians, each from the transforms at the point the layer sees
         // (`jacobian` picks forward or reverse mode per layer).
-        let mut z = x.clone();
-        let mut jacs = Vec::new();
-        for layer in &layers {
-            let j = jacobian(|z| layer.apply(z), &z, Mode::Auto).expect("layer Jacobian");
-            let (m, n) = (j.value.len(), z.len());
-            jacs.push(j.jacobian.into_shape_with_order((m, n)).expect("[m, n]"));
-            z = j.value;
-        }
-
+        let per_layer = || {
+            let mut z = x.clone();
+            let mut jacs = Vec::new();
+            for layer in &layers {
+                let j = jacobian(|z| layer.apply(z), &z, Mode::Auto).expect("layer Jacobian");
+                let (m, n) = (j.value.len(), z.len());
+                jacs.push(j.jacobian.into_shape_with_order((m, n)).expect("[m, n]"));
+                z = j.value;
+            }
+            jacs
+        };
+        let jacs = per_layer();
+        let layered_secs = median_seconds(3, || chain_jacobian(&per_layer()));
         let l = jacs.len();
         let costs = chain_costs(widths);
         let orders = [
@@ -138,9 +145,13 @@ fn main() {
         let fwd_secs = median_seconds(3, || jacfwd(|x| run(&layers, x), &x).expect("jacfwd"));
         let rev_secs = median_seconds(3, || jacrev(|x| run(&layers, x), &x).expect("jacrev"));
         let auto = jacobian(|x| run(&layers, x), &x, Mode::Auto).expect("jacobian");
+        let auto_secs = median_seconds(3, || {
+            jacobian(|x| run(&layers, x), &x, Mode::Auto).expect("jacobian")
+        });
         let picked = match auto.mode {
             Mode::Forward => "forward",
-            _ => "reverse",
+            Mode::Reverse => "reverse",
+            _ => "bracketed",
         };
         println!(
             "{name:<11} {shape:<12} {:<9} {:>10} {fwd_secs:>11.6}  jacfwd over the tape",
@@ -153,6 +164,19 @@ fn main() {
             "",
             max_abs_diff(&product.jacobian, &auto.jacobian)
         );
+        println!(
+            "{name:<11} {shape:<12} {:<9} {:>10} {layered_secs:>11.6}  per-layer Jacobians, then chain_jacobian (end to end)",
+            "layers", ""
+        );
+        println!(
+            "{name:<11} {shape:<12} {:<9} {:>10.3e} {auto_secs:>11.6}  jacobian(Auto) end to end: {picked}",
+            "auto", auto.plan.estimate as f64
+        );
+        println!("{}", auto.plan);
+        lines.push(format!(
+            "{name}.layers_end_to_end.seconds {layered_secs:.6} s"
+        ));
+        lines.push(format!("{name}.tape_auto.seconds {auto_secs:.6} s"));
         lines.push(format!("{name}.tape_forward.seconds {fwd_secs:.6} s"));
         lines.push(format!("{name}.tape_reverse.seconds {rev_secs:.6} s"));
         lines.push(format!("{name}.tape_auto.choice {picked} -"));

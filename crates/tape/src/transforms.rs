@@ -15,15 +15,17 @@
 //! | [`jacobian`], [`jacobian_with`] | the cheapest [`Plan`]: a pure mode, or segments between the tape's cut points multiplied in the cheapest order |
 //! | [`grad`], [`value_and_grad`] | one reverse sweep |
 //! | [`hvp`] `H v` | one recorded reverse sweep, then one forward sweep over it |
-//! | [`hessian`] | one recorded reverse sweep, then batched forward sweeps over it (columns of `H`) |
+//! | [`hessian`], [`value_grad_hessian`] | one recorded reverse sweep, then batched forward sweeps over it (columns of `H`) |
+//! | [`jacobian_args`] | as [`jacobian_with`], for one argument of a function of several |
 //! | [`derivatives`] `f, f', …, f⁽ⁿ⁾` | `n` recorded reverse sweeps |
 //!
 //! Jacobians have shape `output shape ++ input shape` (so a function from `[n]` to `[m]`
 //! has an `[m, n]` Jacobian, and a scalar function's Jacobian is its gradient).
 //!
-//! A function of several tensors is differentiated with respect to one of them by closing
-//! over the others (enter them inside the closure with `x.tape().constant(..)`), or by
-//! packing them into one array.
+//! A function of several tensors is differentiated with respect to one of them by
+//! [`jacobian_args`] (the others enter as constants sharing the caller's tensors), by
+//! closing over the others (enter them inside the closure with `x.tape().constant(..)`;
+//! a [`Tensor`] enters without a copy), or by packing them into one array.
 //!
 //! A closure passed straight to a transform gets the right signature by inference; one
 //! stored in a `let` first needs [`func`] to say that it works for a Var of any tape
@@ -683,6 +685,68 @@ where
 {
     let tape = Tape::new();
     let (xv, y) = record(&tape, &f, x);
+    jacobian_of(xv, y, opts)
+}
+
+/// The Jacobian of `f(args)` with respect to `args[wrt]`, the other arguments held fixed:
+/// a function of several tensors differentiated in one of them (JAX's `argnums`). The
+/// fixed arguments enter the recording as constants that share the caller's tensors (an
+/// `Arc` clone, never a copy of the data), so a model's weights are passed once, not
+/// re-entered inside the closure.
+///
+/// ```
+/// use retrograd_tape::transforms::{jacobian_args, JacobianOptions};
+/// use retrograd_tape::Tensor;
+/// use ndarray::array;
+/// // f(x, w) = w ⊙ x ⊙ x, differentiated in x with w fixed: J = diag(2 w x).
+/// let (x, w) = (Tensor::from(array![1.0, 2.0]), Tensor::from(array![3.0, 0.5]));
+/// let j = jacobian_args(|v| v[1] * v[0] * v[0], &[x, w], 0, &JacobianOptions::new()).unwrap();
+/// assert_eq!(j.jacobian, array![[6.0, 0.0], [0.0, 2.0]].into_dyn());
+/// ```
+///
+/// # Errors
+/// [`Error::InvalidOp`] when `wrt` is not an argument's index, and any error of the
+/// sweeps.
+#[track_caller]
+pub fn jacobian_args<T: Float, F>(
+    f: F,
+    args: &[Tensor<T>],
+    wrt: usize,
+    opts: &JacobianOptions,
+) -> Result<Jacobian<T>>
+where
+    F: for<'t> Fn(&[Var<'t, T>]) -> Var<'t, T>,
+{
+    if wrt >= args.len() {
+        return Err(Error::InvalidOp {
+            op: "jacobian_args",
+            shapes: args.iter().map(|a| Shape::from_slice(a.shape())).collect(),
+            message: format!("wrt = {wrt} but there are {} arguments", args.len()),
+            location: std::panic::Location::caller(),
+        });
+    }
+    let tape = Tape::new();
+    let vars: Vec<Var<'_, T>> = args
+        .iter()
+        .enumerate()
+        .map(|(i, a)| {
+            if i == wrt {
+                tape.var(a.clone())
+            } else {
+                tape.constant(a.clone())
+            }
+        })
+        .collect();
+    let y = f(&vars);
+    jacobian_of(vars[wrt], y, opts)
+}
+
+/// Plans and runs the Jacobian of `y` by `x` on their recording.
+fn jacobian_of<T: Float>(
+    xv: Var<'_, T>,
+    y: Var<'_, T>,
+    opts: &JacobianOptions,
+) -> Result<Jacobian<T>> {
     let mut plan = match opts.mode {
         Mode::Bracketed => Plan::bracketed(xv, y),
         _ => Plan::of(xv, y),
@@ -704,7 +768,7 @@ where
         plan.estimate = estimate;
     }
     let cuts = plan.cut_points.clone();
-    let matrix = run_step(&tape, &cuts, &mut plan.root, opts.chunk)?;
+    let matrix = run_step(xv.tape, &cuts, &mut plan.root, opts.chunk)?;
     let (first, last) = (&cuts[0], &cuts[cuts.len() - 1]);
     let work = last.elements as f64;
     let estimate = CostEstimate {
@@ -715,7 +779,7 @@ where
     };
     Ok(Jacobian {
         value: y.array(),
-        jacobian: reshape(matrix, &concat(&y.shape(), x.shape())),
+        jacobian: reshape(matrix, &concat(&y.shape(), &xv.shape())),
         mode: plan.mode(),
         estimate,
         plan,
@@ -821,6 +885,35 @@ where
     let (xv, y) = record(&tape, &f, x);
     let g = tape.grad_graph(y, &[xv])?[0];
     jac_pure(xv, g, Mode::Forward, None)
+}
+
+/// The value, the gradient and the Hessian of a scalar function at `x`, all from one
+/// recording: the recorded gradient is both read (the gradient) and swept (the Hessian,
+/// by batched forward sweeps over it, as [`hessian`]).
+///
+/// ```
+/// use retrograd_tape::transforms::{func, value_grad_hessian};
+/// use ndarray::array;
+/// // f(x) = Σ x³: ∇f = 3x², H = diag(6x).
+/// let f = func(|x| retrograd_tape::arith::sum_to(&(x * x * x), &[]));
+/// let (v, g, h) = value_grad_hessian(f, &array![1.0, 2.0].into_dyn()).unwrap();
+/// assert_eq!(v, 9.0);
+/// assert_eq!(g, array![3.0, 12.0].into_dyn());
+/// assert_eq!(h, array![[6.0, 0.0], [0.0, 12.0]].into_dyn());
+/// ```
+///
+/// # Errors
+/// [`Error::NonScalarOutput`] when `f(x)` has more than one element.
+pub fn value_grad_hessian<T: Float, F>(f: F, x: &ArrayD<T>) -> Result<(T, ArrayD<T>, ArrayD<T>)>
+where
+    F: for<'t> Fn(Var<'t, T>) -> Var<'t, T>,
+{
+    let tape = Tape::new();
+    let (xv, y) = record(&tape, &f, x);
+    let value = scalar_of(y)?;
+    let g = tape.grad_graph(y, &[xv])?[0];
+    let h = jac_pure(xv, g, Mode::Forward, None)?;
+    Ok((value, g.array(), h))
 }
 
 /// The gradient of `f` as a function of the same kind, so that it composes to any depth:

@@ -42,7 +42,12 @@ impl<T: Float> Rule<T> for WrongBatch {
     fn jvp<'t>(&self, cx: &RuleCtx<'t, T>, t: &[Option<Val<'t, T>>]) -> Option<Val<'t, T>> {
         Cube.jvp(cx, t)
     }
-    fn jvp_batch(&self, cx: &RuleCtx<'_, T>, t: &[Option<Tensor<T>>], _k: usize) -> Option<Tensor<T>> {
+    fn jvp_batch(
+        &self,
+        cx: &RuleCtx<'_, T>,
+        t: &[Option<Tensor<T>>],
+        _k: usize,
+    ) -> Option<Tensor<T>> {
         let x = cx.input(0).value();
         let slope = x.map(|v| v * v);
         t[0].as_ref().and_then(|t| t.zip_map(&slope, |a, b| a * b))
@@ -61,7 +66,12 @@ fn a_rule_without_batched_methods_works_batched() {
     let rows = tape.vjp_batch(y, eye, &[x]).unwrap();
     assert_eq!(rows[0], array![[6.0, 0.0], [0.0, 24.0]].into_dyn());
     // The kit agrees, batched comparisons included.
-    check_gradients(|x| Var::apply(Cube, &[&x[0]]), &[array![0.5, -1.5, 2.0].into_dyn()], &CheckOptions::default()).unwrap();
+    check_gradients(
+        |x| Var::apply(Cube, &[&x[0]]),
+        &[array![0.5, -1.5, 2.0].into_dyn()],
+        &CheckOptions::default(),
+    )
+    .unwrap();
 }
 
 #[test]
@@ -83,10 +93,18 @@ fn batch_shapes_are_checked() {
     let y = x * x;
     // [2] is not [k] ++ [2].
     let err = tape.jvp_batch(&[y], &[x], vec![Tensor::from_vec(&[2], vec![1.0, 0.0])]);
-    assert!(matches!(err, Err(retrograd_tape::Error::ShapeMismatch { .. })), "{err:?}");
+    assert!(
+        matches!(err, Err(retrograd_tape::Error::ShapeMismatch { .. })),
+        "{err:?}"
+    );
     let err = tape.vjp_batch(y, Tensor::from_vec(&[3, 3], vec![0.0; 9]), &[x]);
-    assert!(matches!(err, Err(retrograd_tape::Error::ShapeMismatch { .. })), "{err:?}");
+    assert!(
+        matches!(err, Err(retrograd_tape::Error::ShapeMismatch { .. })),
+        "{err:?}"
+    );
     // A batch of zero tangents is a batch: an empty block.
-    let empty = tape.jvp_batch(&[y], &[x], vec![Tensor::from_vec(&[0, 2], vec![])]).unwrap();
+    let empty = tape
+        .jvp_batch(&[y], &[x], vec![Tensor::from_vec(&[0, 2], vec![])])
+        .unwrap();
     assert_eq!(empty[0].shape(), &[0, 2]);
 }
