@@ -225,7 +225,7 @@ impl<T: Float> Rule<T> for MatMul {
         Cotangents::from([da, db])
     }
 
-    /// One product per side for the whole batch (see [`batched`](super::batched)).
+    /// One product per side for the whole batch: the batch folds into the rows of one GEMM.
     fn jvp_batch(
         &self,
         cx: &RuleCtx<'_, T>,
