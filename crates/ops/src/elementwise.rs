@@ -70,6 +70,7 @@ mod unary;
 
 pub use abs::Abs;
 pub use clamp::Clamp;
+pub use compare::Comparand;
 pub use cos::Cos;
 pub use erf::{Erf, erf_f64};
 pub use exp::Exp;
@@ -371,14 +372,18 @@ pub trait ElementwiseOps<'t, T: Float>: Operand<'t, T> {
         Self::apply(Minimum, &[self, other])
     }
 
-    /// The mask `self > other` (1 or 0), a constant with no gradient; broadcasts.
+    /// The mask `self > other` (1 or 0), a constant with no gradient; broadcasts. `other` is
+    /// a tensor (`&b`) or a number (`0.0`): `x.gt(0.0)` is the mask of the positive entries.
     ///
     /// ```
     /// # use retrograd_ops::prelude::*; let tape = Tape::<f64>::new();
     /// assert_eq!(tape.var(ndarray::array![1.0, 5.0]).gt(&tape.var(3.0)).array(), ndarray::array![0.0, 1.0].into_dyn());
+    /// // Against a number: the positive entries.
+    /// let x = tape.var(ndarray::array![-1.0, 2.0]);
+    /// assert_eq!((x * x.gt(0.0)).array(), ndarray::array![0.0, 2.0].into_dyn());
     /// ```
     #[track_caller]
-    fn gt(&self, other: &Self) -> Self {
+    fn gt(&self, other: impl Comparand<'t, T, Self>) -> Self {
         compare::compare("gt", self, other, |a, b| a > b)
     }
 
@@ -389,7 +394,7 @@ pub trait ElementwiseOps<'t, T: Float>: Operand<'t, T> {
     /// assert_eq!(tape.var(ndarray::array![3.0, 5.0]).ge(&tape.var(4.0)).array(), ndarray::array![0.0, 1.0].into_dyn());
     /// ```
     #[track_caller]
-    fn ge(&self, other: &Self) -> Self {
+    fn ge(&self, other: impl Comparand<'t, T, Self>) -> Self {
         compare::compare("ge", self, other, |a, b| a >= b)
     }
 
@@ -400,7 +405,7 @@ pub trait ElementwiseOps<'t, T: Float>: Operand<'t, T> {
     /// assert_eq!(tape.var(ndarray::array![1.0, 5.0]).lt(&tape.var(3.0)).array(), ndarray::array![1.0, 0.0].into_dyn());
     /// ```
     #[track_caller]
-    fn lt(&self, other: &Self) -> Self {
+    fn lt(&self, other: impl Comparand<'t, T, Self>) -> Self {
         compare::compare("lt", self, other, |a, b| a < b)
     }
 
@@ -411,7 +416,7 @@ pub trait ElementwiseOps<'t, T: Float>: Operand<'t, T> {
     /// assert_eq!(tape.var(ndarray::array![3.0, 5.0]).le(&tape.var(3.0)).array(), ndarray::array![1.0, 0.0].into_dyn());
     /// ```
     #[track_caller]
-    fn le(&self, other: &Self) -> Self {
+    fn le(&self, other: impl Comparand<'t, T, Self>) -> Self {
         compare::compare("le", self, other, |a, b| a <= b)
     }
 
@@ -422,7 +427,7 @@ pub trait ElementwiseOps<'t, T: Float>: Operand<'t, T> {
     /// assert_eq!(tape.var(ndarray::array![3.0, 5.0]).eq(&tape.var(3.0)).array(), ndarray::array![1.0, 0.0].into_dyn());
     /// ```
     #[track_caller]
-    fn eq(&self, other: &Self) -> Self {
+    fn eq(&self, other: impl Comparand<'t, T, Self>) -> Self {
         compare::compare("eq", self, other, |a, b| a == b)
     }
 
@@ -433,7 +438,7 @@ pub trait ElementwiseOps<'t, T: Float>: Operand<'t, T> {
     /// assert_eq!(tape.var(ndarray::array![3.0, 5.0]).ne(&tape.var(3.0)).array(), ndarray::array![0.0, 1.0].into_dyn());
     /// ```
     #[track_caller]
-    fn ne(&self, other: &Self) -> Self {
+    fn ne(&self, other: impl Comparand<'t, T, Self>) -> Self {
         compare::compare("ne", self, other, |a, b| a != b)
     }
 }

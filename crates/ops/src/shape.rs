@@ -30,6 +30,7 @@ use smallvec::SmallVec;
 
 use retrograd_tape::{Float, Operand, Result, RuleCtx, Tensor, Val};
 
+pub mod at;
 pub mod concat;
 pub mod flip;
 pub mod gather;
@@ -44,6 +45,7 @@ pub mod slice;
 pub mod squeeze;
 pub mod stack;
 
+pub use at::{At, Place};
 pub use concat::Concat;
 pub use flip::Flip;
 pub use gather::Gather;
@@ -192,6 +194,25 @@ pub trait ShapeOps<'t, T: Float>: Operand<'t, T> {
     #[track_caller]
     fn broadcast_to(&self, shape: &[usize]) -> Self {
         retrograd_tape::arith::broadcast_to(self, shape)
+    }
+
+    /// The element at `index` (one entry per axis) as a scalar, differentiable:
+    /// `x.at(&[1, 2])` is `x[1, 2]`. Its gradient is one-hot.
+    ///
+    /// ```
+    /// # use retrograd_ops::prelude::*; use ndarray::array; let tape = Tape::<f64>::new();
+    /// let x = tape.var(array![[1.0, 2.0], [3.0, 4.0]]);
+    /// let y = x.at(&[1, 0]);
+    /// assert_eq!(y.item(), 3.0);
+    /// assert_eq!(y.backward().unwrap()[x].to_array(), array![[0.0, 0.0], [1.0, 0.0]].into_dyn());
+    /// ```
+    ///
+    /// # Panics
+    /// When the index has the wrong number of entries or one is out of range, naming the
+    /// axis, its extent and the caller's line.
+    #[track_caller]
+    fn at(&self, index: &[usize]) -> Self {
+        at::at(self, index)
     }
 
     /// Removes `axis`, which must have extent 1: `x.squeeze(0)`.

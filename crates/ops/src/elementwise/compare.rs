@@ -7,7 +7,33 @@
 
 use std::panic::Location;
 
-use retrograd_tape::{Error, Float, Operand, Shape};
+use retrograd_tape::{Error, Float, Operand, Shape, Tensor};
+
+/// The right-hand side of a comparison: a tensor of the same kind (`a.gt(&b)`) or a plain
+/// number (`a.gt(0.0)`), so that a mask against a threshold needs no constant entered by
+/// hand.
+pub trait Comparand<'t, T: Float, X> {
+    /// The value compared against.
+    fn compared_value(&self) -> Tensor<T>;
+}
+
+impl<'t, T: Float, X: Operand<'t, T>> Comparand<'t, T, X> for &X {
+    fn compared_value(&self) -> Tensor<T> {
+        self.value()
+    }
+}
+
+impl<'t, X: Operand<'t, f64>> Comparand<'t, f64, X> for f64 {
+    fn compared_value(&self) -> Tensor<f64> {
+        Tensor::scalar(*self)
+    }
+}
+
+impl<'t, X: Operand<'t, f32>> Comparand<'t, f32, X> for f32 {
+    fn compared_value(&self) -> Tensor<f32> {
+        Tensor::scalar(*self)
+    }
+}
 
 /// Compares `a` and `b` elementwise with broadcasting: 1 where `f(a, b)`, else 0, as a
 /// constant beside `a`.
@@ -19,10 +45,10 @@ use retrograd_tape::{Error, Float, Operand, Shape};
 pub(crate) fn compare<'t, T: Float, X: Operand<'t, T>>(
     op: &'static str,
     a: &X,
-    b: &X,
+    b: impl Comparand<'t, T, X>,
     f: impl Fn(T, T) -> bool,
 ) -> X {
-    let (va, vb) = (a.value(), b.value());
+    let (va, vb) = (a.value(), b.compared_value());
     match va.zip_map(&vb, |x, y| if f(x, y) { T::one() } else { T::zero() }) {
         Some(mask) => a.constant_like(mask),
         None => {
