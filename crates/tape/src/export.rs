@@ -361,7 +361,8 @@ impl fmt::Display for Dot {
                 }
                 let mut attrs = Vec::new();
                 if n.inputs.len() > 1 {
-                    attrs.push(format!("taillabel=\"{slot}\""));
+                    // At the edge's middle, clear of both arrowhead and node.
+                    attrs.push(format!("label=\" {slot}\""));
                 }
                 if hot[i] && hot[n.id] {
                     attrs.push("color=\"#d62728\"".into());
@@ -374,8 +375,48 @@ impl fmt::Display for Dot {
                 }
             }
         }
+        write_legend(f, self.highlight.is_some())?;
         writeln!(f, "}}")
     }
+}
+
+/// The key to the picture's shapes and colours, as a boxed cluster of sample nodes.
+fn write_legend(f: &mut fmt::Formatter<'_>, highlighted: bool) -> fmt::Result {
+    writeln!(f, "  subgraph cluster_legend {{")?;
+    writeln!(
+        f,
+        "    label=\"legend\"; fontname=\"monospace\"; fontsize=10; color=\"#999999\";"
+    )?;
+    let samples = [
+        (
+            "var: an input gradients are for",
+            "shape=box, style=filled, fillcolor=\"#dbe9ff\"",
+        ),
+        (
+            "constant: no gradient flows",
+            "shape=box, style=filled, fillcolor=\"#eeeeee\"",
+        ),
+        ("op: recorded, with its rule", "shape=ellipse"),
+        (
+            "freed op: its rule was consumed",
+            "shape=ellipse, style=dashed",
+        ),
+    ];
+    for (i, (text, attrs)) in samples.iter().enumerate() {
+        writeln!(f, "    legend{i} [label=\"{text}\", {attrs}];")?;
+    }
+    if highlighted {
+        writeln!(
+            f,
+            "    legend4 [label=\"on the highlighted gradient path\", color=\"#d62728\", penwidth=2.5];"
+        )?;
+    }
+    // Stacked top to bottom by invisible edges; an edge label is an input's position.
+    let last = if highlighted { 4 } else { 3 };
+    for i in 0..last {
+        writeln!(f, "    legend{i} -> legend{} [style=invis];", i + 1)?;
+    }
+    writeln!(f, "  }}")
 }
 
 /// Escapes text for an HTML-like DOT label.
@@ -429,6 +470,20 @@ mod tests {
             }
         }
         (nodes, edges)
+    }
+
+    #[test]
+    fn dot_has_a_legend_and_labels_inputs_mid_edge() {
+        let tape = Tape::<f64>::new();
+        let (loss, _) = sample(&tape);
+        let plain = tape.dot().to_string();
+        assert!(plain.contains("subgraph cluster_legend"));
+        assert!(plain.contains("var: an input gradients are for"));
+        assert!(!plain.contains("on the highlighted gradient path"));
+        assert!(!plain.contains("taillabel"));
+        assert!(plain.contains("label=\" 1\""), "{plain}");
+        let lit = tape.dot().highlight(loss).to_string();
+        assert!(lit.contains("on the highlighted gradient path"));
     }
 
     #[test]

@@ -367,8 +367,8 @@ impl<T: Float> Tape<T> {
         for (n, buffer) in &all {
             s.nodes += 1;
             match n.kind {
-                NodeKind::Leaf => s.leaves += 1,
-                NodeKind::Constant => s.constants += 1,
+                NodeKind::Leaf if n.requires_grad => s.leaves += 1,
+                NodeKind::Leaf | NodeKind::Constant => s.constants += 1,
                 NodeKind::Op | NodeKind::Spent => {
                     s.ops += 1;
                     s.reverse_madds += 2 * n.madds;
@@ -401,11 +401,13 @@ pub struct Summary {
     pub dtype: &'static str,
     /// Every node.
     pub nodes: usize,
-    /// Inputs entered by the user.
+    /// Inputs entered with [`Tape::var`](crate::Tape::var): the values gradients are for.
     pub leaves: usize,
     /// Recorded ops (kept or freed).
     pub ops: usize,
-    /// Values no gradient flows through, made by ops or `detach`.
+    /// Values no gradient flows through: entered with [`Tape::constant`](crate::Tape::constant)
+    /// (the dump's `constant` rows), or made by ops on constants, under `no_grad` or by
+    /// `detach`.
     pub constants: usize,
     /// Nodes with a name.
     pub labelled: usize,
@@ -857,6 +859,12 @@ mod tests {
         let sum = tape.summary();
         assert_eq!(sum.nodes, 4);
         assert_eq!((sum.leaves, sum.ops, sum.constants), (1, 2, 1));
+        // An entered constant counts as a constant, as its dump row says.
+        let other = Tape::<f64>::new();
+        let (v, c) = (other.var(array![1.0]), other.constant(array![1.0]));
+        let _ = v * c;
+        let s2 = other.summary();
+        assert_eq!((s2.leaves, s2.ops, s2.constants), (1, 1, 1));
         assert_eq!(
             sum.by_op,
             vec![("detach".into(), 1), ("dot3".into(), 1), ("mul".into(), 1)]
