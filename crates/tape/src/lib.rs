@@ -11,6 +11,8 @@
 //! - [`Rule`]: the interface every primitive implements; rules are written in
 //!   differentiable ops on [`Val`], so one rule serves the plain sweep, the recorded sweep
 //!   and forward mode.
+//! - [`checkpoint`]: a block recorded as one node and recomputed by the sweep, to trade
+//!   compute for memory.
 //! - Sweeps: [`Var::backward`], [`Tape::grad`], [`Tape::vjp`], [`Tape::grad_graph`],
 //!   [`Tape::jvp`].
 //!
@@ -26,6 +28,7 @@
 pub mod arith;
 pub mod chain;
 pub mod check;
+pub mod checkpoint;
 mod error;
 pub mod export;
 mod float;
