@@ -13,6 +13,8 @@
 //!   and forward mode.
 //! - [`checkpoint`]: a block recorded as one node and recomputed by the sweep, to trade
 //!   compute for memory.
+//! - [`time_loop`]: gradients of a time loop under a memory budget, with [`revolve`]'s
+//!   optimal binomial checkpointing.
 //! - Sweeps: [`Var::backward`], [`Tape::grad`], [`Tape::vjp`], [`Tape::grad_graph`],
 //!   [`Tape::jvp`].
 //!
@@ -38,6 +40,7 @@ mod graph;
 pub mod hooks;
 pub mod inspect;
 mod reverse;
+pub mod revolve;
 mod rule;
 pub mod scope;
 #[cfg(feature = "proptest")]
@@ -46,6 +49,7 @@ pub mod summation;
 mod sweep;
 mod tape;
 mod tensor;
+pub mod time_loop;
 pub mod transforms;
 mod var;
 
