@@ -52,6 +52,25 @@ use crate::{Float, arith};
 /// evaluation, the sub-tape of each recomputation, or the outer tape under `create_graph`.
 pub type Block<T> = dyn for<'s> Fn(&[Var<'s, T>]) -> Var<'s, T>;
 
+/// Returns `f` unchanged, with its signature pinned to "Vars of any tape in, a Var of the
+/// same tape out", so that a closure built in a `let` (one that captures what it needs by
+/// `move`) can be handed to [`checkpoint`]; closures written in the call need no help.
+///
+/// ```
+/// use retrograd_tape::{Tape, checkpoint::{block, checkpoint}};
+/// let scale = 3.0;
+/// let f = block(move |v| v[0] * scale);
+/// let tape = Tape::<f64>::new();
+/// let x = tape.var(2.0);
+/// assert_eq!(checkpoint(f, &[x]).item(), 6.0);
+/// ```
+pub fn block<T: Float, F>(f: F) -> F
+where
+    F: for<'s> Fn(&[Var<'s, T>]) -> Var<'s, T>,
+{
+    f
+}
+
 /// Records `block(inputs)` as one node that keeps only the inputs; a sweep through it
 /// recomputes the block (see the [module docs](self)).
 ///
