@@ -46,24 +46,13 @@ pub enum Action {
     Forget(usize),
 }
 
-/// Revolve's schedule for `steps` steps with at most `snapshots` stored states.
-#[derive(Clone, Debug)]
+/// Revolve's schedule for `steps` steps with at most `snapshots` stored states. It is a
+/// recipe, not a list: [`actions`](Schedule::actions) generates the moves one by one in
+/// memory that grows with the number of snapshots, not with the number of steps.
+#[derive(Clone, Copy, Debug)]
 pub struct Schedule {
     steps: usize,
     snapshots: usize,
-    actions: Vec<Action>,
-}
-
-/// What is left to do while a schedule is built.
-enum Task {
-    /// Reverse steps `start .. start + len`, snapshot `start` being stored, with `free`
-    /// snapshots at most (that one included).
-    Reverse {
-        start: usize,
-        len: usize,
-        free: usize,
-    },
-    Forget(usize),
 }
 
 impl Schedule {
@@ -77,73 +66,7 @@ impl Schedule {
             snapshots >= 1,
             "revolve: a schedule needs at least one snapshot (the initial state's), got 0"
         );
-        let mut plan = Schedule {
-            steps,
-            snapshots,
-            actions: Vec::new(),
-        };
-        if steps == 0 {
-            return plan;
-        }
-        plan.actions.push(Action::Store(0));
-        let mut current = Some(0);
-        let mut tasks = vec![Task::Reverse {
-            start: 0,
-            len: steps,
-            free: snapshots,
-        }];
-        while let Some(task) = tasks.pop() {
-            match task {
-                Task::Forget(i) => plan.actions.push(Action::Forget(i)),
-                Task::Reverse { start, len, free } => {
-                    plan.reverse(start, len, free, &mut current, &mut tasks)
-                }
-            }
-        }
-        plan
-    }
-
-    /// One reversal task: done at once when it is a single step or no snapshot is free,
-    /// else split at revolve's point and pushed back as two tasks.
-    fn reverse(
-        &mut self,
-        start: usize,
-        len: usize,
-        free: usize,
-        current: &mut Option<usize>,
-        tasks: &mut Vec<Task>,
-    ) {
-        let mut go_to = |actions: &mut Vec<Action>, to: usize| {
-            if *current != Some(start) {
-                actions.push(Action::Restore(start));
-            }
-            if to > start {
-                actions.push(Action::Advance(to - start));
-            }
-            *current = None;
-        };
-        if len == 1 || free == 1 {
-            for j in (0..len).rev() {
-                go_to(&mut self.actions, start + j);
-                self.actions.push(Action::Reverse(start + j));
-            }
-            return;
-        }
-        let split = start + split_point(len, free);
-        go_to(&mut self.actions, split);
-        self.actions.push(Action::Store(split));
-        *current = Some(split);
-        tasks.push(Task::Reverse {
-            start,
-            len: split - start,
-            free,
-        });
-        tasks.push(Task::Forget(split));
-        tasks.push(Task::Reverse {
-            start: split,
-            len: start + len - split,
-            free: free - 1,
-        });
+        Schedule { steps, snapshots }
     }
 
     /// The number of steps of the loop.
@@ -157,25 +80,38 @@ impl Schedule {
     }
 
     /// The moves, in order.
-    pub fn actions(&self) -> &[Action] {
-        &self.actions
+    pub fn actions(&self) -> Actions {
+        let mut actions = Actions {
+            tasks: Vec::new(),
+            current: Some(0),
+            queue: Default::default(),
+        };
+        if self.steps > 0 {
+            actions.queue.push_back(Action::Store(0));
+            actions.tasks.push(Task::Reverse {
+                start: 0,
+                len: self.steps,
+                free: self.snapshots,
+            });
+        }
+        actions
     }
 
-    /// The untaped forward steps the schedule takes (the work beyond a plain tape's).
+    /// The untaped forward steps the schedule takes (the work beyond a plain tape's),
+    /// counted by running through it.
     pub fn advances(&self) -> u64 {
-        self.actions
-            .iter()
+        self.actions()
             .map(|a| match a {
-                Action::Advance(n) => *n as u64,
+                Action::Advance(n) => n as u64,
                 _ => 0,
             })
             .sum()
     }
 
-    /// The most snapshots held at once.
+    /// The most snapshots held at once, counted by running through the schedule.
     pub fn peak_snapshots(&self) -> usize {
         let (mut held, mut peak) = (0usize, 0usize);
-        for a in &self.actions {
+        for a in self.actions() {
             match a {
                 Action::Store(_) => held += 1,
                 Action::Forget(_) => held -= 1,
@@ -184,6 +120,98 @@ impl Schedule {
             peak = peak.max(held);
         }
         peak
+    }
+}
+
+/// What is left to do while a schedule runs.
+#[derive(Clone, Debug)]
+enum Task {
+    /// Reverse steps `start .. start + len`, snapshot `start` being stored, with `free`
+    /// snapshots at most (that one included).
+    Reverse {
+        start: usize,
+        len: usize,
+        free: usize,
+    },
+    /// Reverse steps `start .. start + len` from snapshot `start` with no snapshot to
+    /// spare: the last one first, each advanced to from `start`.
+    Sweep {
+        start: usize,
+        len: usize,
+    },
+    Forget(usize),
+}
+
+/// The moves of a [`Schedule`], generated as they are needed (a stack of pending tasks
+/// and at most three moves queued).
+#[derive(Clone, Debug)]
+pub struct Actions {
+    tasks: Vec<Task>,
+    /// The state in hand, if it is a snapshot's.
+    current: Option<usize>,
+    queue: std::collections::VecDeque<Action>,
+}
+
+impl Iterator for Actions {
+    type Item = Action;
+
+    fn next(&mut self) -> Option<Action> {
+        while self.queue.is_empty() {
+            match self.tasks.pop()? {
+                Task::Forget(i) => self.queue.push_back(Action::Forget(i)),
+                Task::Sweep { start, len } => self.sweep(start, len),
+                Task::Reverse { start, len, free } => self.reverse(start, len, free),
+            }
+        }
+        self.queue.pop_front()
+    }
+}
+
+impl Actions {
+    /// Moves from snapshot `start` (restored unless in hand) to state `to`.
+    fn go(&mut self, start: usize, to: usize) {
+        if self.current != Some(start) {
+            self.queue.push_back(Action::Restore(start));
+        }
+        if to > start {
+            self.queue.push_back(Action::Advance(to - start));
+        }
+        self.current = None;
+    }
+
+    /// The last step of a sweep; the rest is pushed back.
+    fn sweep(&mut self, start: usize, len: usize) {
+        if len > 1 {
+            self.tasks.push(Task::Sweep {
+                start,
+                len: len - 1,
+            });
+        }
+        self.go(start, start + len - 1);
+        self.queue.push_back(Action::Reverse(start + len - 1));
+    }
+
+    /// One reversal task: a sweep when it is a single step or no snapshot is free, else
+    /// split at revolve's point and pushed back as two tasks.
+    fn reverse(&mut self, start: usize, len: usize, free: usize) {
+        if len == 1 || free == 1 {
+            return self.sweep(start, len);
+        }
+        let split = start + split_point(len, free);
+        self.go(start, split);
+        self.queue.push_back(Action::Store(split));
+        self.current = Some(split);
+        self.tasks.push(Task::Reverse {
+            start,
+            len: split - start,
+            free,
+        });
+        self.tasks.push(Task::Forget(split));
+        self.tasks.push(Task::Reverse {
+            start: split,
+            len: start + len - split,
+            free: free - 1,
+        });
     }
 }
 

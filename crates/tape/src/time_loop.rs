@@ -54,10 +54,10 @@ pub struct TimeLoopGrad<T: Float> {
     pub initial: Tensor<T>,
     /// The gradient with respect to each parameter, in order.
     pub params: Vec<Tensor<T>>,
-    /// Untaped forward steps taken: the work beyond a plain tape's `T` taped steps,
-    /// revolve's optimum for the loop's length and budget.
+    /// Untaped forward steps taken (counted as they ran): the work beyond a plain tape's
+    /// `T` taped steps, revolve's optimum for the loop's length and budget.
     pub advances: u64,
-    /// The most states stored at once (within the budget).
+    /// The most states stored at once (within the budget), counted as they were stored.
     pub peak_snapshots: usize,
 }
 
@@ -131,12 +131,12 @@ impl TimeLoop {
                 final_state: initial.clone(),
                 initial: Tensor::zeros(initial.shape()),
                 params: params.iter().map(|p| Tensor::zeros(p.shape())).collect(),
-                advances: plan.advances(),
-                peak_snapshots: plan.peak_snapshots(),
+                advances: 0,
+                peak_snapshots: 0,
             },
         };
         for action in plan.actions() {
-            run.act(*action)?;
+            run.act(action)?;
         }
         if self.steps == 0 {
             run.loss_at_start()?;
@@ -176,6 +176,7 @@ where
                     .clone()
                     .expect("a schedule stores a state in hand");
                 self.stored.push((i, x));
+                self.out.peak_snapshots = self.out.peak_snapshots.max(self.stored.len());
             }
             Action::Restore(i) => {
                 let found = self.stored.iter().find(|(j, _)| *j == i);
@@ -209,6 +210,7 @@ where
             };
             tape.clear();
         }
+        self.out.advances += n as u64;
         self.current = Some(x);
         Ok(())
     }

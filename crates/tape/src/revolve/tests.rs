@@ -8,9 +8,9 @@ use super::*;
 fn check_valid(plan: &Schedule) -> Result<(), String> {
     let (mut current, mut stored) = (Some(0usize), BTreeSet::new());
     let mut next = plan.steps();
-    for (n, a) in plan.actions().iter().enumerate() {
+    for (n, a) in plan.actions().enumerate() {
         let bad = |what: &str| Err(format!("action {n} {a:?}: {what}"));
-        match *a {
+        match a {
             Action::Store(i) => {
                 if current != Some(i) || !stored.insert(i) {
                     return bad("stores a state not in hand, or twice");
