@@ -24,8 +24,9 @@
 //! let plan = Schedule::new(4, 2);
 //! assert_eq!(plan.advances(), optimal_advances(4, 2));
 //! // The last step is reversed first, from the state the schedule advanced to.
-//! let first = plan.actions().iter().find(|a| matches!(a, Action::Reverse(_)));
-//! assert_eq!(first, Some(&Action::Reverse(3)));
+//! let mut moves = plan.actions();
+//! let first = moves.find(|a| matches!(a, Action::Reverse(_)));
+//! assert_eq!(first, Some(Action::Reverse(3)));
 //! ```
 
 /// One move of a schedule over the states `x_0 … x_T` of a time loop. The "current" state

@@ -28,6 +28,7 @@
 //! ```
 
 use crate::error::{Error, Result};
+use crate::grad::GradOptions;
 use crate::revolve::{Action, Schedule};
 use crate::tape::Tape;
 use crate::tensor::{Shape, Tensor, shape_eq};
@@ -248,10 +249,13 @@ where
         }
         let Some(total) = total else { return Ok(()) };
         let wrt: Vec<Var<'_, T>> = std::iter::once(xv).chain(ps.iter().copied()).collect();
-        let mut grads = tape.grad(total, &wrt)?.into_iter();
-        self.adjoint = grads.next().map(Tensor::from_array);
+        // `grad_with`, not `grad`: its constants are moved out, where `grad` copies each
+        // gradient into an owned array (a copy of every parameter's size per step).
+        let grads = tape.grad_with(total, &wrt, &GradOptions::new())?;
+        let mut grads = grads.into_iter().map(|g| g.value());
+        self.adjoint = grads.next();
         for (acc, g) in self.out.params.iter_mut().zip(grads) {
-            acc.add_assign(&Tensor::from_array(g));
+            acc.add_assign(&g);
         }
         Ok(())
     }
