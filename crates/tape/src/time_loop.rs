@@ -35,6 +35,26 @@ use crate::tensor::{Shape, Tensor, shape_eq};
 use crate::var::Var;
 use crate::{Float, arith};
 
+/// Returns `f` unchanged, with its signature pinned to "a state and the parameters on any
+/// tape in, the next state on the same tape out", so that a step closure stored in a `let`
+/// can be handed to [`TimeLoop::grad`] (closures written in the call need no help).
+///
+/// ```
+/// use retrograd_tape::{Tensor, arith::sum_to, time_loop::{TimeLoop, step_fn}};
+/// let decay = step_fn(|x, p| x * p[0]);
+/// let out = TimeLoop::new(3)
+///     .grad(&Tensor::from(2.0), &[Tensor::from(0.5)], decay, |_, x| x * 1.0)
+///     .unwrap();
+/// assert_eq!(out.loss, 0.25); // 2 · 0.5³
+/// assert_eq!(out.initial.item(), Some(0.125));
+/// ```
+pub fn step_fn<T: Float, F>(f: F) -> F
+where
+    F: for<'s> Fn(Var<'s, T>, &[Var<'s, T>]) -> Var<'s, T>,
+{
+    f
+}
+
 /// A time loop to differentiate: its length, the snapshot budget and where the loss is
 /// taken. Built with [`TimeLoop::new`] and run with [`TimeLoop::grad`].
 #[derive(Clone, Debug)]
