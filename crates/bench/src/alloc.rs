@@ -2,7 +2,8 @@
 //! allocations per recorded op (the target is none) and the heap bytes a tape holds per
 //! node (`w1.bytes_per_node`) from the allocator's own figures, not from estimates.
 //!
-//! It forwards to the system allocator and keeps three relaxed atomic counters; their cost
+//! It forwards to the system allocator and keeps relaxed atomic counters (allocations,
+//! live bytes and their high-water mark); their cost
 //! is paid by every workload, engine and baseline alike.
 
 use std::alloc::{GlobalAlloc, Layout, System};
@@ -13,6 +14,13 @@ pub struct Counting;
 
 static ALLOCS: AtomicUsize = AtomicUsize::new(0);
 static LIVE: AtomicIsize = AtomicIsize::new(0);
+static PEAK: AtomicIsize = AtomicIsize::new(0);
+
+/// Adds `size` bytes to the live count and raises the high-water mark.
+fn grow(size: isize) {
+    let now = LIVE.fetch_add(size, Ordering::Relaxed) + size;
+    PEAK.fetch_max(now, Ordering::Relaxed);
+}
 
 // SAFETY (for the `unsafe impl`): every method forwards to `System` with the caller's own
 // arguments, so `System`'s guarantees carry over; the counters do not touch the memory.
@@ -20,13 +28,13 @@ static LIVE: AtomicIsize = AtomicIsize::new(0);
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         ALLOCS.fetch_add(1, Ordering::Relaxed);
-        LIVE.fetch_add(layout.size() as isize, Ordering::Relaxed);
+        grow(layout.size() as isize);
         // SAFETY: forwarded unchanged.
         unsafe { System.alloc(layout) }
     }
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
         ALLOCS.fetch_add(1, Ordering::Relaxed);
-        LIVE.fetch_add(layout.size() as isize, Ordering::Relaxed);
+        grow(layout.size() as isize);
         // SAFETY: forwarded unchanged.
         unsafe { System.alloc_zeroed(layout) }
     }
@@ -37,10 +45,7 @@ unsafe impl GlobalAlloc for Counting {
     }
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
         ALLOCS.fetch_add(1, Ordering::Relaxed);
-        LIVE.fetch_add(
-            new_size as isize - layout.size() as isize,
-            Ordering::Relaxed,
-        );
+        grow(new_size as isize - layout.size() as isize);
         // SAFETY: forwarded unchanged.
         unsafe { System.realloc(ptr, layout, new_size) }
     }
@@ -54,4 +59,15 @@ pub fn allocations() -> usize {
 /// Heap bytes currently allocated.
 pub fn live_bytes() -> isize {
     LIVE.load(Ordering::Relaxed)
+}
+
+/// The most heap bytes allocated at once since the last [`reset_peak`] (exact, unlike
+/// resident memory, which keeps pages the allocator has not returned).
+pub fn peak_bytes() -> isize {
+    PEAK.load(Ordering::Relaxed)
+}
+
+/// Starts a new high-water mark from the bytes allocated now.
+pub fn reset_peak() {
+    PEAK.store(live_bytes(), Ordering::Relaxed);
 }

@@ -4,7 +4,7 @@
 //! cargo run --release -p retrograd-bench -- [--quick] [--kernel gemm|matrixmultiply] [WORKLOAD...]
 //! ```
 //! Workloads: `all` (the default), `w1`, `kernels` (alias `gemm`), `w2`, `dp`, `w5`, `jac`, `w6`,
-//! `w7`, `recording`. Every result
+//! `w7`, `w8`, `recording`. Every result
 //! is one `name value unit` line on stdout; notes go to stderr. `--quick` shrinks every
 //! workload (a smoke test for CI; its timings mean nothing). A failed check (a checksum
 //! off, a wrong matmul entry) makes the process exit with status 1 after all lines are out.
@@ -34,6 +34,7 @@ mod w2_nn;
 mod w5;
 mod w6;
 mod w7;
+mod w8;
 
 /// Counts heap allocations and live bytes (W1's allocations per op and bytes per node).
 #[global_allocator]
@@ -48,7 +49,7 @@ use report::Report;
 const THREADS: usize = 2;
 
 /// The workloads `all` runs, in order.
-const ALL: [&str; 9] = [
+const ALL: [&str; 10] = [
     "w1",
     "kernels",
     "w2",
@@ -57,6 +58,7 @@ const ALL: [&str; 9] = [
     "jac",
     "w6",
     "w7",
+    "w8",
     "recording",
 ];
 
@@ -72,7 +74,7 @@ struct Options {
 /// The usage text.
 const USAGE: &str = "\
 usage: retrograd-bench [--quick] [--kernel gemm|matrixmultiply] [WORKLOAD...]
-workloads: all (default), w1, kernels (alias gemm), w2, dp, w5, jac, w6, w7, recording
+workloads: all (default), w1, kernels (alias gemm), w2, dp, w5, jac, w6, w7, w8, recording
   w1         scalar chain: hand-coded adjoint, then the engine (ns per op, checksums,
              flatness from 1e3 to 1e6 ops, bytes per node)
   kernels    f32 1024^3 GEMM rate, W2's eight matmul shapes and the hand-written
@@ -87,6 +89,9 @@ workloads: all (default), w1, kernels (alias gemm), w2, dp, w5, jac, w6, w7, rec
   w6         peak and growth of resident memory, hand-written and engine (child processes)
   w7         LeNet-5-sized CNN step: nn path against a hand-written step on the same
              conv and GEMM kernels (ratio, forward share, conv GFLOP/s), and its memory
+  w8         checkpointing: a 10,000-step recurrence, plain tape against revolve at 10
+             and 100 snapshots (gradient agreement, peak memory in child processes,
+             time, recomputed steps); an 8-block MLP step plain and checkpointed
   recording  a plain backward against a create_graph one (what recording would cost)
 options:
   --quick          tiny sizes and few repetitions (CI smoke test; timings meaningless)
@@ -197,6 +202,9 @@ fn run_workload(report: &mut Report, name: &str, opts: Options) -> bool {
             spawn_child(report, &["w7-memory"], opts.quick, None);
         }
         "recording" => recording::run(report, opts.quick),
+        "w8" => w8::run(report, opts.quick, &mut |r, task| {
+            spawn_child(r, task, opts.quick, None)
+        }),
         "kernels" | "gemm" => kernel_sweep(report, opts.quick),
         "w2" => w2_default(report, opts),
         "dp" => w2_nn::run_data_parallel(report, opts.quick),
@@ -393,6 +401,7 @@ fn run_child_task(report: &mut Report, task: &[String], quick: bool) {
         }
         Some("w6-engine") => w6::run_engine_child(report, quick),
         Some("w7-memory") => w7::run_memory_child(report, quick),
+        Some("w8-rnn" | "w8-mlp") => w8::run_child(report, task, quick),
         Some("w1-probe") => {
             let steps = task.get(1).and_then(|t| t.parse().ok()).unwrap_or(100_000);
             let runs = task.get(2).and_then(|t| t.parse().ok()).unwrap_or(2);

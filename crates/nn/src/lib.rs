@@ -69,6 +69,7 @@ pub mod optim;
 pub mod parallel;
 mod params;
 mod scalar;
+mod segments;
 mod store;
 
 /// The `rand` this crate's initialisers and shuffling use, so callers can name the same

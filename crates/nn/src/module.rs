@@ -1,6 +1,7 @@
 //! The [`Module`] trait, parameter specifications, and [`Sequential`], the layered chain.
 
 use std::fmt;
+use std::sync::Arc;
 
 use retrograd_tape::Var;
 
@@ -302,12 +303,18 @@ impl<T: Scalar, M: Module<T> + ?Sized> Module<T> for Box<M> {
 /// assert_eq!(names, ["0.weight", "0.bias", "2.weight", "2.bias"]);
 /// ```
 pub struct Sequential<T: Scalar> {
-    layers: Vec<(String, Box<dyn Module<T>>)>,
+    /// Shared, so that a checkpointed segment's block can own its layers.
+    pub(crate) layers: Vec<(String, Arc<dyn Module<T>>)>,
+    /// Layers per checkpointed segment ([`Sequential::checkpoint_every`]).
+    pub(crate) checkpoint_every: Option<usize>,
 }
 
 impl<T: Scalar> Default for Sequential<T> {
     fn default() -> Self {
-        Sequential { layers: Vec::new() }
+        Sequential {
+            layers: Vec::new(),
+            checkpoint_every: None,
+        }
     }
 }
 
@@ -349,14 +356,14 @@ impl<T: Scalar> Sequential<T> {
             self.layers.iter().all(|(n, _)| *n != name),
             "Sequential: a layer is already called {name:?}"
         );
-        self.layers.push((name, Box::new(layer)));
+        self.layers.push((name, Arc::new(layer)));
         self
     }
 
     /// Appends a boxed layer named by its position (for layers chosen at run time).
     pub fn push(&mut self, layer: Box<dyn Module<T>>) {
         let name = self.layers.len().to_string();
-        self.layers.push((name, layer));
+        self.layers.push((name, Arc::from(layer)));
     }
 
     /// The number of layers.
@@ -385,6 +392,9 @@ impl<T: Scalar> Module<T> for Sequential<T> {
 
     #[track_caller]
     fn forward<'t>(&self, x: Var<'t, T>, p: &Params<'t, T>) -> Var<'t, T> {
+        if let Some(k) = self.checkpoint_every {
+            return self.forward_checkpointed(x, p, k);
+        }
         // A loop, not a fold: a closure would not pass the caller's line on.
         let mut x = x;
         for (name, layer) in &self.layers {

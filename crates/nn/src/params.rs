@@ -222,6 +222,11 @@ impl<'t, T: Scalar> Params<'t, T> {
         buffers.push((full, value));
     }
 
+    /// Takes the buffers the pass's layers reported so far (full names).
+    pub(crate) fn take_buffers(&self) -> Vec<(String, ArrayD<T>)> {
+        self.shared.buffers.take()
+    }
+
     /// Runs `f` with the pass's random stream (seeded, so a step is reproducible).
     pub fn with_rng<R>(&self, f: impl FnOnce(&mut StdRng) -> R) -> R {
         f(&mut self.shared.rng.borrow_mut())

@@ -73,6 +73,14 @@
 //! and [`tape::chain::chain_jacobian`] multiplies a layered chain's Jacobians in the optimal
 //! order.
 //!
+//! **Memory.** [`checkpoint`](tape::checkpoint::checkpoint) records a block as one node that
+//! keeps only its inputs and is recomputed by the sweep;
+//! [`Sequential::checkpoint_every`](nn::Sequential::checkpoint_every) does it for every `k`
+//! layers (or [by a memory budget](nn::Sequential::checkpoint_for_budget)); and
+//! [`TimeLoop`](tape::time_loop::TimeLoop) differentiates a time loop with at most `s` stored
+//! states by [revolve](tape::revolve)'s binomial checkpointing. `docs/guide.md`, section
+//! 10, says when each pays.
+//!
 //! **Models** ([`nn`]). A [`Module`](nn::Module) is a layer or a model; derive it for a
 //! struct of layers (`#[derive(Module)]`, see [the trait's docs](nn::Module) for the rules):
 //!
@@ -170,13 +178,17 @@ pub use retrograd_ops as ops;
 pub use retrograd_tape as tape;
 
 /// The names a model is written with: the tape types, every op trait, the free-standing
-/// ops (`concat`, `stack`, `where_`), the function transforms, the gradient options, and
-/// [`Module`](crate::nn::Module) (trait and derive).
+/// ops (`concat`, `stack`, `where_`), the function transforms, the gradient options,
+/// [`checkpoint`](crate::tape::checkpoint::checkpoint) and
+/// [`TimeLoop`](crate::tape::time_loop::TimeLoop), and [`Module`](crate::nn::Module)
+/// (trait and derive).
 pub mod prelude {
     pub use retrograd_nn::{Module, Param, Params};
     pub use retrograd_ops::elementwise::where_;
     pub use retrograd_ops::prelude::*;
     pub use retrograd_ops::shape::{concat, stack};
+    pub use retrograd_tape::checkpoint::checkpoint;
+    pub use retrograd_tape::time_loop::TimeLoop;
     pub use retrograd_tape::{Error, Gradients, Rule, RuleCtx, transforms};
 }
 

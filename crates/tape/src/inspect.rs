@@ -43,6 +43,9 @@ pub(crate) struct InspectState {
     pub(crate) record_grad_norms: bool,
     /// By node position; `None` where the last sweep did not visit the node.
     grad_norms: Vec<Option<f64>>,
+    /// The block of each checkpointed node, so a dump can expand it
+    /// ([`Tape::checkpoint_dump`]); the `Any` is the crate's checkpoint block type.
+    pub(crate) checkpoints: SecondaryMap<NodeKey, std::rc::Rc<dyn std::any::Any>>,
 }
 
 impl InspectState {
@@ -50,6 +53,7 @@ impl InspectState {
         self.labels.clear();
         self.scopes.clear();
         self.grad_norms.clear();
+        self.checkpoints.clear();
     }
 
     /// Forgets the previous sweep's norms: the table shows the last sweep's only.

@@ -11,6 +11,10 @@
 //! - [`Rule`]: the interface every primitive implements; rules are written in
 //!   differentiable ops on [`Val`], so one rule serves the plain sweep, the recorded sweep
 //!   and forward mode.
+//! - [`checkpoint`]: a block recorded as one node and recomputed by the sweep, to trade
+//!   compute for memory.
+//! - [`time_loop`]: gradients of a time loop under a memory budget, with [`revolve`]'s
+//!   optimal binomial checkpointing.
 //! - Sweeps: [`Var::backward`], [`Tape::grad`], [`Tape::vjp`], [`Tape::grad_graph`],
 //!   [`Tape::jvp`].
 //!
@@ -28,6 +32,7 @@ pub mod batch;
 mod batch_sweep;
 pub mod chain;
 pub mod check;
+pub mod checkpoint;
 mod error;
 pub mod export;
 mod float;
@@ -38,6 +43,7 @@ pub mod hooks;
 pub mod inspect;
 pub mod plan;
 mod reverse;
+pub mod revolve;
 mod rule;
 pub mod scope;
 #[cfg(feature = "proptest")]
@@ -46,6 +52,7 @@ pub mod summation;
 mod sweep;
 mod tape;
 mod tensor;
+pub mod time_loop;
 pub mod transforms;
 mod var;
 
