@@ -71,7 +71,8 @@ workloads: all (default), w1, kernels (alias gemm), w2, dp, w5, w6, w7, recordin
   dp         W2-sized step at batch 256: Session on the whole batch, DataParallel on
              1 and 2 threads, interleaved (medians, spreads, speed-up)
   w5         Hessian-vector product / gradient
-  w6         peak and growth of resident memory, hand-written and engine (child processes)
+  w6         peak and growth of resident memory: hand-written, engine and nn path
+             (child processes)
   w7         LeNet-5-sized CNN step: nn path against a hand-written step on the same
              conv and GEMM kernels (ratio, forward share, conv GFLOP/s), and its memory
   recording  a plain backward against a create_graph one (what recording would cost)
@@ -190,6 +191,7 @@ fn run_workload(report: &mut Report, name: &str, opts: Options) -> bool {
             let (family, threads) = kernel_args(opts.kernel);
             spawn_child(report, &["w6-hand", family, &threads], opts.quick, None);
             spawn_child(report, &["w6-engine"], opts.quick, None);
+            spawn_child(report, &["w6-nn"], opts.quick, None);
             if let Some(peak) = report.value("w6.retrograd.peak_bytes") {
                 report.push("w6.peak_bytes", peak, "bytes");
                 if let Some(hand) = report.value("w6.hand.peak_bytes") {
@@ -198,6 +200,12 @@ fn run_workload(report: &mut Report, name: &str, opts: Options) -> bool {
             }
             if let Some(growth) = report.value("w6.retrograd.growth_bytes") {
                 report.push("w6.growth_bytes", growth, "bytes");
+            }
+            if let (Some(peak), Some(hand)) = (
+                report.value("w6.nn.peak_bytes"),
+                report.value("w6.hand.peak_bytes"),
+            ) {
+                report.push("w6.nn.peak_ratio", peak / hand, "x");
             }
         }
         _ => return false,
@@ -378,6 +386,7 @@ fn run_child_task(report: &mut Report, task: &[String], quick: bool) {
             }
         }
         Some("w6-engine") => w6::run_engine_child(report, quick),
+        Some("w6-nn") => w6::run_nn_child(report, quick),
         Some("w7-memory") => w7::run_memory_child(report, quick),
         Some("w1-probe") => {
             let steps = task.get(1).and_then(|t| t.parse().ok()).unwrap_or(100_000);

@@ -5,13 +5,15 @@
 //! therefore runs in a fresh child process (the bench binary re-invoked with a hidden
 //! subcommand, see `main.rs`), which does nothing but set up W2, run the steps and report.
 //! The engine's version (`w6.retrograd.*`, `w6.peak_bytes`, `w6.growth_bytes` after 1000
-//! steps) goes beside [`run_hand_child`], in its own child process.
+//! steps) and the nn path a user writes (`w6.nn.*`) go beside [`run_hand_child`], each in
+//! its own child process.
 
 use crate::kernels::Kernel;
 use crate::report::Report;
 use crate::timing::{black_box, rss};
 use crate::w2::{Setup, step};
 use crate::w2_engine::EngineSetup;
+use crate::w2_nn::NnSetup;
 
 /// Steps W6 measures (the 50; 5 in quick mode).
 pub fn steps(quick: bool) -> usize {
@@ -50,34 +52,49 @@ pub fn long_steps(quick: bool) -> usize {
 /// 1000 steps and `w6.retrograd.rss_1000_bytes`, `w6.retrograd.peak_1000_bytes` and the
 /// growth between the two readings.
 pub fn run_engine_child(report: &mut Report, quick: bool) {
+    let mut s = EngineSetup::w2();
+    measure_steps(report, "w6.retrograd", quick, || {
+        black_box(s.step(false));
+    });
+}
+
+/// Body of the child process for the nn path a user writes (`Session::train_step`, `Sgd`):
+/// the same readings as [`run_engine_child`], under `w6.nn.*`.
+pub fn run_nn_child(report: &mut Report, quick: bool) {
+    let mut s = NnSetup::w2();
+    measure_steps(report, "w6.nn", quick, || {
+        black_box(s.step());
+    });
+}
+
+/// Runs `step` 50 times, reads resident memory, runs it up to 1000 times, reads it again,
+/// and pushes `{prefix}.start_rss_bytes`, `.peak_bytes`, `.rss_50_bytes`, `.rss_1000_bytes`,
+/// `.peak_1000_bytes` and `.growth_bytes`.
+fn measure_steps(report: &mut Report, prefix: &str, quick: bool, mut step: impl FnMut()) {
     let Some(start) = rss() else {
         // Resident memory is read from /proc; elsewhere W6 is skipped, not failed, so the
         // suite's smoke test passes on any platform the toolchain runs on.
         report.push_raw("w6.skipped".into(), "no-/proc/self/status".into(), "-");
         return;
     };
-    let mut s = EngineSetup::w2();
     let short = steps(quick);
     for _ in 0..short {
-        black_box(s.step(false));
+        step();
     }
     let mid = rss().unwrap_or(start);
     for _ in short..long_steps(quick) {
-        black_box(s.step(false));
+        step();
     }
     let end = rss().unwrap_or(start);
-    report.push(
-        "w6.retrograd.start_rss_bytes",
-        start.current as f64,
-        "bytes",
-    );
-    report.push("w6.retrograd.peak_bytes", mid.peak as f64, "bytes");
-    report.push("w6.retrograd.rss_50_bytes", mid.current as f64, "bytes");
-    report.push("w6.retrograd.rss_1000_bytes", end.current as f64, "bytes");
-    report.push("w6.retrograd.peak_1000_bytes", end.peak as f64, "bytes");
-    report.push(
-        "w6.retrograd.growth_bytes",
-        end.current as f64 - mid.current as f64,
-        "bytes",
-    );
+    let bytes = |name: &str, v: f64| (format!("{prefix}.{name}"), v, "bytes");
+    for (name, value, unit) in [
+        bytes("start_rss_bytes", start.current as f64),
+        bytes("peak_bytes", mid.peak as f64),
+        bytes("rss_50_bytes", mid.current as f64),
+        bytes("rss_1000_bytes", end.current as f64),
+        bytes("peak_1000_bytes", end.peak as f64),
+        bytes("growth_bytes", end.current as f64 - mid.current as f64),
+    ] {
+        report.push(name, value, unit);
+    }
 }
