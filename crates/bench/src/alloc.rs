@@ -2,8 +2,12 @@
 //! allocations per recorded op (the target is none) and the heap bytes a tape holds per
 //! node (`w1.bytes_per_node`) from the allocator's own figures, not from estimates.
 //!
-//! It forwards to the system allocator and keeps three relaxed atomic counters; their cost
-//! is paid by every workload, engine and baseline alike.
+//! It also keeps the high-water mark of live heap bytes, which W6 reports beside resident
+//! memory: unlike `VmHWM` it does not depend on how the system allocator lays out and
+//! returns its pages, so it shows what a step holds at once.
+//!
+//! It forwards to the system allocator and keeps relaxed atomic counters; their cost is
+//! paid by every workload, engine and baseline alike.
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::atomic::{AtomicIsize, AtomicUsize, Ordering};
@@ -13,6 +17,14 @@ pub struct Counting;
 
 static ALLOCS: AtomicUsize = AtomicUsize::new(0);
 static LIVE: AtomicIsize = AtomicIsize::new(0);
+static PEAK: AtomicIsize = AtomicIsize::new(0);
+
+/// Adds `bytes` to the live count and raises the high-water mark if it is passed.
+#[inline]
+fn grow(bytes: isize) {
+    let live = LIVE.fetch_add(bytes, Ordering::Relaxed) + bytes;
+    PEAK.fetch_max(live, Ordering::Relaxed);
+}
 
 // SAFETY (for the `unsafe impl`): every method forwards to `System` with the caller's own
 // arguments, so `System`'s guarantees carry over; the counters do not touch the memory.
@@ -20,13 +32,13 @@ static LIVE: AtomicIsize = AtomicIsize::new(0);
 unsafe impl GlobalAlloc for Counting {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         ALLOCS.fetch_add(1, Ordering::Relaxed);
-        LIVE.fetch_add(layout.size() as isize, Ordering::Relaxed);
+        grow(layout.size() as isize);
         // SAFETY: forwarded unchanged.
         unsafe { System.alloc(layout) }
     }
     unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
         ALLOCS.fetch_add(1, Ordering::Relaxed);
-        LIVE.fetch_add(layout.size() as isize, Ordering::Relaxed);
+        grow(layout.size() as isize);
         // SAFETY: forwarded unchanged.
         unsafe { System.alloc_zeroed(layout) }
     }
@@ -37,10 +49,7 @@ unsafe impl GlobalAlloc for Counting {
     }
     unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
         ALLOCS.fetch_add(1, Ordering::Relaxed);
-        LIVE.fetch_add(
-            new_size as isize - layout.size() as isize,
-            Ordering::Relaxed,
-        );
+        grow(new_size as isize - layout.size() as isize);
         // SAFETY: forwarded unchanged.
         unsafe { System.realloc(ptr, layout, new_size) }
     }
@@ -54,4 +63,14 @@ pub fn allocations() -> usize {
 /// Heap bytes currently allocated.
 pub fn live_bytes() -> isize {
     LIVE.load(Ordering::Relaxed)
+}
+
+/// The most heap bytes live at once since the last [`reset_peak_live_bytes`] (or start).
+pub fn peak_live_bytes() -> isize {
+    PEAK.load(Ordering::Relaxed)
+}
+
+/// Restarts the high-water mark of [`peak_live_bytes`] from the bytes live now.
+pub fn reset_peak_live_bytes() {
+    PEAK.store(live_bytes(), Ordering::Relaxed);
 }

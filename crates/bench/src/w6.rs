@@ -8,6 +8,7 @@
 //! steps) and the nn path a user writes (`w6.nn.*`) go beside [`run_hand_child`], each in
 //! its own child process.
 
+use crate::alloc;
 use crate::kernels::Kernel;
 use crate::report::Report;
 use crate::timing::{black_box, rss};
@@ -22,7 +23,8 @@ pub fn steps(quick: bool) -> usize {
 
 /// Body of the child process for the hand-written baseline: pushes
 /// `w6.hand.start_rss_bytes` (before W2 is set up: the binary's own footprint),
-/// `w6.hand.peak_bytes` (`VmHWM` after the steps) and `w6.hand.rss_bytes` (`VmRSS` then).
+/// `w6.hand.peak_bytes` (`VmHWM` after the steps), `w6.hand.rss_bytes` (`VmRSS` then) and
+/// `w6.hand.step_heap_bytes` (the most heap bytes the steps held at once beyond the set-up).
 pub fn run_hand_child(report: &mut Report, kernel: Kernel, quick: bool) {
     let Some(start) = rss() else {
         // Resident memory is read from /proc; elsewhere W6 is skipped, not failed, so the
@@ -31,11 +33,15 @@ pub fn run_hand_child(report: &mut Report, kernel: Kernel, quick: bool) {
         return;
     };
     let mut s = Setup::w2();
+    let set_up = alloc::live_bytes();
+    alloc::reset_peak_live_bytes();
     let Setup { mlp, x, labels, ws } = &mut s;
     for _ in 0..steps(quick) {
         black_box(step(kernel, mlp, x.view(), labels, ws));
     }
     let end = rss().unwrap_or(start);
+    let heap = alloc::peak_live_bytes() - set_up;
+    report.push("w6.hand.step_heap_bytes", heap as f64, "bytes");
     report.push("w6.hand.start_rss_bytes", start.current as f64, "bytes");
     report.push("w6.hand.peak_bytes", end.peak as f64, "bytes");
     report.push("w6.hand.rss_bytes", end.current as f64, "bytes");
@@ -52,8 +58,7 @@ pub fn long_steps(quick: bool) -> usize {
 /// 1000 steps and `w6.retrograd.rss_1000_bytes`, `w6.retrograd.peak_1000_bytes` and the
 /// growth between the two readings.
 pub fn run_engine_child(report: &mut Report, quick: bool) {
-    let mut s = EngineSetup::w2();
-    measure_steps(report, "w6.retrograd", quick, || {
+    measure_steps(report, "w6.retrograd", quick, EngineSetup::w2, |s| {
         black_box(s.step(false));
     });
 }
@@ -61,31 +66,42 @@ pub fn run_engine_child(report: &mut Report, quick: bool) {
 /// Body of the child process for the nn path a user writes (`Session::train_step`, `Sgd`):
 /// the same readings as [`run_engine_child`], under `w6.nn.*`.
 pub fn run_nn_child(report: &mut Report, quick: bool) {
-    let mut s = NnSetup::w2();
-    measure_steps(report, "w6.nn", quick, || {
+    measure_steps(report, "w6.nn", quick, NnSetup::w2, |s| {
         black_box(s.step());
     });
 }
 
-/// Runs `step` 50 times, reads resident memory, runs it up to 1000 times, reads it again,
-/// and pushes `{prefix}.start_rss_bytes`, `.peak_bytes`, `.rss_50_bytes`, `.rss_1000_bytes`,
-/// `.peak_1000_bytes` and `.growth_bytes`.
-fn measure_steps(report: &mut Report, prefix: &str, quick: bool, mut step: impl FnMut()) {
+/// Sets up with `make` and runs `step` 50 times, reads resident memory, runs it up to 1000
+/// times, reads it again, and pushes `{prefix}.start_rss_bytes` (before the set-up),
+/// `.peak_bytes`, `.rss_50_bytes`, `.rss_1000_bytes`, `.peak_1000_bytes`, `.growth_bytes`,
+/// and `.step_heap_bytes`: the most heap bytes the steps held at once beyond what was live
+/// after the set-up (from the counting allocator).
+fn measure_steps<S>(
+    report: &mut Report,
+    prefix: &str,
+    quick: bool,
+    make: impl FnOnce() -> S,
+    mut step: impl FnMut(&mut S),
+) {
     let Some(start) = rss() else {
         // Resident memory is read from /proc; elsewhere W6 is skipped, not failed, so the
         // suite's smoke test passes on any platform the toolchain runs on.
         report.push_raw("w6.skipped".into(), "no-/proc/self/status".into(), "-");
         return;
     };
+    let mut setup = make();
+    let set_up = alloc::live_bytes();
+    alloc::reset_peak_live_bytes();
     let short = steps(quick);
     for _ in 0..short {
-        step();
+        step(&mut setup);
     }
     let mid = rss().unwrap_or(start);
     for _ in short..long_steps(quick) {
-        step();
+        step(&mut setup);
     }
     let end = rss().unwrap_or(start);
+    let heap = alloc::peak_live_bytes() - set_up;
     let bytes = |name: &str, v: f64| (format!("{prefix}.{name}"), v, "bytes");
     for (name, value, unit) in [
         bytes("start_rss_bytes", start.current as f64),
@@ -94,6 +110,7 @@ fn measure_steps(report: &mut Report, prefix: &str, quick: bool, mut step: impl 
         bytes("rss_1000_bytes", end.current as f64),
         bytes("peak_1000_bytes", end.peak as f64),
         bytes("growth_bytes", end.current as f64 - mid.current as f64),
+        bytes("step_heap_bytes", heap as f64),
     ] {
         report.push(name, value, unit);
     }

@@ -8,7 +8,7 @@ use std::rc::Rc;
 
 use ndarray::ArrayD;
 use rand::rngs::StdRng;
-use retrograd_tape::{ScopeGuard, Tape, Tensor, Var};
+use retrograd_tape::{GradOptions, ScopeGuard, Tape, Tensor, Var};
 
 use crate::init::rng_from_seed;
 use crate::scalar::Scalar;
@@ -418,7 +418,9 @@ where
     let p = Params::from_store(tape, store, true, seed);
     let loss = loss_fn(&p);
     let value = loss.value();
-    let mut gradients = loss.backward()?;
+    // Nothing but the loss outlives `loss_fn` (its Vars cannot escape the closure), so the
+    // sweep may free each activation once it has passed it.
+    let mut gradients = loss.backward_with(&GradOptions::new().free_values())?;
     let mut grads = Grads::with_capacity(store.len());
     for (name, var) in p.iter() {
         if let Some(g) = gradients.take(var) {

@@ -153,8 +153,10 @@ impl CostEstimate {
         );
         let inner = input.tape.inner.borrow();
         let graph = &inner.graph;
-        let n_inputs = graph.node(input.key).value.len();
-        let n_outputs = graph.node(output.key).value.len();
+        // Shapes, not values: a value freed by a sweep still has its size.
+        let len = |k: NodeKey| graph.shape(k).iter().product::<usize>();
+        let n_inputs = len(input.key);
+        let n_outputs = len(output.key);
         // A forward sweep visits what lies downstream of the input, a reverse sweep what
         // lies upstream of the output; both visit the nodes between the two, and the
         // input's own node is not an op either sweep runs.
@@ -163,7 +165,7 @@ impl CostEstimate {
         let work: f64 = reach
             .on_path_in_order()
             .filter(|k| *k != input.key)
-            .map(|k| graph.node(k).value.len() as f64)
+            .map(|k| len(k) as f64)
             .sum();
         let (forward_sweep, reverse_sweep) = (work, work);
         CostEstimate {
