@@ -393,6 +393,11 @@ fn run_child_task(report: &mut Report, task: &[String], quick: bool) {
             let runs = task.get(2).and_then(|t| t.parse().ok()).unwrap_or(2);
             w1::probe(report, steps, runs);
         }
+        Some("w2-probe") => {
+            let which = task.get(1).map_or("nn", String::as_str);
+            let steps = task.get(2).and_then(|t| t.parse().ok()).unwrap_or(10);
+            w6::run_probe(report, engine_kernel(), which, steps);
+        }
         Some("w6-hand") => {
             if let Some(kernel) = parse_kernel(report) {
                 w6::run_hand_child(report, kernel, quick);

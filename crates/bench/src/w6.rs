@@ -11,7 +11,7 @@
 use crate::alloc;
 use crate::kernels::Kernel;
 use crate::report::Report;
-use crate::timing::{black_box, rss};
+use crate::timing::{black_box, minor_faults, rss};
 use crate::w2::{Setup, step};
 use crate::w2_engine::EngineSetup;
 use crate::w2_nn::NnSetup;
@@ -74,8 +74,9 @@ pub fn run_nn_child(report: &mut Report, quick: bool) {
 /// Sets up with `make` and runs `step` 50 times, reads resident memory, runs it up to 1000
 /// times, reads it again, and pushes `{prefix}.start_rss_bytes` (before the set-up),
 /// `.peak_bytes`, `.rss_50_bytes`, `.rss_1000_bytes`, `.peak_1000_bytes`, `.growth_bytes`,
-/// and `.step_heap_bytes`: the most heap bytes the steps held at once beyond what was live
-/// after the set-up (from the counting allocator).
+/// `.step_heap_bytes` (the most heap bytes the steps held at once beyond what was live
+/// after the set-up, from the counting allocator) and `.faults_per_step` (minor page
+/// faults per step after the first 50).
 fn measure_steps<S>(
     report: &mut Report,
     prefix: &str,
@@ -97,10 +98,15 @@ fn measure_steps<S>(
         step(&mut setup);
     }
     let mid = rss().unwrap_or(start);
+    let faults_before = minor_faults();
     for _ in short..long_steps(quick) {
         step(&mut setup);
     }
     let end = rss().unwrap_or(start);
+    if let (Some(a), Some(b)) = (faults_before, minor_faults()) {
+        let per_step = (b - a) as f64 / (long_steps(quick) - short) as f64;
+        report.push(format!("{prefix}.faults_per_step"), per_step, "faults");
+    }
     let heap = alloc::peak_live_bytes() - set_up;
     let bytes = |name: &str, v: f64| (format!("{prefix}.{name}"), v, "bytes");
     for (name, value, unit) in [
@@ -114,4 +120,32 @@ fn measure_steps<S>(
     ] {
         report.push(name, value, unit);
     }
+}
+
+/// Body of the `w2-probe WHICH STEPS` child, for instruction counts under callgrind: sets up
+/// W2 and runs `steps` training steps of `which` (`hand`, `engine` or `nn`) on the
+/// engine's kernel. Two runs with different step counts give the instructions of one step
+/// without the set-up: `(I(n2) − I(n1)) / (n2 − n1)`. Pushes `w2.probe.<which>.loss_last`.
+pub fn run_probe(report: &mut Report, kernel: Kernel, which: &str, steps: usize) {
+    let loss = match which {
+        "hand" => {
+            let mut s = Setup::w2();
+            let Setup { mlp, x, labels, ws } = &mut s;
+            (0..steps).fold(0.0, |_, _| step(kernel, mlp, x.view(), labels, ws))
+        }
+        "engine" => {
+            let mut s = EngineSetup::w2();
+            (0..steps).fold(0.0, |_, _| s.step(false))
+        }
+        "nn" => {
+            let mut s = NnSetup::w2();
+            (0..steps).fold(0.0, |_, _| s.step())
+        }
+        _ => {
+            return report.fail(format!(
+                "w2-probe: unknown step {which:?} (hand, engine, nn)"
+            ));
+        }
+    };
+    report.push(format!("w2.probe.{which}.loss_last"), f64::from(loss), "-");
 }
