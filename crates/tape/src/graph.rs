@@ -105,7 +105,8 @@ pub(crate) struct Graph<T: Float> {
     spilled: Vec<NodeKey>,
     /// Keys collected by `clear`, kept so clearing allocates nothing.
     clearing: Vec<NodeKey>,
-    /// By position: how many kept rules may read the node's value (see the module docs).
+    /// By position: how many kept rules may read the node's value (see the module docs),
+    /// counted by a sweep that frees values.
     readers: Vec<u32>,
     /// The shapes of values freed at their last use, by node.
     freed: SparseSecondaryMap<NodeKey, Shape>,
@@ -117,7 +118,7 @@ impl<T: Float> Graph<T> {
             nodes: SlotMap::with_capacity_and_key(nodes),
             spilled: Vec::new(),
             clearing: Vec::new(),
-            readers: Vec::with_capacity(nodes),
+            readers: Vec::new(),
             freed: SparseSecondaryMap::new(),
         }
     }
@@ -153,7 +154,6 @@ impl<T: Float> Graph<T> {
                 }
             }
         };
-        let has_rule = matches!(origin, Origin::Op(_));
         let key = self.nodes.insert(Node {
             value,
             origin,
@@ -161,14 +161,23 @@ impl<T: Float> Graph<T> {
             location,
         });
         debug_assert_eq!(key.pos(), pos, "slots are handed out in evaluation order");
-        self.readers.push(u32::from(has_rule));
-        if has_rule {
-            let node = &self.nodes[key];
-            for input in Self::inputs_in(&self.spilled, node) {
-                self.readers[input.pos()] += 1;
+        key
+    }
+
+    /// Counts, for every node, the kept rules that may read its value (its own and its
+    /// consumers'), for [`release`](Graph::release). One pass over the graph, made by a
+    /// sweep that frees values, so that recording pays nothing for it.
+    pub(crate) fn count_readers(&mut self) {
+        self.readers.clear();
+        self.readers.resize(self.nodes.len(), 0);
+        for (key, node) in &self.nodes {
+            if let Origin::Op(_) = node.origin {
+                self.readers[key.pos()] += 1;
+                for input in Self::inputs_in(&self.spilled, node) {
+                    self.readers[input.pos()] += 1;
+                }
             }
         }
-        key
     }
 
     /// Drops the rule of op node `key`: a sweep that does not keep the graph is done with
@@ -178,7 +187,8 @@ impl<T: Float> Graph<T> {
         self.node_mut(key).origin = Origin::Spent(name);
     }
 
-    /// After [`spend`](Graph::spend): node `key`'s rule no longer reads its value nor its
+    /// After [`spend`](Graph::spend), in a sweep that ran [`count_readers`]
+    /// (Graph::count_readers) first: node `key`'s rule no longer reads its value nor its
     /// inputs', so frees every one of those array values that no kept rule reads any more
     /// and a recorded op computed, except `keep`'s (the sweep's output, which the caller
     /// reads after the sweep). Values the user entered (leaves) and constants are never
@@ -187,7 +197,10 @@ impl<T: Float> Graph<T> {
         let inputs: SmallVec<[NodeKey; 4]> =
             SmallVec::from_slice(Self::inputs_in(&self.spilled, self.node(key)));
         for k in std::iter::once(key).chain(inputs) {
-            let readers = &mut self.readers[k.pos()];
+            // A node the count did not see (none should exist) is kept.
+            let Some(readers) = self.readers.get_mut(k.pos()) else {
+                continue;
+            };
             *readers = readers.saturating_sub(1);
             if *readers > 0 || k == keep {
                 continue;

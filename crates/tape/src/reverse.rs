@@ -80,6 +80,9 @@ impl<'a, 't, T: Float> Reverse<'a, 't, T> {
         }
         let per_node =
             !inner.hooks.is_empty() || inner.inspect.record_grad_norms || inner.anomaly_mode;
+        if opts.free_values && !opts.retain_graph {
+            inner.graph.count_readers();
+        }
         let mut scratch = std::mem::take(&mut inner.scratch);
         let lo = match targets {
             Targets::AllLeaves => 0,
