@@ -6,6 +6,7 @@
 use ndarray::{ArrayD, IxDyn};
 use proptest::prelude::*;
 use retrograd::prelude::*;
+use retrograd::tape::GradOptions;
 use retrograd::tape::check::{CheckOptions, check_gradients};
 use retrograd::tape::strategies::config;
 use retrograd::tape::transforms::{
@@ -245,6 +246,43 @@ proptest! {
             let j = jacobian_with(|x| case.eval_packed(x), &x, &opts).unwrap();
             prop_assert_ne!(j.mode, Mode::Auto);
             assert_close(&j.jacobian, &reference, 1e-12, 1e-12 * scale, &case);
+        }
+    }
+    /// A sweep that frees values at their last use gives exactly the gradients of one that
+    /// keeps the graph (no rule ever read a freed value), and afterwards every register is
+    /// either intact or freed with its shape known, never silently changed: leaves and the
+    /// output are always intact.
+    #[test]
+    fn freeing_values_changes_no_gradient(case in program_case(ProgramConfig::with_kinks())) {
+        fn run<'t>(
+            tape: &'t Tape<f64>,
+            case: &Case,
+            opts: &GradOptions<f64>,
+        ) -> (Vec<Var<'t, f64>>, Vec<ArrayD<f64>>) {
+            let xs: Vec<_> = case.inputs.iter().map(|x| tape.var(x.clone())).collect();
+            let regs = case.program.eval_all(&xs);
+            let w = tape.constant(weights(case.program.output_shape()));
+            let loss = (regs[regs.len() - 1] * w).sum_all();
+            let g = tape.grad_with(loss, &xs, opts).unwrap();
+            let mut regs = regs;
+            regs.push(loss);
+            (regs, g.into_iter().map(|g| g.value().into_array()).collect())
+        }
+        let (kept, freed) = (Tape::<f64>::new(), Tape::<f64>::new());
+        let (kept_regs, expected) = run(&kept, &case, &GradOptions::new().retain_graph());
+        let (regs, got) = run(&freed, &case, &GradOptions::new().free_values());
+        prop_assert_eq!(&got, &expected, "{:?}", case);
+        let n_inputs = case.inputs.len();
+        for (k, (r, kr)) in regs.iter().zip(&kept_regs).enumerate() {
+            prop_assert_eq!(r.shape(), kr.shape(), "register %{} {:?}", k, case);
+            match r.try_value() {
+                Ok(v) => prop_assert_eq!(v, kr.value(), "register %{} {:?}", k, case),
+                Err(Error::ValueFreed { .. }) => prop_assert!(
+                    k >= n_inputs && k + 1 < regs.len(),
+                    "a leaf or the output was freed: %{} {:?}", k, case
+                ),
+                Err(e) => prop_assert!(false, "register %{}: {} {:?}", k, e, case),
+            }
         }
     }
 }

@@ -86,7 +86,8 @@ workloads: all (default), w1, kernels (alias gemm), w2, dp, w5, jac, w6, w7, w8,
   w5         Hessian-vector product / gradient, and the full Hessian / one HVP
   jac        Jacobians end to end of four tanh chains: jacobian(Auto), batched
              jacfwd/jacrev and one tangent per sweep
-  w6         peak and growth of resident memory, hand-written and engine (child processes)
+  w6         peak and growth of resident memory: hand-written, engine and nn path
+             (child processes)
   w7         LeNet-5-sized CNN step: nn path against a hand-written step on the same
              conv and GEMM kernels (ratio, forward share, conv GFLOP/s), and its memory
   w8         checkpointing: a 10,000-step recurrence, plain tape against revolve at 10
@@ -212,6 +213,7 @@ fn run_workload(report: &mut Report, name: &str, opts: Options) -> bool {
             let (family, threads) = kernel_args(opts.kernel);
             spawn_child(report, &["w6-hand", family, &threads], opts.quick, None);
             spawn_child(report, &["w6-engine"], opts.quick, None);
+            spawn_child(report, &["w6-nn"], opts.quick, None);
             if let Some(peak) = report.value("w6.retrograd.peak_bytes") {
                 report.push("w6.peak_bytes", peak, "bytes");
                 if let Some(hand) = report.value("w6.hand.peak_bytes") {
@@ -220,6 +222,12 @@ fn run_workload(report: &mut Report, name: &str, opts: Options) -> bool {
             }
             if let Some(growth) = report.value("w6.retrograd.growth_bytes") {
                 report.push("w6.growth_bytes", growth, "bytes");
+            }
+            if let (Some(peak), Some(hand)) = (
+                report.value("w6.nn.peak_bytes"),
+                report.value("w6.hand.peak_bytes"),
+            ) {
+                report.push("w6.nn.peak_ratio", peak / hand, "x");
             }
         }
         _ => return false,
@@ -400,12 +408,18 @@ fn run_child_task(report: &mut Report, task: &[String], quick: bool) {
             }
         }
         Some("w6-engine") => w6::run_engine_child(report, quick),
+        Some("w6-nn") => w6::run_nn_child(report, quick),
         Some("w7-memory") => w7::run_memory_child(report, quick),
         Some("w8-rnn" | "w8-mlp") => w8::run_child(report, task, quick),
         Some("w1-probe") => {
             let steps = task.get(1).and_then(|t| t.parse().ok()).unwrap_or(100_000);
             let runs = task.get(2).and_then(|t| t.parse().ok()).unwrap_or(2);
             w1::probe(report, steps, runs);
+        }
+        Some("w2-probe") => {
+            let which = task.get(1).map_or("nn", String::as_str);
+            let steps = task.get(2).and_then(|t| t.parse().ok()).unwrap_or(10);
+            w6::run_probe(report, engine_kernel(), which, steps);
         }
         Some("w6-hand") => {
             if let Some(kernel) = parse_kernel(report) {

@@ -54,6 +54,44 @@ fn session_step(
     loss
 }
 
+/// W2 through the nn path, as a user sets it up: model, store, optimiser, session, data.
+pub struct NnSetup {
+    model: Sequential<f32>,
+    store: ParamStore<f32>,
+    opt: Sgd<f32>,
+    session: Session<f32>,
+    x: Array2<f32>,
+    y: Vec<usize>,
+}
+
+impl NnSetup {
+    /// W2 at the size.
+    pub fn w2() -> Self {
+        let (model, store) = w2_model();
+        NnSetup {
+            model,
+            store,
+            opt: Sgd::new(f64::from(W2_LR)),
+            session: Session::new(0),
+            x: w2_input(W2_BATCH, W2_DIMS[0]),
+            y: w2_labels(W2_BATCH, W2_DIMS[3]),
+        }
+    }
+
+    /// One training step; returns the loss before the update.
+    pub fn step(&mut self) -> f32 {
+        let s = self;
+        session_step(
+            &mut s.session,
+            &s.model,
+            &mut s.store,
+            &mut s.opt,
+            &s.x,
+            &s.y,
+        )
+    }
+}
+
 /// One data-parallel step on `(x, y)`; returns the loss.
 fn parallel_step(
     trainer: &mut DataParallel<f32>,
@@ -74,22 +112,16 @@ fn parallel_step(
 
 /// `w2.nn.loss_first`, `w2.nn.ms` (median step), and `w2.nn.ratio` against `hand_ms`.
 pub fn run_nn(report: &mut Report, hand_ms: f64, warmup: usize, reps: usize) {
-    let (model, mut store) = w2_model();
-    let x = w2_input(W2_BATCH, W2_DIMS[0]);
-    let y = w2_labels(W2_BATCH, W2_DIMS[3]);
-    let mut opt = Sgd::new(f64::from(W2_LR));
-    let mut session = Session::new(0);
-    let first = session_step(&mut session, &model, &mut store, &mut opt, &x, &y);
+    let mut s = NnSetup::w2();
+    let first = s.step();
     report.push_exact("w2.nn.loss_first", f64::from(first), "-");
     if let Some(hand) = report.value("w2.hand.loss_first") {
         report.check_close("w2.nn.loss_first vs w2.hand", f64::from(first), hand, 1e-4);
     }
     for _ in 0..warmup {
-        session_step(&mut session, &model, &mut store, &mut opt, &x, &y);
+        s.step();
     }
-    let mut times: Vec<f64> = (0..reps)
-        .map(|_| time_ns(|| session_step(&mut session, &model, &mut store, &mut opt, &x, &y)))
-        .collect();
+    let mut times: Vec<f64> = (0..reps).map(|_| time_ns(|| s.step())).collect();
     let ms = median(&mut times) / 1e6;
     report.push("w2.nn.ms", ms, "ms");
     report.push("w2.nn.ratio", ms / hand_ms, "x");

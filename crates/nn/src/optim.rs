@@ -299,32 +299,35 @@ impl<T: Scalar> Optimizer<T> for Sgd<T> {
         validate(store, grads, |n| {
             self.buffers.get(n).map(|b| b.shape().to_vec())
         })?;
-        let lr: T = cast(self.lr);
+        let neg_lr: T = cast(-self.lr);
         let wd: T = cast(self.weight_decay);
         let momentum: T = cast(self.momentum);
         let one_minus_damp: T = cast(1.0 - self.dampening);
+        let (decays, nesterov) = (self.weight_decay != 0.0, self.nesterov);
+        // The gradient with weight decay, element by element: nothing is cloned.
+        let decayed = move |g: T, p: T| if decays { g + wd * p } else { g };
         for (name, p, g) in with_grads(store, grads) {
-            let mut d = g.to_owned();
-            if self.weight_decay != 0.0 {
-                d.scaled_add(wd, p);
+            if self.momentum == 0.0 {
+                Zip::from(p)
+                    .and(g)
+                    .for_each(|p, &g| *p += neg_lr * decayed(g, *p));
+                continue;
             }
-            if self.momentum != 0.0 {
-                let buf = match self.buffers.get_mut(name) {
-                    Some(buf) => {
-                        Zip::from(&mut *buf)
-                            .and(&d)
-                            .for_each(|b, &d| *b = momentum * *b + one_minus_damp * d);
-                        buf
-                    }
-                    None => self.buffers.entry(name.to_owned()).or_insert(d.clone()),
-                };
-                if self.nesterov {
-                    d.scaled_add(momentum, buf);
-                } else {
-                    d.assign(buf);
+            match self.buffers.get_mut(name) {
+                Some(buf) => Zip::from(p).and(g).and(buf).for_each(|p, &g, b| {
+                    let d = decayed(g, *p);
+                    *b = momentum * *b + one_minus_damp * d;
+                    *p += neg_lr * if nesterov { d + momentum * *b } else { *b };
+                }),
+                None => {
+                    // The first step starts the buffer at the (decayed) gradient itself.
+                    let buf = Zip::from(&*p).and(g).map_collect(|&p, &g| decayed(g, p));
+                    Zip::from(p).and(&buf).for_each(|p, &b| {
+                        *p += neg_lr * if nesterov { b + momentum * b } else { b };
+                    });
+                    self.buffers.insert(name.to_owned(), buf);
                 }
             }
-            p.scaled_add(-lr, &d);
         }
         Ok(())
     }

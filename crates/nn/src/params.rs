@@ -8,7 +8,7 @@ use std::rc::Rc;
 
 use ndarray::ArrayD;
 use rand::rngs::StdRng;
-use retrograd_tape::{ScopeGuard, Tape, Tensor, Var};
+use retrograd_tape::{GradOptions, ScopeGuard, Tape, Tensor, Var};
 
 use crate::init::rng_from_seed;
 use crate::scalar::Scalar;
@@ -73,8 +73,8 @@ impl<'t, T: Scalar> Params<'t, T> {
         seed: u64,
     ) -> Self {
         let mut p = Self::new(tape, seed);
-        for (name, value) in store.iter() {
-            let value = Tensor::from_array(value.clone());
+        // The store's buffers are shared with the tape, not copied.
+        for (name, value) in store.tensors() {
             let var = if trainable {
                 tape.var(value)
             } else {
@@ -275,9 +275,9 @@ impl<T: Scalar> fmt::Debug for Params<'_, T> {
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 ///
-/// Parameters are copied into the tape each step (the store keeps its arrays, so a failed
-/// or abandoned step never loses them); for the models this crate targets the copy costs
-/// far less than one matrix product.
+/// Parameters enter the tape without a copy: the tape shares the store's buffers (see
+/// [`ParamStore`]) and lets go of them when the step returns, so an optimiser then updates
+/// them in place. A failed or abandoned step leaves the store as it was.
 pub struct Session<T: Scalar> {
     tape: Tape<T>,
     seed: u64,
@@ -335,7 +335,11 @@ impl<T: Scalar> Session<T> {
     {
         let seed = self.next_seed();
         self.tape.clear();
-        let (loss, grads, buffers) = step_on(&self.tape, store, seed, loss_fn)?;
+        let result = step_on(&self.tape, store, seed, loss_fn);
+        // Cleared now rather than at the next step, so that the tape no longer shares the
+        // store's buffers and the optimiser's update needs no copy (the memory is kept).
+        self.tape.clear();
+        let (loss, grads, buffers) = result?;
         self.buffers = buffers;
         Ok((loss, grads))
     }
@@ -419,7 +423,9 @@ where
     let p = Params::from_store(tape, store, true, seed);
     let loss = loss_fn(&p);
     let value = loss.value();
-    let mut gradients = loss.backward()?;
+    // Nothing but the loss outlives `loss_fn` (its Vars cannot escape the closure), so the
+    // sweep may free each activation once it has passed it.
+    let mut gradients = loss.backward_with(&GradOptions::new().free_values())?;
     let mut grads = Grads::with_capacity(store.len());
     for (name, var) in p.iter() {
         if let Some(g) = gradients.take(var) {
@@ -519,6 +525,48 @@ mod tests {
                 .unwrap();
             assert_eq!((l, &g["bias"]), (10.0, &grads["bias"]));
         }
+    }
+
+    #[test]
+    fn a_session_step_and_an_sgd_update_copy_no_parameter() {
+        let model = mlp::<f64>(&[3, 4, 2], Activation::Relu);
+        let mut store = model.init_store(1);
+        let buffers = |s: &ParamStore<f64>| s.iter().map(|(_, v)| v.as_ptr()).collect::<Vec<_>>();
+        let before = buffers(&store);
+        let mut session = Session::new(0);
+        let mut opt = crate::optim::Sgd::new(0.1).momentum(0.9);
+        let x = array![[1.0, 2.0, 3.0]];
+        for _ in 0..3 {
+            let (_, grads) = session
+                .train_step(&store, |p| {
+                    // The tape reads the store's own buffers.
+                    let w = p.get("0.weight").value();
+                    assert_eq!(w.view().as_ptr(), store.get("0.weight").unwrap().as_ptr());
+                    loss::cross_entropy(&model.forward(p.input(x.clone()), p), &[1])
+                })
+                .unwrap();
+            opt.step(&mut store, &grads).unwrap();
+        }
+        assert_ne!(
+            store,
+            model.init_store(1),
+            "the steps changed the parameters"
+        );
+        assert_eq!(
+            buffers(&store),
+            before,
+            "updated where they lie, never copied"
+        );
+
+        // A clone shares the buffers until one side writes: the writer copies.
+        let kept = store.clone();
+        let (_, grads) = session
+            .train_step(&store, |p| model.forward(p.input(x.clone()), p).sum_all())
+            .unwrap();
+        opt.step(&mut store, &grads).unwrap();
+        assert_eq!(buffers(&kept), before);
+        assert_ne!(buffers(&store), before);
+        assert_ne!(store, kept);
     }
 
     #[test]

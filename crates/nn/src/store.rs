@@ -8,8 +8,10 @@
 
 use std::collections::HashMap;
 use std::fmt;
+use std::sync::Arc;
 
 use ndarray::{Array, ArrayD, Dimension};
+use retrograd_tape::Tensor;
 
 use crate::scalar::Scalar;
 
@@ -80,6 +82,13 @@ impl std::error::Error for StoreError {}
 /// Insertion order is the order a model declared its parameters in, so iteration, printing
 /// and checkpoint listings are stable and readable. Lookups by name are O(1).
 ///
+/// Values are shared, not copied, with the tapes they enter ([`ParamStore::tensors`]) and
+/// with clones of the store: each is an `Arc`-held array, copied only when it is written
+/// ([`get_mut`](ParamStore::get_mut), [`iter_mut`](ParamStore::iter_mut), what optimisers
+/// call) while something else still shares it. A training step therefore enters the
+/// parameters without a copy, and the optimiser updates them in place once the step's tape
+/// is cleared.
+///
 /// ```
 /// use ndarray::{ArrayD, IxDyn};
 /// use retrograd_nn::ParamStore;
@@ -94,7 +103,7 @@ impl std::error::Error for StoreError {}
 pub struct ParamStore<T> {
     /// Names in insertion order; `values[i]` belongs to `names[i]`.
     names: Vec<String>,
-    values: Vec<ArrayD<T>>,
+    values: Vec<Arc<ArrayD<T>>>,
     /// Name -> position in `names`/`values`.
     index: HashMap<String, usize>,
 }
@@ -120,11 +129,14 @@ impl<T: Scalar> ParamStore<T> {
     pub fn insert(&mut self, name: impl Into<String>, value: ArrayD<T>) -> Option<ArrayD<T>> {
         let name = name.into();
         match self.index.get(&name) {
-            Some(&i) => Some(std::mem::replace(&mut self.values[i], value)),
+            Some(&i) => Some(Arc::unwrap_or_clone(std::mem::replace(
+                &mut self.values[i],
+                Arc::new(value),
+            ))),
             None => {
                 self.index.insert(name.clone(), self.names.len());
                 self.names.push(name);
-                self.values.push(value);
+                self.values.push(Arc::new(value));
                 None
             }
         }
@@ -170,17 +182,24 @@ impl<T: Scalar> ParamStore<T> {
                 found: value.shape().to_vec(),
             });
         }
-        Ok(std::mem::replace(&mut self.values[i], value.into_dyn()))
+        Ok(Arc::unwrap_or_clone(std::mem::replace(
+            &mut self.values[i],
+            Arc::new(value.into_dyn()),
+        )))
     }
 
     /// The parameter called `name`, if there is one.
     pub fn get(&self, name: &str) -> Option<&ArrayD<T>> {
-        self.index.get(name).map(|&i| &self.values[i])
+        self.index.get(name).map(|&i| &*self.values[i])
     }
 
-    /// The parameter called `name`, mutably, if there is one.
+    /// The parameter called `name`, mutably, if there is one. The value is copied first
+    /// if a tape or a clone of the store still shares it (copy on write), so writing here
+    /// never changes what they see.
     pub fn get_mut(&mut self, name: &str) -> Option<&mut ArrayD<T>> {
-        self.index.get(name).map(|&i| &mut self.values[i])
+        self.index
+            .get(name)
+            .map(|&i| Arc::make_mut(&mut self.values[i]))
     }
 
     /// Whether a parameter called `name` exists.
@@ -195,12 +214,39 @@ impl<T: Scalar> ParamStore<T> {
 
     /// `(name, value)` pairs in insertion order.
     pub fn iter(&self) -> impl ExactSizeIterator<Item = (&str, &ArrayD<T>)> + '_ {
-        self.names.iter().map(String::as_str).zip(&self.values)
+        self.names
+            .iter()
+            .map(String::as_str)
+            .zip(self.values.iter().map(|v| &**v))
     }
 
-    /// `(name, value)` pairs in insertion order, values mutable.
+    /// `(name, value)` pairs in insertion order, values mutable (each copied first if
+    /// something else shares it, as [`get_mut`](ParamStore::get_mut)).
     pub fn iter_mut(&mut self) -> impl ExactSizeIterator<Item = (&str, &mut ArrayD<T>)> + '_ {
-        self.names.iter().map(String::as_str).zip(&mut self.values)
+        self.names
+            .iter()
+            .map(String::as_str)
+            .zip(self.values.iter_mut().map(Arc::make_mut))
+    }
+
+    /// `(name, value)` pairs in insertion order, each value as an engine [`Tensor`] that
+    /// shares the store's buffer: what a training step enters on its tape, without a copy.
+    ///
+    /// ```
+    /// use ndarray::{ArrayD, IxDyn};
+    /// use retrograd_nn::ParamStore;
+    ///
+    /// let mut store = ParamStore::<f32>::new();
+    /// store.insert("w", ArrayD::ones(IxDyn(&[2, 2])));
+    /// let (_, t) = store.tensors().next().unwrap();
+    /// assert_eq!(t.view().as_ptr(), store.get("w").unwrap().as_ptr());
+    /// ```
+    pub fn tensors(&self) -> impl ExactSizeIterator<Item = (&str, Tensor<T>)> + '_ {
+        self.names.iter().map(String::as_str).zip(
+            self.values
+                .iter()
+                .map(|v| Tensor::from_shared(Arc::clone(v))),
+        )
     }
 
     /// Number of parameters (tensors, not elements).
@@ -215,7 +261,7 @@ impl<T: Scalar> ParamStore<T> {
 
     /// Total number of scalar elements over all parameters (the model's "parameter count").
     pub fn num_elements(&self) -> usize {
-        self.values.iter().map(ArrayD::len).sum()
+        self.values.iter().map(|v| v.len()).sum()
     }
 
     /// A gradient map holding zeros shaped like every parameter: a starting point for

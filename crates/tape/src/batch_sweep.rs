@@ -46,19 +46,25 @@ impl<T: Float> Slots<T> {
     }
 }
 
-/// A plain context for the rule of `node`: its inputs' and output's values.
-fn plain_ctx<'t, T: Float>(inner: &TapeInner<T>, key: NodeKey, needs: u64) -> RuleCtx<'t, T> {
-    let node = inner.graph.node(key);
-    RuleCtx {
-        inputs: inner
-            .graph
-            .inputs(node)
-            .iter()
-            .map(|k| Val::Const(inner.graph.node(*k).value.clone()))
-            .collect(),
-        output: Val::Const(node.value.clone()),
+/// A plain context for the rule of `node`: its inputs' and output's values
+/// ([`Error::ValueFreed`] when a freeing sweep released one of them).
+fn plain_ctx<'t, T: Float>(
+    inner: &TapeInner<T>,
+    key: NodeKey,
+    needs: u64,
+) -> Result<RuleCtx<'t, T>> {
+    let graph = &inner.graph;
+    let node = graph.node(key);
+    let inputs = graph
+        .inputs(node)
+        .iter()
+        .map(|k| graph.value(*k).map(|v| Val::Const(v.clone())))
+        .collect::<Result<_>>()?;
+    Ok(RuleCtx {
+        inputs,
+        output: Val::Const(graph.value(key)?.clone()),
         needs,
-    }
+    })
 }
 
 /// The size of the batch a tensor of `shape` carries for a value of `of`, when its shape
@@ -194,7 +200,7 @@ impl<T: Float> Tape<T> {
             });
         }
         for (i, (key, t)) in keys.iter().zip(batch).enumerate() {
-            let of = inner.graph.node(*key).value.shape();
+            let of = inner.graph.shape(*key);
             match batch_size(t.shape(), of) {
                 Some(b) if k.is_none_or(|k| k == b) => k = Some(b),
                 _ => {
@@ -246,7 +252,7 @@ impl<T: Float> Tape<T> {
             if tangents.iter().all(Option::is_none) {
                 continue;
             }
-            let cx = plain_ctx(&inner, key, u64::MAX);
+            let cx = plain_ctx(&inner, key, u64::MAX)?;
             if let Some(t) = rule.jvp_batch(&cx, &tangents, k) {
                 let expected = batched_shape(k, node.value.shape());
                 assert!(
@@ -265,9 +271,7 @@ impl<T: Float> Tape<T> {
             .iter()
             .map(|key| match slots.get(*key) {
                 Some(t) => t.to_array(),
-                None => {
-                    ArrayD::zeros(batched_shape(k, inner.graph.node(*key).value.shape()).as_slice())
-                }
+                None => ArrayD::zeros(batched_shape(k, inner.graph.shape(*key)).as_slice()),
             })
             .collect())
     }
@@ -309,14 +313,14 @@ impl<T: Float> Tape<T> {
             let Origin::Op(rule) = &node.origin else {
                 return Err(freed(node.origin.name(), node.location));
             };
-            let cx = plain_ctx(&inner, key, needs);
+            let cx = plain_ctx(&inner, key, needs)?;
             let cots = rule.vjp_batch(&cx, &g, k);
             for (i, (input, c)) in node_inputs.iter().zip(cots).enumerate() {
                 let Some(c) = c else { continue };
                 if !reach.on_path(*input) {
                     continue;
                 }
-                let expected = batched_shape(k, inner.graph.node(*input).value.shape());
+                let expected = batched_shape(k, inner.graph.shape(*input));
                 assert!(
                     shape_eq(c.shape(), &expected),
                     "the batched VJP rule of `{}` (recorded at {}) returned cotangents of shape \
@@ -332,9 +336,7 @@ impl<T: Float> Tape<T> {
             .iter()
             .map(|key| match found.iter().find(|(k, _)| k == key) {
                 Some((_, t)) => t.to_array(),
-                None => {
-                    ArrayD::zeros(batched_shape(k, inner.graph.node(*key).value.shape()).as_slice())
-                }
+                None => ArrayD::zeros(batched_shape(k, inner.graph.shape(*key)).as_slice()),
             })
             .collect())
     }

@@ -56,6 +56,17 @@ pub enum Error {
         /// Where the op was recorded.
         location: SourceLocation,
     },
+    /// A value was read after a backward sweep freed it at its last use
+    /// ([`GradOptions::free_values`](crate::GradOptions::free_values)). Read it before the
+    /// sweep, or sweep without `free_values`.
+    ValueFreed {
+        /// The op that computed the value.
+        op: &'static str,
+        /// The node's position (its id in dumps: `%3`).
+        node: usize,
+        /// Where the op was recorded.
+        location: SourceLocation,
+    },
     /// A gradient was asked for a value that cannot have one, with the reason.
     NotDifferentiable {
         /// Position of the value in the caller's list of inputs.
@@ -134,6 +145,12 @@ impl fmt::Display for Error {
                 "the graph through `{op}` (recorded at {location}) was freed by an earlier \
                  backward sweep; make the first sweep keep it with `GradOptions::new().retain_graph()` \
                  (`backward_with`, `grad_with`) to differentiate it twice"
+            ),
+            Error::ValueFreed { op, node, location } => write!(
+                f,
+                "the value of `{op}` (node %{node}, recorded at {location}) was freed at its last \
+                 use by a backward sweep with `GradOptions::free_values`; read it before the \
+                 sweep, or sweep without `free_values`"
             ),
             Error::NotDifferentiable {
                 input,

@@ -41,6 +41,18 @@ pub struct GradOptions<T: Float> {
     /// Return [`Error::NotOnPath`] for an input the output does not depend on, instead of
     /// a zero gradient.
     pub strict: bool,
+    /// Free each value the sweep is the last to read, as it goes, instead of keeping it
+    /// until [`Tape::clear`]: the array values of the ops it runs through, once no kept
+    /// rule reads them (leaves, constants, scalars and the output stay). This lowers the
+    /// sweep's peak memory by the activations it has passed. Reading a freed value
+    /// afterwards ([`Var::value`], a new op on it) is [`Error::ValueFreed`]; its shape
+    /// stays known, and dumps mark it `freed`. No effect with `retain_graph` or
+    /// `create_graph`, which keep everything.
+    ///
+    /// Off by default because a [`Var`] is a plain handle: the tape cannot tell which
+    /// values its caller still means to read. A training step that reads only the loss
+    /// (as `retrograd-nn`'s `Session::train_step` does) turns it on.
+    pub free_values: bool,
 }
 
 impl<T: Float> Default for GradOptions<T> {
@@ -50,6 +62,7 @@ impl<T: Float> Default for GradOptions<T> {
             create_graph: false,
             seed: None,
             strict: false,
+            free_values: false,
         }
     }
 }
@@ -78,6 +91,25 @@ impl<T: Float> GradOptions<T> {
     /// Sets [`strict`](GradOptions::strict).
     pub fn strict(mut self) -> Self {
         self.strict = true;
+        self
+    }
+    /// Sets [`free_values`](GradOptions::free_values).
+    ///
+    /// ```
+    /// use retrograd_tape::{Error, GradOptions, Tape, arith::sum_to};
+    /// let tape = Tape::<f64>::new();
+    /// let x = tape.var(ndarray::array![1.0, 2.0]);
+    /// let h = x * x;
+    /// let loss = sum_to(&h, &[]);
+    /// let grads = loss.backward_with(&GradOptions::new().free_values())?;
+    /// assert_eq!(grads[x].to_array(), ndarray::array![2.0, 4.0].into_dyn());
+    /// assert_eq!(loss.item(), 5.0); // the output stays
+    /// assert!(matches!(h.try_value(), Err(Error::ValueFreed { op: "mul", .. })));
+    /// assert_eq!(h.shape().as_slice(), &[2]);
+    /// # Ok::<(), Error>(())
+    /// ```
+    pub fn free_values(mut self) -> Self {
+        self.free_values = true;
         self
     }
 }

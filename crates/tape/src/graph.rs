@@ -10,14 +10,21 @@
 //! in the same order. What the slotmap buys beyond a `Vec`: each slot's generation makes a
 //! key kept past a clear (in a [`HookHandle`](crate::HookHandle), say) stale rather than a
 //! silent alias of the new node in its slot.
+//!
+//! The graph also knows who still reads each value: a node's *readers* are the kept rules
+//! that may read it (its own, and those of the ops it feeds). A sweep that does not keep
+//! the graph drops rules as it goes ([`Graph::spend`]); asked to free values, it frees a
+//! recorded op's array value there and then once its last reader is gone
+//! ([`Graph::release`]), and only its shape is kept.
 
-use slotmap::{Key, SlotMap};
+use slotmap::{Key, SlotMap, SparseSecondaryMap};
+use smallvec::SmallVec;
 
 use crate::Float;
 use crate::error::{Error, SourceLocation};
 use crate::rule::Rule;
 use crate::tape::Tape;
-use crate::tensor::Tensor;
+use crate::tensor::{Shape, Tensor};
 
 slotmap::new_key_type! {
     /// The key of a node in a tape's arena. Keys carry a generation, so a key kept past
@@ -98,6 +105,11 @@ pub(crate) struct Graph<T: Float> {
     spilled: Vec<NodeKey>,
     /// Keys collected by `clear`, kept so clearing allocates nothing.
     clearing: Vec<NodeKey>,
+    /// By position: how many kept rules may read the node's value (see the module docs),
+    /// counted by a sweep that frees values.
+    readers: Vec<u32>,
+    /// The shapes of values freed at their last use, by node.
+    freed: SparseSecondaryMap<NodeKey, Shape>,
 }
 
 impl<T: Float> Graph<T> {
@@ -106,6 +118,8 @@ impl<T: Float> Graph<T> {
             nodes: SlotMap::with_capacity_and_key(nodes),
             spilled: Vec::new(),
             clearing: Vec::new(),
+            readers: Vec::new(),
+            freed: SparseSecondaryMap::new(),
         }
     }
 
@@ -150,6 +164,95 @@ impl<T: Float> Graph<T> {
         key
     }
 
+    /// Counts, for every node, the kept rules that may read its value (its own and its
+    /// consumers'), for [`release`](Graph::release). One pass over the graph, made by a
+    /// sweep that frees values, so that recording pays nothing for it.
+    pub(crate) fn count_readers(&mut self) {
+        self.readers.clear();
+        self.readers.resize(self.nodes.len(), 0);
+        for (key, node) in &self.nodes {
+            if let Origin::Op(_) = node.origin {
+                self.readers[key.pos()] += 1;
+                for input in Self::inputs_in(&self.spilled, node) {
+                    self.readers[input.pos()] += 1;
+                }
+            }
+        }
+    }
+
+    /// Drops the rule of op node `key`: a sweep that does not keep the graph is done with
+    /// it (a later sweep through it gets [`Error::GraphFreed`]).
+    #[inline]
+    pub(crate) fn spend(&mut self, key: NodeKey, name: &'static str) {
+        self.node_mut(key).origin = Origin::Spent(name);
+    }
+
+    /// After [`spend`](Graph::spend), in a sweep that ran [`count_readers`]
+    /// (Graph::count_readers) first: node `key`'s rule no longer reads its value nor its
+    /// inputs', so frees every one of those array values that no kept rule reads any more
+    /// and a recorded op computed, except `keep`'s (the sweep's output, which the caller
+    /// reads after the sweep). Values the user entered (leaves) and constants are never
+    /// freed; scalars are not worth it.
+    pub(crate) fn release(&mut self, key: NodeKey, keep: NodeKey) {
+        let inputs: SmallVec<[NodeKey; 4]> =
+            SmallVec::from_slice(Self::inputs_in(&self.spilled, self.node(key)));
+        for k in std::iter::once(key).chain(inputs) {
+            // A node the count did not see (none should exist) is kept.
+            let Some(readers) = self.readers.get_mut(k.pos()) else {
+                continue;
+            };
+            *readers = readers.saturating_sub(1);
+            if *readers > 0 || k == keep {
+                continue;
+            }
+            let n = &mut self.nodes[k];
+            if let (Origin::Spent(_), Tensor::Array(a)) = (&n.origin, &n.value) {
+                self.freed.insert(k, Shape::from_slice(a.shape()));
+                n.value = Tensor::Scalar(T::nan());
+            }
+        }
+    }
+
+    /// The shape of a value freed at its last use, or `None` if node `key`'s value is there.
+    #[inline]
+    pub(crate) fn freed_shape(&self, key: NodeKey) -> Option<&Shape> {
+        if self.freed.is_empty() {
+            return None;
+        }
+        self.freed.get(key)
+    }
+
+    /// [`Error::ValueFreed`] for the first of `keys` whose value was freed (one branch when
+    /// none was: the common case, on every op recorded).
+    #[inline]
+    pub(crate) fn check_values(&self, keys: &[NodeKey]) -> Result<(), Error> {
+        if self.freed.is_empty() {
+            return Ok(());
+        }
+        keys.iter().try_for_each(|k| self.value(*k).map(drop))
+    }
+
+    /// Node `key`'s shape, also when its value was freed.
+    pub(crate) fn shape(&self, key: NodeKey) -> &[usize] {
+        match self.freed_shape(key) {
+            Some(shape) => shape,
+            None => self.node(key).value.shape(),
+        }
+    }
+
+    /// Node `key`'s value, or [`Error::ValueFreed`] when a sweep freed it.
+    pub(crate) fn value(&self, key: NodeKey) -> Result<&Tensor<T>, Error> {
+        let node = self.node(key);
+        match self.freed_shape(key) {
+            None => Ok(&node.value),
+            Some(_) => Err(Error::ValueFreed {
+                op: node.origin.name(),
+                node: key.pos(),
+                location: node.location,
+            }),
+        }
+    }
+
     /// The node of `key`.
     ///
     /// # Panics
@@ -180,6 +283,12 @@ impl<T: Float> Graph<T> {
     /// A node's inputs, in the op's order.
     #[inline(always)]
     pub(crate) fn inputs<'a>(&'a self, node: &'a Node<T>) -> &'a [NodeKey] {
+        Self::inputs_in(&self.spilled, node)
+    }
+
+    /// [`Graph::inputs`], borrowing only the side list (so the arena can be borrowed apart).
+    #[inline(always)]
+    fn inputs_in<'a>(spilled: &'a [NodeKey], node: &'a Node<T>) -> &'a [NodeKey] {
         match &node.inputs {
             Inputs::Few(keys) => {
                 let n = if keys[0].is_null() {
@@ -191,7 +300,7 @@ impl<T: Float> Graph<T> {
                 };
                 &keys[..n]
             }
-            Inputs::Many { start, len } => &self.spilled[*start as usize..(*start + *len) as usize],
+            Inputs::Many { start, len } => &spilled[*start as usize..(*start + *len) as usize],
         }
     }
 
@@ -209,6 +318,8 @@ impl<T: Float> Graph<T> {
             self.nodes.remove(key);
         }
         self.spilled.clear();
+        self.readers.clear();
+        self.freed.clear();
     }
 
     /// Which nodes lie on a path from a source to a sink, found by one depth-first walk

@@ -122,8 +122,12 @@ pub struct NodeInfo {
     pub shape: Vec<usize>,
     /// The element type (`"f32"`, `"f64"`).
     pub dtype: String,
-    /// Bytes of the value this node holds.
+    /// Bytes of the value this node holds (0 once freed).
     pub bytes: usize,
+    /// Whether a backward sweep that did not keep the graph freed the value at its last
+    /// use (its shape is still known; reading it is [`Error::ValueFreed`](crate::Error)).
+    #[serde(default)]
+    pub value_freed: bool,
     /// Bytes held for the backward pass: the state the rule kept
     /// ([`Rule::saved_bytes`](crate::Rule::saved_bytes)) plus, for a value that is not a
     /// leaf, its own bytes when a kept rule may read it (its own rule, which may read the
@@ -280,11 +284,10 @@ impl<T: Float> Tape<T> {
                     Origin::Op(_) => NodeKind::Op,
                     Origin::Spent(_) => NodeKind::Spent,
                 };
-                let input_shapes: Vec<&[usize]> = inputs
-                    .iter()
-                    .map(|i| graph.node(*i).value.shape())
-                    .collect();
-                let out_len = n.value.len() as u64;
+                let input_shapes: Vec<&[usize]> = inputs.iter().map(|i| graph.shape(*i)).collect();
+                let value_freed = graph.freed_shape(key).is_some();
+                let shape = graph.shape(key);
+                let out_len = shape.iter().product::<usize>() as u64;
                 let (attributes, rule_saved, madds) = match &n.origin {
                     Origin::Op(rule) => (
                         rule.attributes()
@@ -298,8 +301,9 @@ impl<T: Float> Tape<T> {
                     _ if inputs.is_empty() => (Vec::new(), 0, 0),
                     _ => (Vec::new(), 0, out_len),
                 };
+                let bytes = if value_freed { 0 } else { n.value.bytes() };
                 let value_saved = if kind != NodeKind::Leaf && read[p] {
-                    n.value.bytes()
+                    bytes
                 } else {
                     0
                 };
@@ -309,9 +313,10 @@ impl<T: Float> Tape<T> {
                     kind,
                     attributes,
                     inputs: inputs.iter().map(|i| i.pos()).collect(),
-                    shape: n.value.shape().to_vec(),
+                    shape: shape.to_vec(),
                     dtype: T::NAME.to_string(),
-                    bytes: n.value.bytes(),
+                    bytes,
+                    value_freed,
                     saved_bytes: rule_saved + value_saved,
                     madds,
                     requires_grad: n.origin.requires_grad(),
@@ -653,7 +658,11 @@ impl fmt::Display for Dump {
                     inputs.join(" "),
                     format!("{:?}", n.shape),
                     n.dtype.clone(),
-                    human_bytes(n.bytes),
+                    if n.value_freed {
+                        "freed".into()
+                    } else {
+                        human_bytes(n.bytes)
+                    },
                     human_bytes(n.saved_bytes),
                     if n.requires_grad { "yes" } else { "no" }.into(),
                     n.grad_norm.map_or("-".into(), format_norm),

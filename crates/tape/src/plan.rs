@@ -222,7 +222,7 @@ fn cut_points<T: Float>(input: Var<'_, T>, output: Var<'_, T>) -> Vec<CutPoint> 
         let point = |key: NodeKey, op| CutPoint {
             key,
             op,
-            size: graph.node(key).value.len(),
+            size: graph.shape(key).iter().product(),
             location: graph.node(key).location,
             work: 0,
             elements: 0,
@@ -235,6 +235,7 @@ fn cut_points<T: Float>(input: Var<'_, T>, output: Var<'_, T>) -> Vec<CutPoint> 
     // An edge u → v on a path covers every node strictly between u and v in evaluation
     // order: a path can step over those. Uncovered nodes are the cut points.
     let index = |key: NodeKey| order.binary_search_by_key(&key.pos(), |k| k.pos()).ok();
+    let size_of = |key: NodeKey| graph.shape(key).iter().product::<usize>() as u64;
     let mut cover = vec![0i64; order.len() + 1];
     let mut work = vec![0u64; order.len()];
     let mut elements = vec![0usize; order.len()];
@@ -247,16 +248,13 @@ fn cut_points<T: Float>(input: Var<'_, T>, output: Var<'_, T>) -> Vec<CutPoint> 
                 cover[j] -= 1;
             }
         }
-        let shapes: Vec<&[usize]> = inputs
-            .iter()
-            .map(|k| graph.node(*k).value.shape())
-            .collect();
+        let shapes: Vec<&[usize]> = inputs.iter().map(|k| graph.shape(*k)).collect();
         let madds = match &node.origin {
-            crate::graph::Origin::Op(rule) => rule.madds(&shapes, node.value.shape()),
-            _ => node.value.len() as u64,
+            crate::graph::Origin::Op(rule) => rule.madds(&shapes, graph.shape(key)),
+            _ => size_of(key),
         };
         work[j] = work[j - 1] + madds.max(1);
-        elements[j] = elements[j - 1] + node.value.len();
+        elements[j] = elements[j - 1] + size_of(key) as usize;
     }
     let mut covered = 0;
     let mut points = Vec::new();
@@ -267,7 +265,7 @@ fn cut_points<T: Float>(input: Var<'_, T>, output: Var<'_, T>) -> Vec<CutPoint> 
             points.push(CutPoint {
                 key,
                 op: if j == 0 { "input" } else { node.origin.name() },
-                size: node.value.len(),
+                size: size_of(key) as usize,
                 location: node.location,
                 work: work[j],
                 elements: elements[j],

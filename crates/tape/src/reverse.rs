@@ -25,6 +25,8 @@ pub(crate) enum Targets<'a> {
 /// A reverse sweep in progress.
 struct Reverse<'a, 't, T: Float> {
     tape: &'t Tape<T>,
+    /// The node the sweep starts from; its value outlives the sweep.
+    output: NodeKey,
     targets: Targets<'a>,
     opts: &'a GradOptions<T>,
     /// Hooks, gradient norms or anomaly checks are on: each complete cotangent is handed
@@ -78,6 +80,9 @@ impl<'a, 't, T: Float> Reverse<'a, 't, T> {
         }
         let per_node =
             !inner.hooks.is_empty() || inner.inspect.record_grad_norms || inner.anomaly_mode;
+        if opts.free_values && !opts.retain_graph {
+            inner.graph.count_readers();
+        }
         let mut scratch = std::mem::take(&mut inner.scratch);
         let lo = match targets {
             Targets::AllLeaves => 0,
@@ -96,6 +101,7 @@ impl<'a, 't, T: Float> Reverse<'a, 't, T> {
         drop(inner);
         let mut sweep = Reverse {
             tape,
+            output,
             targets,
             opts,
             per_node,
@@ -195,8 +201,8 @@ impl<'a, 't, T: Float> Reverse<'a, 't, T> {
             other => return Err(freed(other, node.location)),
         };
         let name = rule.name();
-        match self.scalar_step(graph, node, rule, &g) {
-            Some(true) => {}
+        let scalar = match self.scalar_step(graph, node, rule, &g) {
+            Some(true) => true,
             Some(false) => return Ok(()),
             None => {
                 let inputs = graph.inputs(node);
@@ -218,12 +224,24 @@ impl<'a, 't, T: Float> Reverse<'a, 't, T> {
                 drop(inner);
                 self.receive(key, name, location, &inputs, needs, cots)?;
                 inner = tape.inner.borrow_mut();
+                false
             }
-        }
+        };
         if !self.opts.retain_graph {
-            inner.graph.node_mut(key).origin = Origin::Spent(name);
+            self.spend(&mut inner.graph, key, name, scalar);
         }
         Ok(())
+    }
+
+    /// After a node's step, when the graph is not kept: drops its rule and, when asked
+    /// ([`GradOptions::free_values`]), frees the values that rule was the last to read (its
+    /// own and its inputs', see [`Graph::release`]). A scalar step read only scalars, which
+    /// are not freed.
+    fn spend(&self, graph: &mut Graph<T>, key: NodeKey, name: &'static str, scalar: bool) {
+        graph.spend(key, name);
+        if self.opts.free_values && !scalar {
+            graph.release(key, self.output);
+        }
     }
 
     /// The scalar path of a plain step, taken when every value is a scalar, no per-node
@@ -431,6 +449,9 @@ fn seed_cotangent<T: Float>(
     opts: &GradOptions<T>,
 ) -> Result<Tensor<T>> {
     let node = inner.graph.node(output);
+    if inner.graph.freed_shape(output).is_some() {
+        return Err(freed(&node.origin, node.location));
+    }
     let shape = node.value.shape();
     match &opts.seed {
         Some(s) if s.shape() != shape => Err(Error::ShapeMismatch {

@@ -280,6 +280,7 @@ impl<T: Float> Tape<T> {
         let mut guard = self.inner.borrow_mut();
         let inner = &mut *guard;
         let graph = &inner.graph;
+        graph.check_values(inputs).map_err(Box::new)?;
         // The common arities pass their values on the stack.
         let (forward, any_grad) = match inputs {
             [a] => {

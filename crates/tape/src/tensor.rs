@@ -134,6 +134,25 @@ impl<T: Float> Tensor<T> {
         }
     }
 
+    /// Shares an array another owner keeps (a parameter store, say) without copying it; a
+    /// 0-d array becomes a [`Tensor::Scalar`]. Whoever writes to the array later through
+    /// `Arc::make_mut` copies it first while this tensor is alive, so the two never see
+    /// each other's writes.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// let kept = Arc::new(ndarray::array![1.0f32, 2.0].into_dyn());
+    /// let t = retrograd_tape::Tensor::from_shared(Arc::clone(&kept));
+    /// assert_eq!(t.view().as_ptr(), kept.as_ptr());
+    /// ```
+    pub fn from_shared(array: Arc<ArrayD<T>>) -> Self {
+        if array.ndim() == 0 {
+            Tensor::Scalar(array.iter().next().copied().unwrap_or_else(T::zero))
+        } else {
+            Tensor::Array(array)
+        }
+    }
+
     /// A tensor of `shape` holding `values` in row-major order (numpy's `reshape` of a
     /// flat list).
     ///

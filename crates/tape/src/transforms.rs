@@ -161,8 +161,10 @@ impl CostEstimate {
         );
         let inner = input.tape.inner.borrow();
         let graph = &inner.graph;
-        let n_inputs = graph.node(input.key).value.len();
-        let n_outputs = graph.node(output.key).value.len();
+        // Shapes, not values: a value freed by a sweep still has its size.
+        let len = |k: NodeKey| graph.shape(k).iter().product::<usize>();
+        let n_inputs = len(input.key);
+        let n_outputs = len(output.key);
         // A forward sweep visits what lies downstream of the input, a reverse sweep what
         // lies upstream of the output; both visit the nodes between the two, and the
         // input's own node is not an op either sweep runs.
@@ -171,7 +173,7 @@ impl CostEstimate {
         let work: f64 = reach
             .on_path_in_order()
             .filter(|k| *k != input.key)
-            .map(|k| graph.node(k).value.len() as f64)
+            .map(|k| len(k) as f64)
             .sum();
         let (forward_sweep, reverse_sweep) = (work, work);
         CostEstimate {
@@ -419,8 +421,11 @@ pub(crate) fn segment_jacobian<T: Float>(
     mode: Mode,
     (chunk, path_elements): (Option<usize>, usize),
 ) -> Result<ndarray::Array2<T>> {
-    let in_shape = tape.with_node(from, |n| Shape::from_slice(n.value.shape()));
-    let out_shape = tape.with_node(to, |n| Shape::from_slice(n.value.shape()));
+    let (in_shape, out_shape) = {
+        let inner = tape.inner.borrow();
+        let shape = |k| Shape::from_slice(inner.graph.shape(k));
+        (shape(from), shape(to))
+    };
     let (n, m) = (
         in_shape.iter().product::<usize>(),
         out_shape.iter().product::<usize>(),

@@ -50,25 +50,64 @@ impl<'t, T: Float> Var<'t, T> {
     }
 
     /// The value (an `Arc` clone for arrays: no copy of the data).
+    ///
+    /// # Panics
+    /// When a backward sweep freed it (see [`try_value`](Var::try_value)).
+    #[track_caller]
     pub fn value(&self) -> Tensor<T> {
-        self.tape.with_node(self.key, |n| n.value.clone())
+        self.read(Tensor::clone)
+    }
+
+    /// The value, or [`Error::ValueFreed`] when a backward sweep asked to free values at
+    /// their last use ([`GradOptions::free_values`](crate::GradOptions::free_values)) freed
+    /// it. Such a sweep frees the array values of the ops it went through once nothing
+    /// reads them any more; leaves, constants, scalars and the sweep's output stay.
+    ///
+    /// ```
+    /// use retrograd_tape::{GradOptions, Tape, arith::sum_to};
+    /// let tape = Tape::<f64>::new();
+    /// let x = tape.var(ndarray::array![1.0, 2.0]);
+    /// let h = x * x;
+    /// let loss = sum_to(&h, &[]);
+    /// loss.backward_with(&GradOptions::new().free_values())?;
+    /// assert!(h.try_value().is_err());
+    /// assert_eq!(loss.item(), 5.0);
+    /// assert_eq!(x.try_value()?.len(), 2);
+    /// # Ok::<(), retrograd_tape::Error>(())
+    /// ```
+    pub fn try_value(&self) -> Result<Tensor<T>> {
+        let inner = self.tape.inner.borrow();
+        inner.graph.value(self.key).cloned()
+    }
+
+    /// `f` of the value, panicking with [`Error::ValueFreed`]'s message when it was freed.
+    #[track_caller]
+    fn read<R>(&self, f: impl FnOnce(&Tensor<T>) -> R) -> R {
+        let inner = self.tape.inner.borrow();
+        match inner.graph.value(self.key) {
+            Ok(v) => f(v),
+            Err(e) => panic!("{e}"),
+        }
     }
 
     /// The value as an owned ndarray array (a copy).
+    ///
+    /// # Panics
+    /// When the value was freed (as [`value`](Var::value)).
+    #[track_caller]
     pub fn array(&self) -> ArrayD<T> {
-        self.tape.with_node(self.key, |n| n.value.to_array())
+        self.read(Tensor::to_array)
     }
 
     /// The single element of a one-element value.
     ///
     /// # Panics
-    /// When the value has more than one element, naming its shape and where it was made.
+    /// When the value has more than one element, naming its shape and where it was made;
+    /// when it was freed (as [`value`](Var::value)).
     #[track_caller]
     pub fn item(&self) -> T {
-        let (item, shape, len, location) = self.tape.with_node(self.key, |n| {
-            let v = &n.value;
-            (v.item(), Shape::from_slice(v.shape()), v.len(), n.location)
-        });
+        let location = self.location();
+        let (item, shape, len) = self.read(|v| (v.item(), Shape::from_slice(v.shape()), v.len()));
         // The panic is raised here, in the caller-tracked body, so that it names the
         // caller's line even when `item` is called from inside a closure.
         match item {
@@ -79,15 +118,14 @@ impl<'t, T: Float> Var<'t, T> {
         }
     }
 
-    /// The value's shape.
+    /// The value's shape (known also once the value was freed).
     pub fn shape(&self) -> Shape {
-        self.tape
-            .with_node(self.key, |n| Shape::from_slice(n.value.shape()))
+        Shape::from_slice(self.tape.inner.borrow().graph.shape(self.key))
     }
 
     /// The number of axes.
     pub fn ndim(&self) -> usize {
-        self.tape.with_node(self.key, |n| n.value.ndim())
+        self.tape.inner.borrow().graph.shape(self.key).len()
     }
 
     /// Whether gradients flow to this value: a leaf made by [`Tape::var`], or the result
@@ -145,7 +183,7 @@ impl<T: Float> fmt::Debug for Var<'_, T> {
             f,
             "{} {:?} {}{} at {})",
             n.origin.name(),
-            n.value.shape(),
+            inner.graph.shape(self.key),
             T::NAME,
             if n.origin.requires_grad() {
                 " grad"
@@ -159,8 +197,10 @@ impl<T: Float> fmt::Debug for Var<'_, T> {
 
 impl<T: Float> fmt::Display for Var<'_, T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        self.tape
-            .with_node(self.key, |n| fmt::Display::fmt(&n.value, f))
+        match self.tape.inner.borrow().graph.value(self.key) {
+            Ok(v) => fmt::Display::fmt(v, f),
+            Err(_) => write!(f, "<freed>"),
+        }
     }
 }
 
