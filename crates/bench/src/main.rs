@@ -30,6 +30,8 @@ mod timing;
 mod w1;
 mod w2;
 mod w2_engine;
+#[cfg(feature = "mpi")]
+mod w2_mpi;
 mod w2_nn;
 mod w5;
 mod w6;
@@ -86,6 +88,8 @@ workloads: all (default), w1, kernels (alias gemm), w2, dp, w5, jac, w6, w7, w8,
   w5         Hessian-vector product / gradient, and the full Hessian / one HVP
   jac        Jacobians end to end of four tanh chains: jacobian(Auto), batched
              jacfwd/jacrev and one tangent per sweep
+  mpi        (feature mpi, under `mpirun -np 2`) W2-sized step at batch 256: one
+             process against the ranks with an all-reduce (speed-up, bytes per step)
   w6         peak and growth of resident memory: hand-written, engine and nn path
              (child processes)
   w7         LeNet-5-sized CNN step: nn path against a hand-written step on the same
@@ -198,6 +202,8 @@ fn run_workload(report: &mut Report, name: &str, opts: Options) -> bool {
         }
         "w5" => w5::run(report, opts.quick),
         "jac" => jac::run(report, opts.quick),
+        #[cfg(feature = "mpi")]
+        "mpi" => w2_mpi::run(report, opts.quick),
         "w7" => {
             w7::run(report, opts.quick);
             spawn_child(report, &["w7-memory"], opts.quick, None);

@@ -23,7 +23,7 @@ use crate::report::Report;
 use crate::timing::{median, time_ns};
 
 /// W2's model and its closed-form parameters under the names `mlp` gives them.
-fn w2_model() -> (Sequential<f32>, ParamStore<f32>) {
+pub(crate) fn w2_model() -> (Sequential<f32>, ParamStore<f32>) {
     let model = mlp::<f32>(&W2_DIMS, Activation::Relu);
     let mut store = ParamStore::new();
     for l in 0..W2_DIMS.len() - 1 {
@@ -93,7 +93,7 @@ impl NnSetup {
 }
 
 /// One data-parallel step on `(x, y)`; returns the loss.
-fn parallel_step(
+pub(crate) fn parallel_step(
     trainer: &mut DataParallel<f32>,
     model: &Sequential<f32>,
     store: &mut ParamStore<f32>,
