@@ -257,7 +257,12 @@ fn pack<T: Scalar>(store: &ParamStore<T>, loss: T, grads: &Grads<T>, failed: boo
     for (name, value) in store.iter() {
         match grads.get(name) {
             Some(g) => {
-                buffer.extend(g.iter().copied());
+                // A contiguous gradient (every one the sweeps make) is copied as a slice:
+                // an n-dimensional iterator costs several times as much per element.
+                match g.as_slice() {
+                    Some(slice) => buffer.extend_from_slice(slice),
+                    None => buffer.extend(g.iter().copied()),
+                }
                 flags.push(T::one());
             }
             None => {
