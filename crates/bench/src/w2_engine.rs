@@ -72,7 +72,7 @@ fn forward<'t>(
     let mut h = tape.constant(x.clone());
     let layers = w.len();
     for l in 0..layers {
-        let z = h.matmul_transposed(&w[l], false, true) + b[l];
+        let z = h.matmul_transposed(&w[l], Transpose::Second) + b[l];
         h = if l + 1 < layers { z.relu() } else { z };
     }
     let loss = h.cross_entropy(labels);

@@ -119,7 +119,7 @@ impl<T: Scalar> Module<T> for Linear {
             &shape[..],
             x.location()
         );
-        let y = x.matmul_transposed(&p.get("weight"), false, true);
+        let y = x.matmul_transposed(&p.get("weight"), Transpose::Second);
         if self.bias { y + p.get("bias") } else { y }
     }
 }

@@ -58,7 +58,7 @@ pub(crate) fn sum_pairs<T: retrograd_tape::Float>(
 pub mod prelude {
     pub use crate::conv::ConvOps;
     pub use crate::elementwise::ElementwiseOps;
-    pub use crate::linalg::LinalgOps;
+    pub use crate::linalg::{LinalgOps, Transpose};
     pub use crate::nn::NnOps;
     pub use crate::reduce::ReduceOps;
     pub use crate::shape::ShapeOps;

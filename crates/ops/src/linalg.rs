@@ -26,6 +26,42 @@ pub use outer::Outer;
 
 use retrograd_tape::{Float, Operand, Result};
 
+/// Which operands of [`matmul_transposed`](LinalgOps::matmul_transposed) are transposed,
+/// so that the call says what it computes instead of passing two bare booleans.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transpose {
+    /// `a · b` (the same as `matmul`).
+    Neither,
+    /// `aᵀ · b`.
+    First,
+    /// `a · bᵀ`: a linear layer with a `[out, in]` weight.
+    Second,
+    /// `aᵀ · bᵀ`.
+    Both,
+}
+
+impl Transpose {
+    /// From the two flags (first operand, second operand).
+    pub fn from_flags(first: bool, second: bool) -> Self {
+        match (first, second) {
+            (false, false) => Transpose::Neither,
+            (true, false) => Transpose::First,
+            (false, true) => Transpose::Second,
+            (true, true) => Transpose::Both,
+        }
+    }
+
+    /// The two flags (first operand, second operand).
+    pub fn flags(self) -> (bool, bool) {
+        match self {
+            Transpose::Neither => (false, false),
+            Transpose::First => (true, false),
+            Transpose::Second => (false, true),
+            Transpose::Both => (true, true),
+        }
+    }
+}
+
 /// Methods for this module's ops on [`Var`](retrograd_tape::Var) and [`Val`](retrograd_tape::Val).
 pub trait LinalgOps<'t, T: Float>: Operand<'t, T> {
     /// The matrix product under numpy's `matmul` rules: 1-D · 1-D is the inner product,
@@ -51,15 +87,24 @@ pub trait LinalgOps<'t, T: Float>: Operand<'t, T> {
         Self::try_apply(MatMul::new(), &[self, other])
     }
 
-    /// `op(self) · op(other)` where `op` swaps the last two axes of an operand whose flag
-    /// is set: a linear layer with a PyTorch-layout weight `[out, in]` is
-    /// `x.matmul_transposed(&w, false, true)`, without copying `w`. Flags on 1-D operands
-    /// are ignored. Otherwise as [`matmul`](LinalgOps::matmul).
+    /// `op(self) · op(other)`, where [`Transpose`] says which operands have their last two
+    /// axes swapped (a strided view: never a copy). A linear layer with a PyTorch-layout
+    /// weight `[out, in]` is `x.matmul_transposed(&w, Transpose::Second)`, which equals
+    /// `x.matmul(&w.transpose())`. A 1-D operand is never transposed. Otherwise as
+    /// [`matmul`](LinalgOps::matmul).
     ///
-    /// `x.matmul_transposed(&w, false, true)` equals `x.matmul(&w.transpose())`.
+    /// ```
+    /// # use retrograd_ops::prelude::*; use retrograd_ops::linalg::Transpose; use ndarray::array;
+    /// let tape = Tape::<f64>::new();
+    /// let x = tape.var(array![[1.0, 2.0]]); // [1, 2]
+    /// let w = tape.var(array![[1.0, 0.0], [0.0, 1.0], [1.0, 1.0]]); // [out 3, in 2]
+    /// let y = x.matmul_transposed(&w, Transpose::Second); // x · wᵀ
+    /// assert_eq!(y.array(), array![[1.0, 2.0, 3.0]].into_dyn());
+    /// ```
     #[track_caller]
-    fn matmul_transposed(&self, other: &Self, transpose_a: bool, transpose_b: bool) -> Self {
-        Self::apply(MatMul::transposed(transpose_a, transpose_b), &[self, other])
+    fn matmul_transposed(&self, other: &Self, which: Transpose) -> Self {
+        let (ta, tb) = which.flags();
+        Self::apply(MatMul::transposed(ta, tb), &[self, other])
     }
 
     /// The inner product `Σ aᵢ bᵢ` of two 1-D vectors of one length: a scalar.

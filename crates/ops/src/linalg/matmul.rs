@@ -517,6 +517,7 @@ pub(crate) fn product<T: Float>(
 
 #[cfg(test)]
 mod tests {
+    use crate::linalg::Transpose;
     use crate::testing::{assert_panics_with, check_many, panic_message};
     use ndarray::{Array, ArrayD, Axis, Dimension, IxDyn, array};
     use proptest::prelude::*;
@@ -606,11 +607,11 @@ mod tests {
         #[test]
         fn matmul_matches_numpy_and_its_derivatives_check((a, b, ta, tb) in operands()) {
             let tape = Tape::<f64>::new();
-            let y = tape.var(a.clone()).matmul_transposed(&tape.var(b.clone()), ta, tb);
+            let y = tape.var(a.clone()).matmul_transposed(&tape.var(b.clone()), Transpose::from_flags(ta, tb));
             let expected = reference(&transposed(&a, ta), &transposed(&b, tb));
             let got = y.array();
             prop_assert!(close(&got, &expected), "{} vs {}", got, expected);
-            check_many(&[a, b], |x| x[0].matmul_transposed(&x[1], ta, tb))?;
+            check_many(&[a, b], |x| x[0].matmul_transposed(&x[1], Transpose::from_flags(ta, tb)))?;
         }
     }
 
@@ -678,7 +679,10 @@ mod tests {
         let a = tape.var(ArrayD::zeros(IxDyn(&[5, 2, 3])));
         let w = tape.var(ArrayD::zeros(IxDyn(&[4, 3])));
         let madds = |v| tape.node_info(v).madds;
-        assert_eq!(madds(a.matmul_transposed(&w, false, true)), 5 * 2 * 3 * 4);
+        assert_eq!(
+            madds(a.matmul_transposed(&w, Transpose::Second)),
+            5 * 2 * 3 * 4
+        );
         let v = tape.var(ArrayD::zeros(IxDyn(&[3])));
         assert_eq!(madds(v.dot(&v)), 3);
         assert_eq!(madds(a.matmul(&v)), 5 * 2 * 3);
