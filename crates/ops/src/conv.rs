@@ -344,13 +344,6 @@ pub(crate) struct Taps {
     pub with_padding: usize,
 }
 
-impl Taps {
-    /// The input positions.
-    pub fn positions(&self) -> impl Iterator<Item = usize> + Clone {
-        (0..self.count).map(move |j| self.first + j * self.step)
-    }
-}
-
 /// The attributes a convolution shows in dumps.
 fn spec_attributes(spec: &ConvSpec, g: Option<&Geometry>) -> Vec<(&'static str, String)> {
     let (stride, dilation, groups) = match g {

@@ -39,18 +39,31 @@ impl MaxPool2d {
 }
 
 /// The maximum over the `rows × cols` taps of a row-major plane of width `w`, and its
-/// position (the first on ties; a NaN wins and stays).
+/// position (the first on ties; the first NaN wins and stays). One comparison per tap on
+/// the hot path: `!(v <= best)` is also true for a NaN, which then ends the search.
+#[allow(clippy::neg_cmp_op_on_partial_ord)] // true for a NaN `v`: that is the point
 fn window_max<T: Float>(plane: &[T], w: usize, rows: &Taps, cols: &Taps) -> (T, usize) {
     let mut at = rows.first * w + cols.first;
     let mut best = plane[at];
-    for r in rows.positions() {
-        let line = plane[r * w + cols.first..].iter().step_by(cols.step);
-        for (k, &v) in line.take(cols.count).enumerate() {
-            if v > best || (v.is_nan() && !best.is_nan()) {
+    if best.is_nan() {
+        return (best, at);
+    }
+    // Plain index loops: windows are small, so per-window iterator set-up would dominate.
+    let mut line = rows.first * w + cols.first;
+    for _ in 0..rows.count {
+        let mut k = line;
+        for _ in 0..cols.count {
+            let v = plane[k];
+            if !(v <= best) {
                 best = v;
-                at = r * w + cols.first + k * cols.step;
+                at = k;
+                if v.is_nan() {
+                    return (best, at);
+                }
             }
+            k += cols.step;
         }
+        line += rows.step * w;
     }
     (best, at)
 }

@@ -640,3 +640,19 @@ fn bad_pool_options_panic_naming_op_shapes_and_line() {
         "{e}"
     );
 }
+
+/// A NaN in a window wins (the first one), so it propagates, as in PyTorch.
+#[test]
+fn max_pool_propagates_the_first_nan() {
+    let tape = Tape::<f64>::new();
+    let v = [1.0, f64::NAN, 3.0, f64::NAN, 5.0, 0.0, 2.0, 1.0];
+    let x = tape.var(ArrayD::from_shape_vec(IxDyn(&[1, 1, 2, 4]), v.to_vec()).unwrap());
+    let y = x.max_pool2d(PoolSpec::new(2));
+    let got = values(&y);
+    assert!(got[0].is_nan() && got[1].is_nan(), "{got:?}");
+    let g = tape.grad(y.sum_all(), &[x]).unwrap();
+    let g: Vec<f64> = g[0].iter().copied().collect();
+    assert_eq!(g, [0.0, 1.0, 0.0, 1.0, 0.0, 0.0, 0.0, 0.0]);
+    let y = x.max_pool2d(PoolSpec::new([2, 1]).stride([2, 2]));
+    assert_eq!(values(&y), [5.0, 3.0]);
+}
