@@ -177,13 +177,40 @@ impl<T: Scalar, const D: usize> Module<T> for Conv<D> {
 
 /// Max pooling over `[N, C, H, W]` windows (PyTorch's `MaxPool2d`; the stride defaults to
 /// the kernel). No parameters.
+///
+/// ```
+/// use retrograd_nn::conv::MaxPool2d;
+/// // PyTorch's MaxPool2d(3, stride=2, padding=1, dilation=1, ceil_mode=True)
+/// let pool = MaxPool2d::new(3).stride(2).padding(1).ceil_mode(true);
+/// assert!(pool.0.ceil_mode);
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct MaxPool2d(pub PoolSpec);
 
 impl MaxPool2d {
-    /// Windows of `kernel` with stride `kernel`; adjust with `MaxPool2d(PoolSpec::new(3).stride(2))`.
+    /// Windows of `kernel` with stride `kernel`, no padding, dilation 1, floor mode.
     pub fn new(kernel: impl Into<Pair>) -> Self {
         MaxPool2d(PoolSpec::new(kernel))
+    }
+
+    /// Sets the stride.
+    pub fn stride(self, stride: impl Into<Pair>) -> Self {
+        MaxPool2d(self.0.stride(stride))
+    }
+
+    /// Sets the padding on each side (at most half the kernel; padding never wins).
+    pub fn padding(self, padding: impl Into<Pair>) -> Self {
+        MaxPool2d(self.0.padding(padding))
+    }
+
+    /// Sets the spacing between a window's taps.
+    pub fn dilation(self, dilation: impl Into<Pair>) -> Self {
+        MaxPool2d(self.0.dilation(dilation))
+    }
+
+    /// Keeps a last, partial window (PyTorch's `ceil_mode=True`).
+    pub fn ceil_mode(self, ceil_mode: bool) -> Self {
+        MaxPool2d(self.0.ceil_mode(ceil_mode))
     }
 }
 
@@ -197,15 +224,43 @@ impl<T: Scalar> Module<T> for MaxPool2d {
     }
 }
 
-/// Average pooling over `[N, C, H, W]` windows (PyTorch's `AvgPool2d`, padding counted in
-/// the divisor). No parameters.
+/// Average pooling over `[N, C, H, W]` windows (PyTorch's `AvgPool2d`; by default the
+/// padding counts in the divisor, as there). No parameters.
+///
+/// ```
+/// use retrograd_nn::conv::AvgPool2d;
+/// // PyTorch's AvgPool2d(2, padding=1, ceil_mode=True, count_include_pad=False)
+/// let pool = AvgPool2d::new(2).padding(1).ceil_mode(true).count_include_pad(false);
+/// assert!(!pool.0.count_include_pad);
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct AvgPool2d(pub PoolSpec);
 
 impl AvgPool2d {
-    /// Windows of `kernel` with stride `kernel`.
+    /// Windows of `kernel` with stride `kernel`, no padding, floor mode, padding counted.
     pub fn new(kernel: impl Into<Pair>) -> Self {
         AvgPool2d(PoolSpec::new(kernel))
+    }
+
+    /// Sets the stride.
+    pub fn stride(self, stride: impl Into<Pair>) -> Self {
+        AvgPool2d(self.0.stride(stride))
+    }
+
+    /// Sets the zero padding on each side (at most half the kernel).
+    pub fn padding(self, padding: impl Into<Pair>) -> Self {
+        AvgPool2d(self.0.padding(padding))
+    }
+
+    /// Keeps a last, partial window (PyTorch's `ceil_mode=True`).
+    pub fn ceil_mode(self, ceil_mode: bool) -> Self {
+        AvgPool2d(self.0.ceil_mode(ceil_mode))
+    }
+
+    /// Whether the padding counts in the divisor (PyTorch's `count_include_pad`, default
+    /// `true`); `false` averages only the input entries a window covers.
+    pub fn count_include_pad(self, count_include_pad: bool) -> Self {
+        AvgPool2d(self.0.count_include_pad(count_include_pad))
     }
 }
 
@@ -333,6 +388,41 @@ mod tests {
         check_module(&model, &[2, 2, 4, 4]);
         let model = Sequential::<f64>::new().append(Conv1d::new(2, 3, 3).padding(1).dilation(1));
         check_module(&model, &[2, 2, 5]);
+    }
+
+    #[test]
+    fn pooling_layers_take_pytorchs_options() {
+        // A ResNet stem's pool, MaxPool2d(3, 2, 1, ceil_mode=True): 8 -> 5 (4 in floor mode).
+        let stem = MaxPool2d::new(3).stride(2).padding(1);
+        let tape = Tape::<f64>::new();
+        let p = Params::new(&tape, 0);
+        let x = tape.constant(smooth(&[1, 2, 8, 8], 0.41));
+        let floor = Module::<f64>::forward(&stem, x, &p);
+        let ceil = Module::<f64>::forward(&stem.ceil_mode(true), x, &p);
+        assert_eq!(floor.shape().as_slice(), &[1, 2, 4, 4]);
+        assert_eq!(ceil.shape().as_slice(), &[1, 2, 5, 5]);
+        // Without counting the padding, a constant input stays constant at the edges.
+        let ones = tape.constant(ArrayD::ones(IxDyn(&[1, 1, 3, 3])));
+        let avg = AvgPool2d::new(2).padding(1);
+        let with_pad = Module::<f64>::forward(&avg, ones, &p).array();
+        let without = Module::<f64>::forward(&avg.count_include_pad(false), ones, &p).array();
+        assert_eq!(with_pad[[0, 0, 0, 0]], 0.25);
+        assert!(without.iter().all(|&v| v == 1.0), "{without}");
+        let dilated = MaxPool2d::new(2).stride(1).dilation(2);
+        assert_eq!(
+            Module::<f64>::forward(&dilated, x, &p).shape().as_slice(),
+            &[1, 2, 6, 6]
+        );
+        let model = Sequential::<f64>::new()
+            .append(
+                AvgPool2d::new(3)
+                    .stride(2)
+                    .padding(1)
+                    .ceil_mode(true)
+                    .count_include_pad(false),
+            )
+            .append(dilated.ceil_mode(true));
+        check_module(&model, &[1, 2, 6, 6]);
     }
 
     #[test]

@@ -3,8 +3,8 @@
 //! channel groups), with PyTorch's semantics, parameter names and initialisation.
 //!
 //! A batch norm's running statistics are stored beside its parameters, as
-//! `running_mean` and `running_var` (PyTorch's `state_dict` names), so checkpoints save
-//! and restore them. They are not trained: a training pass does not read them (no
+//! `running_mean`, `running_var` and `num_batches_tracked` (PyTorch's `state_dict` names),
+//! so checkpoints save and restore them. They are not trained: a training pass does not read them (no
 //! gradient, so optimisers leave them alone) but reports their new values, which
 //! [`Session::update_buffers`](crate::Session::update_buffers) writes into the store:
 //!
@@ -35,19 +35,32 @@ use crate::scalar::{Scalar, cast};
 /// Batch normalisation over the channel axis 1 (Ioffe & Szegedy, 2015; PyTorch's
 /// `BatchNorm1d`/`BatchNorm2d`): `y = (x − μ) / √(σ² + eps) · weight + bias` per channel,
 /// with `μ`, `σ²` the batch's mean and (population) variance over every axis but 1 in
-/// training, and the running statistics in evaluation. Training updates
-/// `running = (1 − momentum) · running + momentum · batch` (the variance unbiased, as
-/// PyTorch). `weight` starts at ones, `bias` at zeros, `running_mean` at zeros and
-/// `running_var` at ones. Use it as [`BatchNorm1d`] (`[N, C]` or `[N, C, L]`) or
-/// [`BatchNorm2d`] (`[N, C, H, W]`).
+/// training, and the running statistics in evaluation. Training counts the batch in
+/// `num_batches_tracked` and updates `running = (1 − m) · running + m · batch` (the
+/// variance unbiased, as PyTorch), with `m` the momentum, or `1 / num_batches_tracked`
+/// when the momentum is `None` (a cumulative moving average: the running statistics are
+/// the mean of every batch's). `weight` starts at ones, `bias` at zeros, `running_mean`
+/// at zeros, `running_var` at ones and `num_batches_tracked` (a scalar, stored in the
+/// model's float type like every entry of the store, so exact up to 2²⁴ batches in f32)
+/// at zero. Use it as [`BatchNorm1d`] (`[N, C]` or `[N, C, L]`) or [`BatchNorm2d`]
+/// (`[N, C, H, W]`).
+///
+/// ```
+/// use retrograd_nn::norm::BatchNorm2d;
+/// // PyTorch's BatchNorm2d(8, momentum=None): running statistics average every batch alike.
+/// let bn = BatchNorm2d::new(8).momentum(None);
+/// assert_eq!(bn.momentum, None);
+/// assert_eq!(BatchNorm2d::new(8).momentum(0.01).momentum, Some(0.01));
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct BatchNorm<const D: usize> {
     /// Channels (the extent of axis 1).
     pub features: usize,
     /// Added to the variance (PyTorch's default is 1e-5).
     pub eps: f64,
-    /// The weight of the newest batch in the running statistics (default 0.1).
-    pub momentum: f64,
+    /// The weight of the newest batch in the running statistics (default `Some(0.1)`);
+    /// `None` weighs every batch alike (a cumulative moving average).
+    pub momentum: Option<f64>,
     /// Whether the layer has the learnable `weight` and `bias`.
     pub affine: bool,
 }
@@ -64,7 +77,7 @@ impl<const D: usize> BatchNorm<D> {
         BatchNorm {
             features,
             eps: 1e-5,
-            momentum: 0.1,
+            momentum: Some(0.1),
             affine: true,
         }
     }
@@ -75,9 +88,10 @@ impl<const D: usize> BatchNorm<D> {
         self
     }
 
-    /// Sets the running statistics' momentum.
-    pub fn momentum(mut self, momentum: f64) -> Self {
-        self.momentum = momentum;
+    /// Sets the running statistics' momentum: a number, or `None` for a cumulative
+    /// moving average (PyTorch's `momentum=None`).
+    pub fn momentum(mut self, momentum: impl Into<Option<f64>>) -> Self {
+        self.momentum = momentum.into();
         self
     }
 
@@ -97,9 +111,18 @@ impl<const D: usize> BatchNorm<D> {
     }
 
     /// The running statistics updated with a batch's mean and population variance over
-    /// `n` entries per channel.
+    /// `n` entries per channel, and the batch counted. A store without the count (a
+    /// checkpoint from before it existed) starts counting at zero and keeps no count.
     fn updated<T: Scalar>(&self, p: &Params<'_, T>, mean: ArrayD<T>, var: ArrayD<T>, n: usize) {
-        let m: T = cast(self.momentum);
+        let counted = p.try_get("num_batches_tracked").map(|c| c.array());
+        let batches = counted.as_ref().map_or(T::zero(), |c| c.sum()) + T::one();
+        if let Some(count) = counted {
+            p.update_buffer("num_batches_tracked", count.mapv(|c| c + T::one()));
+        }
+        let m: T = match self.momentum {
+            Some(m) => cast(m),
+            None => T::one() / batches,
+        };
         let keep = T::one() - m;
         let unbias: T = cast(n as f64 / (n.max(2) - 1) as f64);
         for (name, batch) in [
@@ -148,6 +171,7 @@ impl<T: Scalar, const D: usize> Module<T> for BatchNorm<D> {
         }
         specs.push(ParamSpec::new("running_mean", &c, Init::Zeros));
         specs.push(ParamSpec::new("running_var", &c, Init::Constant(1.0)));
+        specs.push(ParamSpec::new("num_batches_tracked", &[], Init::Zeros));
         specs
     }
 
@@ -271,7 +295,13 @@ mod tests {
         let names: Vec<_> = store.names().map(str::to_owned).collect();
         assert_eq!(
             names,
-            ["0.weight", "0.bias", "0.running_mean", "0.running_var"]
+            [
+                "0.weight",
+                "0.bias",
+                "0.running_mean",
+                "0.running_var",
+                "0.num_batches_tracked"
+            ]
         );
         let x = batch(4, 3);
         let mut session = Session::new(0);
@@ -316,6 +346,53 @@ mod tests {
                 .into_shape_with_order(IxDyn(&[1, 3, 1, 1]))
                 .unwrap();
         assert!(y_eval.iter().zip(&want).all(|(a, b)| (a - b).abs() < 1e-12));
+    }
+
+    #[test]
+    fn batches_are_counted_and_momentum_none_averages_them_alike() {
+        let x = |k: f64| array![[k, 10.0 * k], [3.0 * k, 30.0 * k]];
+        let run = |bn: BatchNorm1d, steps: usize| {
+            let model = Sequential::<f64>::new().append(bn);
+            let mut store = model.init_store(0);
+            let mut session = Session::new(0);
+            for k in 1..=steps {
+                session
+                    .train_step(&store, |p| model.forward(p.input(x(k as f64)), p).sum_all())
+                    .unwrap();
+                session.update_buffers(&mut store);
+            }
+            store
+        };
+        let store = run(BatchNorm1d::new(2).momentum(None), 3);
+        assert_eq!(store.get("0.num_batches_tracked").unwrap()[[]], 3.0);
+        // Batch means (2k, 20k) for k = 1, 2, 3: their plain mean is (4, 40). Batch
+        // variances (k², 100k²), unbiased over 2 entries ×2: (2k², 200k²), mean (28/3, 2800/3).
+        let mean = store.get("0.running_mean").unwrap();
+        let var = store.get("0.running_var").unwrap();
+        assert!(
+            (mean[0] - 4.0).abs() < 1e-12 && (mean[1] - 40.0).abs() < 1e-12,
+            "{mean}"
+        );
+        let want = [28.0 / 3.0, 2800.0 / 3.0];
+        assert!(
+            var.iter().zip(want).all(|(v, w)| (v - w).abs() < 1e-9),
+            "{var}"
+        );
+        // With a momentum the count still grows; evaluation leaves it alone.
+        let store = run(BatchNorm1d::new(2).momentum(0.5), 2);
+        assert_eq!(store.get("0.num_batches_tracked").unwrap()[[]], 2.0);
+        // 0.5 · (0.5 · 0 + 0.5 · 2) + 0.5 · 4
+        assert_eq!(store.get("0.running_mean").unwrap()[0], 2.5);
+        let model = Sequential::<f64>::new().append(BatchNorm1d::new(2));
+        Session::new(0).eval(&store, |p| model.forward(p.input(x(1.0)), p));
+        assert_eq!(store.get("0.num_batches_tracked").unwrap()[[]], 2.0);
+        // A checkpoint carries the count.
+        let bytes = checkpoint::to_bytes(&store).unwrap();
+        let restored: crate::ParamStore<f64> = checkpoint::new_from_bytes(&bytes).unwrap();
+        assert_eq!(
+            restored.get("0.num_batches_tracked"),
+            store.get("0.num_batches_tracked")
+        );
     }
 
     #[test]

@@ -154,28 +154,49 @@ impl ConvSpec {
     }
 }
 
-/// A pooling window: kernel, stride (the kernel by default, as PyTorch) and zero (for
-/// averages) or `-∞` (for maxima) padding on each side.
+/// A pooling window: kernel, stride (the kernel by default, as PyTorch), padding on each
+/// side, and PyTorch's other pooling options with PyTorch's defaults.
 ///
-/// `PoolSpec::new(2)` halves each axis; `PoolSpec::new(3).stride(1).padding(1)` keeps it.
+/// `PoolSpec::new(2)` halves each axis; `PoolSpec::new(3).stride(1).padding(1)` keeps it;
+/// `PoolSpec::new(3).stride(2).ceil_mode(true)` keeps a last, partial window;
+/// `PoolSpec::new(2).padding(1).count_include_pad(false)` averages only real entries.
+///
+/// Along an axis of extent `H`, with kernel `k`, stride `s`, padding `p` and dilation `d`,
+/// window `i` has taps `i·s − p + j·d` for `j < k`, and there are
+/// `OH = ⌊(H + 2p − d·(k−1) − 1) / s⌋ + 1` windows (`⌈·⌉` with `ceil_mode`, dropping a last
+/// window that would start in the right padding).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct PoolSpec {
     /// The window's extent per axis.
     pub kernel: [usize; 2],
     /// The step between windows per axis.
     pub stride: [usize; 2],
-    /// Padding on each side per axis (at most half the kernel).
+    /// Padding on each side per axis (at most half the kernel): zeros for averages, `-∞`
+    /// for maxima.
     pub padding: [usize; 2],
+    /// The spacing between a window's taps per axis (1: adjacent). `max_pool2d` only, as
+    /// in PyTorch.
+    pub dilation: [usize; 2],
+    /// Whether a last window that runs past the padded input's end is kept (`ceil` in the
+    /// output size) rather than dropped (default `false`).
+    pub ceil_mode: bool,
+    /// Whether an average divides by the window's extent with its padding (`true`, PyTorch's
+    /// default) or by the number of real entries it covers. `avg_pool2d` only.
+    pub count_include_pad: bool,
 }
 
 impl PoolSpec {
-    /// A window of `kernel` with stride `kernel` and no padding.
+    /// A window of `kernel` with stride `kernel`, no padding, dilation 1, floor mode, and
+    /// padding counted in averages.
     pub fn new(kernel: impl Into<Pair>) -> Self {
         let kernel = kernel.into().0;
         PoolSpec {
             kernel,
             stride: kernel,
             padding: [0, 0],
+            dilation: [1, 1],
+            ceil_mode: false,
+            count_include_pad: true,
         }
     }
 
@@ -191,27 +212,136 @@ impl PoolSpec {
         self
     }
 
+    /// Sets the dilation (`max_pool2d` only).
+    pub fn dilation(mut self, dilation: impl Into<Pair>) -> Self {
+        self.dilation = dilation.into().0;
+        self
+    }
+
+    /// Keeps a last, partial window (PyTorch's `ceil_mode=True`).
+    pub fn ceil_mode(mut self, ceil_mode: bool) -> Self {
+        self.ceil_mode = ceil_mode;
+        self
+    }
+
+    /// Whether averages count the padding (PyTorch's `count_include_pad`, default `true`).
+    pub fn count_include_pad(mut self, count_include_pad: bool) -> Self {
+        self.count_include_pad = count_include_pad;
+        self
+    }
+
+    /// The settings that differ from the defaults, as dumps show them.
+    pub(crate) fn attributes(&self) -> Vec<(&'static str, String)> {
+        let mut attrs = vec![
+            ("kernel", format!("{:?}", self.kernel)),
+            ("stride", format!("{:?}", self.stride)),
+            ("padding", format!("{:?}", self.padding)),
+        ];
+        if self.dilation != [1, 1] {
+            attrs.push(("dilation", format!("{:?}", self.dilation)));
+        }
+        if self.ceil_mode {
+            attrs.push(("ceil_mode", "true".into()));
+        }
+        if !self.count_include_pad {
+            attrs.push(("count_include_pad", "false".into()));
+        }
+        attrs
+    }
+
+    /// The number of windows along an axis of `extent`, for axis `a`'s settings.
+    fn windows_along(&self, a: usize, extent: usize) -> std::result::Result<usize, String> {
+        let (k, s, p, d) = (
+            self.kernel[a],
+            self.stride[a],
+            self.padding[a],
+            self.dilation[a],
+        );
+        if k == 0 || s == 0 || d == 0 {
+            return Err("the kernel, the stride and the dilation must be at least 1".into());
+        }
+        if 2 * p > k {
+            return Err(format!("padding {p} is more than half the kernel {k}"));
+        }
+        let (span, padded) = (d * (k - 1) + 1, extent + 2 * p);
+        if padded < span {
+            return Err(format!(
+                "the kernel (extent {span}) is larger than the padded input (extent {padded})"
+            ));
+        }
+        let room = padded - span;
+        if !self.ceil_mode {
+            return Ok(room / s + 1);
+        }
+        let out = room.div_ceil(s) + 1;
+        // The last window must start inside the input or its left padding.
+        Ok(if (out - 1) * s >= extent + p {
+            out - 1
+        } else {
+            out
+        })
+    }
+
     /// The output extents for an input of `[H, W]`, or why the window does not fit.
     pub(crate) fn output(&self, input: [usize; 2]) -> std::result::Result<[usize; 2], String> {
-        let mut out = [0; 2];
-        for a in 0..2 {
-            let (k, s, p) = (self.kernel[a], self.stride[a], self.padding[a]);
-            if k == 0 || s == 0 {
-                return Err("the kernel and the stride must be at least 1".into());
-            }
-            if 2 * p > k {
-                return Err(format!("padding {p} is more than half the kernel {k}"));
-            }
-            let padded = input[a] + 2 * p;
-            if padded < k {
-                return Err(format!(
-                    "the kernel (extent {k}) is larger than the padded input (extent {padded})"
-                ));
-            }
-            out[a] = (padded - k) / s + 1;
-        }
-        Ok(out)
+        Ok([
+            self.windows_along(0, input[0])?,
+            self.windows_along(1, input[1])?,
+        ])
     }
+
+    /// Every window along each axis of an `[H, W]` input, or why the window does not fit.
+    pub(crate) fn taps(&self, input: [usize; 2]) -> std::result::Result<[Vec<Taps>; 2], String> {
+        let out = self.output(input)?;
+        let mut taps: [Vec<Taps>; 2] = Default::default();
+        for a in 0..2 {
+            let (k, s, p, d) = (
+                self.kernel[a],
+                self.stride[a],
+                self.padding[a] as isize,
+                self.dilation[a],
+            );
+            let extent = input[a] as isize;
+            for i in 0..out[a] {
+                let start = (i * s) as isize - p;
+                let end = (start + (d * (k - 1) + 1) as isize).min(extent + p);
+                // Taps j with 0 <= start + j·d < extent, j < k.
+                let skip = if start < 0 {
+                    (-start + d as isize - 1) / d as isize
+                } else {
+                    0
+                };
+                let last = ((extent - 1 - start).div_euclid(d as isize)).min(k as isize - 1);
+                if last < skip {
+                    return Err(format!(
+                        "window {i} along spatial axis {a} covers only padding (extent {extent}, kernel {k}, dilation {d}, padding {p})"
+                    ));
+                }
+                taps[a].push(Taps {
+                    first: (start + skip * d as isize) as usize,
+                    step: d,
+                    count: (last - skip + 1) as usize,
+                    with_padding: (end - start) as usize,
+                });
+            }
+        }
+        Ok(taps)
+    }
+}
+
+/// One pooling window along one axis: the input positions `first + j·step` (`j < count`)
+/// it covers, and its extent counting the padding it covers (PyTorch's divisor with
+/// `count_include_pad`; a `ceil_mode` window's overhang past the padding does not count).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Taps {
+    /// The first input position inside the input.
+    pub first: usize,
+    /// The spacing of the positions (the dilation).
+    pub step: usize,
+    /// How many positions are inside the input.
+    pub count: usize,
+    /// The extent counting padding.
+    pub with_padding: usize,
 }
 
 /// The attributes a convolution shows in dumps.

@@ -3,8 +3,11 @@
 //!
 //! Both poolings average rectangular windows, and a rectangle's mean is a mean of row
 //! means, so each is separable: `Y = A_h · X · A_wᵀ` per plane, with `A_h [OH, H]` holding
-//! `1/window` where window `i` covers row `r`. For `avg_pool2d` the windows are
-//! `i·s − p .. i·s − p + k` (padding counts in the divisor, PyTorch's default); for the
+//! `1/divisor` where window `i` covers row `r`. For `avg_pool2d` the windows are
+//! `i·s − p .. i·s − p + k` clipped to the input, and the divisor is the window's extent
+//! with its padding (`count_include_pad`, PyTorch's default; a `ceil_mode` window's
+//! overhang past the padding does not count) or the number of rows it covers; both are
+//! products of a row and a column factor, so the pooling stays separable. For the
 //! adaptive one, PyTorch's `⌊i·H/OH⌋ .. ⌈(i+1)·H/OH⌉`. The op and its transpose are the
 //! same primitive with the matrices' roles swapped:
 //! - VJP: `X̄ = A_hᵀ · Ȳ · A_w` (the transposed pooling),
@@ -19,7 +22,7 @@ use ndarray::{Array2, Array3, ArrayView2, IxDyn, s};
 
 use retrograd_tape::{Cotangents, Float, Operand, Rule, RuleCtx, Tensor, Val};
 
-use super::PoolSpec;
+use super::{PoolSpec, Taps};
 use crate::linalg::kernel::gemm;
 
 /// Which windows the pooling averages.
@@ -74,13 +77,18 @@ impl<T: Float> LinearPool2d<T> {
     fn build(&self, input: [usize; 2]) -> Result<Matrices<T>, String> {
         let ranges: [Vec<(usize, usize, usize)>; 2] = match self.windows {
             Windows::Fixed(pool) => {
-                let out = pool.output(input)?;
-                std::array::from_fn(|a| {
-                    let (k, st, p) = (pool.kernel[a], pool.stride[a], pool.padding[a]);
-                    let ranges = (0..out[a]).map(|i| {
-                        let start = (i * st).saturating_sub(p);
-                        (start, (i * st + k - p).min(input[a]), k)
-                    });
+                if pool.dilation != [1, 1] {
+                    return Err("avg_pool2d takes no dilation (as PyTorch's)".into());
+                }
+                let taps = pool.taps(input)?;
+                taps.map(|axis| {
+                    let divisor = |t: &Taps| match pool.count_include_pad {
+                        true => t.with_padding,
+                        false => t.count,
+                    };
+                    let ranges = axis
+                        .iter()
+                        .map(|t| (t.first, t.first + t.count, divisor(t)));
                     ranges.collect()
                 })
             }
@@ -154,11 +162,7 @@ impl<T: Float> Rule<T> for LinearPool2d<T> {
 
     fn attributes(&self) -> Vec<(&'static str, String)> {
         match self.windows {
-            Windows::Fixed(p) => vec![
-                ("kernel", format!("{:?}", p.kernel)),
-                ("stride", format!("{:?}", p.stride)),
-                ("padding", format!("{:?}", p.padding)),
-            ],
+            Windows::Fixed(p) => p.attributes(),
             Windows::Adaptive(out) => vec![("output", format!("{out:?}"))],
         }
     }

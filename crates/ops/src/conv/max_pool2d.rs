@@ -1,6 +1,7 @@
 //! `max_pool2d`: the maximum over each window of an NCHW batch.
 //!
-//! The forward pass keeps, per output entry, where in its input plane the maximum was (the
+//! Windows follow [`PoolSpec`]: stride, padding (which never wins), dilation (taps
+//! `d` apart) and `ceil_mode` (a last, partial window). The forward pass keeps, per output entry, where in its input plane the maximum was (the
 //! first one on ties; NaN wins, so it propagates). The op is then a gather at those
 //! positions, linear in `x` for fixed positions:
 //! - VJP: `x̄ = scatter_add(ȳ)` at the kept positions (a window's cotangent goes to its
@@ -13,7 +14,7 @@ use ndarray::{ArrayD, IxDyn};
 
 use retrograd_tape::{Cotangents, Float, Operand, Rule, RuleCtx, Shape, Tensor, Val};
 
-use super::PoolSpec;
+use super::{PoolSpec, Taps};
 use crate::shape::reshape_exact;
 use crate::shape::{Gather, ScatterAdd};
 
@@ -35,38 +36,34 @@ impl MaxPool2d {
             input: Shape::new(),
         }
     }
-
-    /// The in-range input positions of each window along spatial axis `a`.
-    fn ranges(&self, a: usize, extent: usize, out: usize) -> Vec<std::ops::Range<usize>> {
-        let (p, s, k) = (
-            self.pool.padding[a],
-            self.pool.stride[a],
-            self.pool.kernel[a],
-        );
-        (0..out)
-            .map(|i| (i * s).saturating_sub(p)..(i * s + k - p).min(extent))
-            .collect()
-    }
 }
 
-/// The maximum over `rows × cols` of a row-major plane of width `w`, and its position
-/// (the first on ties; a NaN wins and stays).
-fn window_max<T: Float>(
-    plane: &[T],
-    w: usize,
-    rows: &std::ops::Range<usize>,
-    cols: &std::ops::Range<usize>,
-) -> (T, usize) {
-    let mut at = rows.start * w + cols.start;
+/// The maximum over the `rows × cols` taps of a row-major plane of width `w`, and its
+/// position (the first on ties; the first NaN wins and stays). One comparison per tap on
+/// the hot path: `!(v <= best)` is also true for a NaN, which then ends the search.
+#[allow(clippy::neg_cmp_op_on_partial_ord)] // true for a NaN `v`: that is the point
+fn window_max<T: Float>(plane: &[T], w: usize, rows: &Taps, cols: &Taps) -> (T, usize) {
+    let mut at = rows.first * w + cols.first;
     let mut best = plane[at];
-    for r in rows.clone() {
-        let line = &plane[r * w + cols.start..r * w + cols.end];
-        for (k, &v) in line.iter().enumerate() {
-            if v > best || (v.is_nan() && !best.is_nan()) {
+    if best.is_nan() {
+        return (best, at);
+    }
+    // Plain index loops: windows are small, so per-window iterator set-up would dominate.
+    let mut line = rows.first * w + cols.first;
+    for _ in 0..rows.count {
+        let mut k = line;
+        for _ in 0..cols.count {
+            let v = plane[k];
+            if !(v <= best) {
                 best = v;
-                at = r * w + cols.start + k;
+                at = k;
+                if v.is_nan() {
+                    return (best, at);
+                }
             }
+            k += cols.step;
         }
+        line += rows.step * w;
     }
     (best, at)
 }
@@ -77,12 +74,7 @@ impl<T: Float> Rule<T> for MaxPool2d {
     }
 
     fn attributes(&self) -> Vec<(&'static str, String)> {
-        let p = &self.pool;
-        vec![
-            ("kernel", format!("{:?}", p.kernel)),
-            ("stride", format!("{:?}", p.stride)),
-            ("padding", format!("{:?}", p.padding)),
-        ]
+        self.pool.attributes()
     }
 
     fn madds(&self, inputs: &[&[usize]], output: &[usize]) -> u64 {
@@ -95,13 +87,16 @@ impl<T: Float> Rule<T> for MaxPool2d {
         let &[n, c, h, w] = x.shape() else {
             return Err("takes a 4-D input [N, C, H, W]".into());
         };
-        let [oh, ow] = self.pool.output([h, w])?;
+        if !self.pool.count_include_pad {
+            return Err("count_include_pad applies to avg_pool2d only".into());
+        }
+        let [rows, cols] = self.pool.taps([h, w])?;
+        let (oh, ow) = (rows.len(), cols.len());
         let view = x.view();
         let data = view.as_standard_layout();
         let data = data.as_slice().unwrap_or(&[]);
         let mut out = Vec::with_capacity(n * c * oh * ow);
         let mut index = Vec::with_capacity(n * c * oh * ow);
-        let (rows, cols) = (self.ranges(0, h, oh), self.ranges(1, w, ow));
         for plane in data.chunks_exact((h * w).max(1)).take(n * c) {
             for r in &rows {
                 for c in &cols {

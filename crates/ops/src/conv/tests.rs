@@ -335,7 +335,7 @@ proptest! {
         s in [1..=2usize, 1..=2usize], p in [0..=1usize, 0..=1usize], out in [1..=4usize, 1..=4usize],
         seed in 0..100usize,
     ) {
-        let pool = PoolSpec { kernel: k, stride: s, padding: [p[0].min(k[0] / 2), p[1].min(k[1] / 2)] };
+        let pool = PoolSpec::new(k).stride(s).padding([p[0].min(k[0] / 2), p[1].min(k[1] / 2)]);
         prop_assume!(pool.output([h, w]).is_ok());
         let x = distinct(&[2, 2, h, w], seed);
         check(&x, |x| x.max_pool2d(pool))?;
@@ -420,4 +420,239 @@ fn bad_inputs_panic_naming_op_shapes_and_line() {
     assert!(x.try_max_pool2d(PoolSpec::new(5)).is_err());
     assert!(x.try_avg_pool2d(PoolSpec::new(2).padding(2)).is_err());
     assert!(x.try_adaptive_avg_pool2d(0).is_err());
+}
+
+/// `x[i][j] = 7·(5i + j) mod 25` on one 5x5 plane: a permutation of 0..25, so maxima are
+/// unique and not always in a window's corner.
+fn grid(side: usize) -> ArrayD<f64> {
+    ArrayD::from_shape_fn(IxDyn(&[1, 1, side, side]), |i| {
+        ((7 * (5 * i[2] + i[3])) % 25) as f64
+    })
+}
+
+fn values(y: &Var<'_, f64>) -> Vec<f64> {
+    y.array().iter().copied().collect()
+}
+
+fn assert_close(got: &[f64], want: &[f64]) {
+    assert_eq!(got.len(), want.len(), "{got:?} vs {want:?}");
+    let near = got.iter().zip(want).all(|(a, b)| (a - b).abs() < 1e-12);
+    assert!(near, "{got:?} vs {want:?}");
+}
+
+/// `ceil_mode`, `dilation` and `count_include_pad` against PyTorch's results, worked by
+/// hand (`F.max_pool2d`/`F.avg_pool2d` on the same planes).
+#[test]
+fn pool_options_match_pytorch_values() {
+    let tape = Tape::<f64>::new();
+    let x = tape.var(grid(5));
+    // 2x2 windows, stride 2, ceil mode: rows {0,1}, {2,3}, {4} (and the same columns).
+    let y = x.max_pool2d(PoolSpec::new(2).ceil_mode(true));
+    assert_eq!(y.shape().as_slice(), &[1, 1, 3, 3]);
+    assert_eq!(
+        values(&y),
+        [17.0, 24.0, 13.0, 20.0, 19.0, 23.0, 22.0, 11.0, 18.0]
+    );
+    let g = tape.grad(y.sum_all(), &[x]).unwrap();
+    let mut want = vec![0.0; 25];
+    for at in [6, 7, 9, 10, 17, 14, 21, 23, 24] {
+        want[at] = 1.0;
+    }
+    assert_eq!(g[0].iter().copied().collect::<Vec<_>>(), want);
+    // Floor mode drops the partial windows.
+    assert_eq!(
+        values(&x.max_pool2d(PoolSpec::new(2))),
+        [17.0, 24.0, 20.0, 19.0]
+    );
+    // Dilation 2: the taps of window (i, j) are rows {i, i+2} and columns {j, j+2}.
+    let y = x.max_pool2d(PoolSpec::new(2).stride(1).dilation(2));
+    assert_eq!(
+        values(&y),
+        [20.0, 21.0, 23.0, 24.0, 17.0, 24.0, 20.0, 22.0, 23.0]
+    );
+    // Dilation, padding and ceil mode: a third window would start in the right padding
+    // (at 6 = 5 + 1), so it is dropped; the first window's tap at -1 is padding.
+    let pool = PoolSpec::new(2).stride(3).padding(1).dilation(2);
+    let y = x.max_pool2d(pool.ceil_mode(true));
+    assert_eq!(values(&y), [17.0, 24.0, 22.0, 23.0]);
+
+    // Averages: the ceil-mode windows at the edge divide by what they cover.
+    let y = x.avg_pool2d(PoolSpec::new(2).ceil_mode(true));
+    assert_close(
+        &values(&y),
+        &[8.5, 16.25, 8.0, 9.75, 11.25, 15.5, 18.5, 7.5, 18.0],
+    );
+    // 3x3 windows, stride 2, padding 1 on the top-left 4x4: rows {-1,0,1}, {1,2,3}, {3,4}.
+    let x4 = tape.var(grid(5).slice_move(ndarray::s![.., .., ..4, ..4]).to_owned());
+    let pool = PoolSpec::new(3).stride(2).padding(1).ceil_mode(true);
+    let with_pad = [
+        34.0 / 9.0,
+        89.0 / 9.0,
+        27.0 / 6.0,
+        66.0 / 9.0,
+        106.0 / 9.0,
+        23.0 / 6.0,
+        17.0 / 6.0,
+        32.0 / 6.0,
+        1.0 / 4.0,
+    ];
+    assert_close(&values(&x4.avg_pool2d(pool)), &with_pad);
+    let real_only = [
+        34.0 / 4.0,
+        89.0 / 6.0,
+        27.0 / 2.0,
+        66.0 / 6.0,
+        106.0 / 9.0,
+        23.0 / 3.0,
+        17.0 / 2.0,
+        32.0 / 3.0,
+        1.0,
+    ];
+    let y = x4.avg_pool2d(pool.count_include_pad(false));
+    assert_close(&values(&y), &real_only);
+    let y = x4.avg_pool2d(pool.ceil_mode(false).count_include_pad(false));
+    assert_close(&values(&y), &[8.5, 89.0 / 6.0, 11.0, 106.0 / 9.0]);
+    // The gradient of a mean without padding: each real entry gets 1/count.
+    let y = x4.avg_pool2d(PoolSpec::new(2).padding(1).count_include_pad(false));
+    let g = tape.grad(y.sum_all(), &[x4]).unwrap();
+    assert_eq!(g[0][[0, 0, 0, 0]], 1.0);
+    assert_eq!(g[0][[0, 0, 1, 1]], 0.25);
+    assert_eq!(g[0][[0, 0, 0, 1]], 0.5);
+}
+
+/// A pooling's output extent as PyTorch computes it (`pooling_output_shape`).
+fn pytorch_extent(extent: usize, k: usize, s: usize, p: usize, d: usize, ceil: bool) -> usize {
+    let room = (extent + 2 * p) as isize - (d * (k - 1)) as isize - 1
+        + if ceil { s as isize - 1 } else { 0 };
+    let out = room.div_euclid(s as isize) as usize + 1;
+    if ceil && (out - 1) * s >= extent + p {
+        out - 1
+    } else {
+        out
+    }
+}
+
+/// Pooling by its definition, with loops over every tap of every window: the maximum of
+/// the taps inside the input, or the sum inside over the window's divisor.
+fn pool_reference(x: &ArrayD<f64>, pool: PoolSpec, max: bool) -> ArrayD<f64> {
+    let (h, w) = (x.shape()[2], x.shape()[3]);
+    let (k, s, p, d, ceil) = (
+        pool.kernel,
+        pool.stride,
+        pool.padding,
+        pool.dilation,
+        pool.ceil_mode,
+    );
+    let oh = pytorch_extent(h, k[0], s[0], p[0], d[0], ceil);
+    let ow = pytorch_extent(w, k[1], s[1], p[1], d[1], ceil);
+    let shape = [x.shape()[0], x.shape()[1], oh, ow];
+    ArrayD::from_shape_fn(IxDyn(&shape), |at| {
+        let start = |o: usize, a: usize| (o * s[a]) as isize - p[a] as isize;
+        let (r0, c0) = (start(at[2], 0), start(at[3], 1));
+        let mut taps = Vec::new();
+        for a in 0..k[0] as isize {
+            for b in 0..k[1] as isize {
+                let (r, c) = (r0 + a * d[0] as isize, c0 + b * d[1] as isize);
+                if (0..h as isize).contains(&r) && (0..w as isize).contains(&c) {
+                    taps.push(x[[at[0], at[1], r as usize, c as usize]]);
+                }
+            }
+        }
+        if max {
+            return taps.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        }
+        let clip = |s0: isize, a: usize, extent: usize| {
+            ((s0 + k[a] as isize).min((extent + p[a]) as isize) - s0) as f64
+        };
+        let divisor = match pool.count_include_pad {
+            true => clip(r0, 0, h) * clip(c0, 1, w),
+            false => taps.len() as f64,
+        };
+        taps.iter().sum::<f64>() / divisor
+    })
+}
+
+proptest! {
+    #![proptest_config(config(32))]
+
+    #[test]
+    fn pooling_options_match_their_definition_and_derivatives_check(
+        h in 1..=7usize, w in 1..=7usize, k in [1..=3usize, 1..=3usize],
+        s in [1..=3usize, 1..=3usize], p in [0..=1usize, 0..=1usize], d in [1..=2usize, 1..=2usize],
+        ceil in any::<bool>(), include in any::<bool>(), seed in 0..100usize,
+    ) {
+        let padding = [p[0].min(k[0] / 2), p[1].min(k[1] / 2)];
+        let pool = PoolSpec::new(k).stride(s).padding(padding).ceil_mode(ceil);
+        let max_pool = pool.dilation(d);
+        let avg_pool = pool.count_include_pad(include);
+        let x = distinct(&[2, 2, h, w], seed);
+        let tape = Tape::<f64>::new();
+        let xv = tape.var(x.clone());
+        if let Ok(y) = xv.try_max_pool2d(max_pool) {
+            prop_assert_eq!(y.array(), pool_reference(&x, max_pool, true));
+            check(&x, |x| x.max_pool2d(max_pool))?;
+        }
+        if let Ok(y) = xv.try_avg_pool2d(avg_pool) {
+            prop_assert!(close(&y.array(), &pool_reference(&x, avg_pool, false), 1e-12));
+            check_squared(&x, |x| x.avg_pool2d(avg_pool))?;
+        }
+    }
+}
+
+#[test]
+fn bad_pool_options_panic_naming_op_shapes_and_line() {
+    let z = |s: &[usize]| ArrayD::<f64>::zeros(IxDyn(s));
+    assert_panics_with(
+        |tape| {
+            tape.var(z(&[1, 1, 4, 4]))
+                .max_pool2d(PoolSpec::new(2).count_include_pad(false));
+        },
+        &["max_pool2d", "[1, 1, 4, 4]", "count_include_pad", file!()],
+    );
+    assert_panics_with(
+        |tape| {
+            tape.var(z(&[1, 1, 4, 4]))
+                .avg_pool2d(PoolSpec::new(2).dilation(2));
+        },
+        &["avg_pool2d", "[1, 1, 4, 4]", "dilation", file!()],
+    );
+    // Taps at -1 and 2 of a 2-wide input: the window holds only padding.
+    assert_panics_with(
+        |tape| {
+            let pool = PoolSpec::new(2).dilation(3).padding(1).stride(1);
+            tape.var(z(&[1, 1, 2, 2])).max_pool2d(pool);
+        },
+        &["max_pool2d", "[1, 1, 2, 2]", "covers only padding", file!()],
+    );
+    assert_panics_with(
+        |tape| {
+            tape.var(z(&[1, 1, 4, 4]))
+                .max_pool2d(PoolSpec::new(2).dilation(0));
+        },
+        &["max_pool2d", "dilation must be at least 1", file!()],
+    );
+    let tape = Tape::<f64>::new();
+    let x = tape.var(z(&[1, 1, 4, 4]));
+    // A dilated 3x3 window spans 5 > 4 + 2·0.
+    let e = x.try_max_pool2d(PoolSpec::new(3).dilation(2)).unwrap_err();
+    assert!(
+        e.to_string().contains("larger than the padded input"),
+        "{e}"
+    );
+}
+
+/// A NaN in a window wins (the first one), so it propagates, as in PyTorch.
+#[test]
+fn max_pool_propagates_the_first_nan() {
+    let tape = Tape::<f64>::new();
+    let v = [1.0, f64::NAN, 3.0, f64::NAN, 5.0, 0.0, 2.0, 1.0];
+    let x = tape.var(ArrayD::from_shape_vec(IxDyn(&[1, 1, 2, 4]), v.to_vec()).unwrap());
+    let y = x.max_pool2d(PoolSpec::new(2));
+    let got = values(&y);
+    assert!(got[0].is_nan() && got[1].is_nan(), "{got:?}");
+    let g = tape.grad(y.sum_all(), &[x]).unwrap();
+    let g: Vec<f64> = g[0].iter().copied().collect();
+    assert_eq!(g, [0.0, 1.0, 0.0, 1.0, 0.0, 0.0, 0.0, 0.0]);
+    let y = x.max_pool2d(PoolSpec::new([2, 1]).stride([2, 2]));
+    assert_eq!(values(&y), [5.0, 3.0]);
 }
