@@ -150,9 +150,10 @@ impl<T: Float> Tape<T> {
         self.reverse_batch(&ins, output.key, cotangents, k)
     }
 
-    /// Checks that every Var is of this tape and every input requires a gradient.
+    /// Checks that every Var is of this tape and every input requires a gradient (what
+    /// every forward sweep, batched or not, asks of its arguments).
     #[track_caller]
-    fn check_sweep_vars(
+    pub(crate) fn check_sweep_vars(
         &self,
         op: &'static str,
         outputs: &[Var<'_, T>],

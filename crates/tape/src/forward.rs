@@ -150,30 +150,14 @@ impl<T: Float> Tape<T> {
                 location: std::panic::Location::caller(),
             });
         }
-        if let Some(v) = outputs
-            .iter()
-            .chain(inputs)
-            .find(|v| !std::ptr::eq(v.tape, self))
-        {
-            return Err(Error::ForeignVar {
-                op: "jvp",
-                location: v.location(),
-            });
-        }
+        self.check_sweep_vars("jvp", outputs, inputs)?;
         let inner = self.inner.borrow();
         for (i, (v, t)) in inputs.iter().zip(tangents).enumerate() {
-            let n = inner.graph.node(v.key);
-            if !n.origin.requires_grad() {
-                return Err(Error::NotDifferentiable {
-                    input: i,
-                    location: n.location,
-                    reason: "it does not require a gradient, so the ops on it were not recorded",
-                });
-            }
-            if !shape_eq(&t.shape(), n.value.shape()) {
+            let expected = inner.graph.shape(v.key);
+            if !shape_eq(&t.shape(), expected) {
                 return Err(Error::ShapeMismatch {
                     what: format!("tangent for input {i}"),
-                    expected: Shape::from_slice(n.value.shape()),
+                    expected: Shape::from_slice(expected),
                     got: t.shape(),
                 });
             }
