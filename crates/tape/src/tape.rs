@@ -235,7 +235,7 @@ impl<T: Float> Tape<T> {
         Self::push_in(&mut inner, value, origin, inputs, location)
     }
 
-    #[inline]
+    #[inline(always)]
     fn push_in(
         inner: &mut TapeInner<T>,
         value: Tensor<T>,
