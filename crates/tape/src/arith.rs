@@ -333,16 +333,8 @@ impl<T: Float> Rule<T> for Neg {
     fn jvp<'t>(&self, _: &RuleCtx<'t, T>, t: &[Option<Val<'t, T>>]) -> Option<Val<'t, T>> {
         t[0].as_ref().map(|t| -t)
     }
-    fn jvp_batch(
-        &self,
-        cx: &RuleCtx<'_, T>,
-        t: &[Option<Tensor<T>>],
-        _k: usize,
-    ) -> Option<Tensor<T>> {
-        batch::jvp_elementwise(self, cx, t)
-    }
-    fn vjp_batch(&self, cx: &RuleCtx<'_, T>, g: &Tensor<T>, _k: usize) -> Vec<Option<Tensor<T>>> {
-        batch::vjp_elementwise(self, cx, g)
+    fn batch_broadcasts(&self) -> bool {
+        true
     }
     #[inline]
     fn scalar_vjp(&self, _: &[T], _: T, g: T, cot: &mut [T]) -> bool {
@@ -405,16 +397,8 @@ impl<T: Float> Rule<T> for ScalarOp<T> {
     fn jvp<'t>(&self, cx: &RuleCtx<'t, T>, t: &[Option<Val<'t, T>>]) -> Option<Val<'t, T>> {
         t[0].as_ref().map(|t| self.derivative(cx, t))
     }
-    fn jvp_batch(
-        &self,
-        cx: &RuleCtx<'_, T>,
-        t: &[Option<Tensor<T>>],
-        _k: usize,
-    ) -> Option<Tensor<T>> {
-        batch::jvp_elementwise(self, cx, t)
-    }
-    fn vjp_batch(&self, cx: &RuleCtx<'_, T>, g: &Tensor<T>, _k: usize) -> Vec<Option<Tensor<T>>> {
-        batch::vjp_elementwise(self, cx, g)
+    fn batch_broadcasts(&self) -> bool {
+        true
     }
     #[inline]
     fn scalar_vjp(&self, x: &[T], y: T, g: T, cot: &mut [T]) -> bool {

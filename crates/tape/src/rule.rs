@@ -204,12 +204,23 @@ pub trait Rule<T: Float>: 'static {
         false
     }
 
+    /// Whether [`jvp`](Rule::jvp) and [`vjp`](Rule::vjp) only combine the tangent (or
+    /// cotangent) elementwise with values of the output's shape, every input having that
+    /// shape: then broadcasting carries a leading batch axis through the same code, and
+    /// the default batched rules call them once on the whole batch instead of once per
+    /// batch element. `false` by default; elementwise rules of one shape answer `true`
+    /// (the kit's batched comparisons check the claim).
+    fn batch_broadcasts(&self) -> bool {
+        false
+    }
+
     /// The batched JVP: `tangents[i]` is `None` (zero) or a plain tensor of shape
     /// `[k] ++ input_shape(i)` holding `k` tangents of input `i`; returns the `k` tangents of
     /// the output as one tensor of shape `[k] ++ output_shape` (`None`: all zero). The
     /// batched forward sweep ([`Tape::jvp_batch`](crate::Tape::jvp_batch)) calls it with a
     /// plain context. The default calls [`jvp`](Rule::jvp) once per batch element
-    /// ([`batch::jvp_each`](crate::batch::jvp_each)); override it when one call on the
+    /// ([`batch::jvp_each`](crate::batch::jvp_each)), or once on the whole batch when
+    /// [`batch_broadcasts`](Rule::batch_broadcasts); override it when one call on the
     /// whole batch is cheaper (see [`batch`](crate::batch) for the helpers). It must agree
     /// with `jvp`, which the gradient-checking kit verifies.
     fn jvp_batch(
@@ -218,7 +229,11 @@ pub trait Rule<T: Float>: 'static {
         tangents: &[Option<Tensor<T>>],
         k: usize,
     ) -> Option<Tensor<T>> {
-        crate::batch::jvp_each(self, cx, tangents, k)
+        if self.batch_broadcasts() {
+            crate::batch::jvp_elementwise(self, cx, tangents)
+        } else {
+            crate::batch::jvp_each(self, cx, tangents, k)
+        }
     }
 
     /// The batched VJP: `cotangent` has shape `[k] ++ output_shape` and holds `k` cotangents
@@ -232,7 +247,11 @@ pub trait Rule<T: Float>: 'static {
         cotangent: &Tensor<T>,
         k: usize,
     ) -> Vec<Option<Tensor<T>>> {
-        crate::batch::vjp_each(self, cx, cotangent, k)
+        if self.batch_broadcasts() {
+            crate::batch::vjp_elementwise(self, cx, cotangent)
+        } else {
+            crate::batch::vjp_each(self, cx, cotangent, k)
+        }
     }
 
     /// Bytes of state the forward computation kept in `self` for the rules (for the tape's

@@ -108,3 +108,42 @@ fn batch_shapes_are_checked() {
         .unwrap();
     assert_eq!(empty[0].shape(), &[0, 2]);
 }
+
+/// `x³` declaring that its rules broadcast over a batch: one call serves the batch.
+struct CubeBroadcast;
+
+impl<T: Float> Rule<T> for CubeBroadcast {
+    fn name(&self) -> &'static str {
+        "cube_broadcast"
+    }
+    fn forward(&mut self, x: &[&Tensor<T>]) -> Result<Tensor<T>, String> {
+        Cube.forward(x)
+    }
+    fn vjp<'t>(&self, cx: &RuleCtx<'t, T>, g: &Val<'t, T>) -> Cotangents<'t, T> {
+        Cube.vjp(cx, g)
+    }
+    fn jvp<'t>(&self, cx: &RuleCtx<'t, T>, t: &[Option<Val<'t, T>>]) -> Option<Val<'t, T>> {
+        Cube.jvp(cx, t)
+    }
+    fn batch_broadcasts(&self) -> bool {
+        true
+    }
+}
+
+#[test]
+fn an_elementwise_rule_serves_the_batch_in_one_call() {
+    let tape = Tape::<f64>::new();
+    let x = tape.var(array![1.0, 2.0]);
+    let y = Var::apply(CubeBroadcast, &[&x]);
+    let eye = Tensor::from_vec(&[2, 2], vec![1.0, 0.0, 0.0, 1.0]);
+    let cols = tape.jvp_batch(&[y], &[x], vec![eye.clone()]).unwrap();
+    assert_eq!(cols[0], array![[3.0, 0.0], [0.0, 12.0]].into_dyn());
+    let rows = tape.vjp_batch(y, eye, &[x]).unwrap();
+    assert_eq!(rows[0], array![[3.0, 0.0], [0.0, 12.0]].into_dyn());
+    check_gradients(
+        |x| Var::apply(CubeBroadcast, &[&x[0]]),
+        &[array![[0.5, -1.5], [2.0, 0.3]].into_dyn()],
+        &CheckOptions::default(),
+    )
+    .unwrap();
+}

@@ -6,7 +6,6 @@
 //! on [`Val`] so that second derivatives flow through it; [`Unary`] turns that into a
 //! [`Rule`]. Users can define their own elementwise ops the same way.
 
-use retrograd_tape::batch;
 use retrograd_tape::{Cotangents, Float, Operand, Rule, RuleCtx, Tensor, Val};
 
 /// An elementwise function of one tensor, described by its value and its derivative.
@@ -92,16 +91,8 @@ impl<T: Float, U: UnaryFn<T>> Rule<T> for Unary<U> {
     }
     /// `chain` multiplies the tangents elementwise with values of the input's shape, so the
     /// batch goes through it as it is.
-    fn jvp_batch(
-        &self,
-        cx: &RuleCtx<'_, T>,
-        t: &[Option<Tensor<T>>],
-        _k: usize,
-    ) -> Option<Tensor<T>> {
-        batch::jvp_elementwise(self, cx, t)
-    }
-    fn vjp_batch(&self, cx: &RuleCtx<'_, T>, g: &Tensor<T>, _k: usize) -> Vec<Option<Tensor<T>>> {
-        batch::vjp_elementwise(self, cx, g)
+    fn batch_broadcasts(&self) -> bool {
+        true
     }
     #[inline]
     fn scalar_vjp(&self, x: &[T], y: T, g: T, cotangents: &mut [T]) -> bool {
@@ -182,16 +173,8 @@ impl<T: Float, S: OutputSlope<T>> Rule<T> for SlopeProduct<S> {
             cx.needs(1).then(|| &(u * g) * &S::slope_derivative(y)),
         ])
     }
-    fn jvp_batch(
-        &self,
-        cx: &RuleCtx<'_, T>,
-        t: &[Option<Tensor<T>>],
-        _k: usize,
-    ) -> Option<Tensor<T>> {
-        batch::jvp_elementwise(self, cx, t)
-    }
-    fn vjp_batch(&self, cx: &RuleCtx<'_, T>, u: &Tensor<T>, _k: usize) -> Vec<Option<Tensor<T>>> {
-        batch::vjp_elementwise(self, cx, u)
+    fn batch_broadcasts(&self) -> bool {
+        true
     }
     fn jvp<'t>(&self, cx: &RuleCtx<'t, T>, t: &[Option<Val<'t, T>>]) -> Option<Val<'t, T>> {
         let (g, y) = (cx.input(0), cx.input(1));
