@@ -242,7 +242,7 @@ impl<T: Float> Tape<T> {
         for key in reach.on_path_in_order().filter(|k| !inputs.contains(k)) {
             let node = inner.graph.node(key);
             let Origin::Op(rule) = &node.origin else {
-                return Err(freed(node.origin.name(), node.location));
+                return Err(freed(inner.graph.name(&node.origin), node.location));
             };
             let tangents: SmallVec<[Option<Tensor<T>>; 2]> = inner
                 .graph
@@ -312,7 +312,7 @@ impl<T: Float> Tape<T> {
                 continue;
             }
             let Origin::Op(rule) = &node.origin else {
-                return Err(freed(node.origin.name(), node.location));
+                return Err(freed(inner.graph.name(&node.origin), node.location));
             };
             let cx = plain_ctx(&inner, key, needs)?;
             let cots = rule.vjp_batch(&cx, &g, k);

@@ -362,9 +362,7 @@ fn enter_plain<'s, T: Float>(
         .map(|(i, x)| {
             let v = x.value();
             if wanted(i) {
-                let leaf = crate::graph::Origin::Leaf {
-                    requires_grad: true,
-                };
+                let leaf = crate::graph::Origin::leaf(true);
                 sub.push(v, leaf, &[], here)
             } else {
                 sub.push_constant(v, "constant", here)

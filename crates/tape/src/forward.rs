@@ -216,7 +216,7 @@ impl<T: Float> Tape<T> {
         } else {
             let Origin::Op(rule) = &node.origin else {
                 return Err(Error::GraphFreed {
-                    op: node.origin.name(),
+                    op: inner.graph.name(&node.origin),
                     location,
                 });
             };

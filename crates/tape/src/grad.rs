@@ -9,7 +9,6 @@ use smallvec::SmallVec;
 
 use crate::Float;
 use crate::error::{Error, Result, SourceLocation};
-use crate::graph::Origin;
 use crate::reverse::Targets;
 use crate::sweep::Cot;
 use crate::tape::{NodeKey, Tape};
@@ -433,12 +432,8 @@ impl<T: Float> Tape<T> {
             match take(v.key, again) {
                 Some(c) => out.push(self.cot_to_val(c)),
                 None => {
-                    let (requires_grad, origin_leaf) = self.with_node(v.key, |n| {
-                        (
-                            n.origin.requires_grad(),
-                            matches!(n.origin, Origin::Leaf { .. }),
-                        )
-                    });
+                    let (requires_grad, origin_leaf) =
+                        self.with_node(v.key, |n| (n.origin.requires_grad(), n.origin.is_leaf()));
                     if !requires_grad {
                         let reason = if origin_leaf {
                             "it was entered with `Tape::constant`; enter it with `Tape::var` to differentiate with respect to it"

@@ -40,45 +40,65 @@ impl NodeKey {
     }
 }
 
-/// How a node came to be.
+/// How a node came to be, in two words: a recorded op's rule, or a plain origin that
+/// names its op through the graph's name list (so that a node fits a 64-byte slot).
 pub(crate) enum Origin<T: Float> {
-    /// An input entered by the user; `requires_grad` says whether gradients flow to it.
-    Leaf { requires_grad: bool },
-    /// A value no gradient flows through: entered with [`Tape::constant`], made by
-    /// `detach`, or computed by the named op from inputs none of which requires a gradient
-    /// (or under [`Tape::no_grad`]). Its rule was not kept.
-    Constant(&'static str),
     /// A recorded op with its rule.
     Op(Box<dyn Rule<T>>),
+    /// Anything without a rule.
+    Plain(Plain),
+}
+
+/// An origin without a rule.
+#[derive(Clone, Copy)]
+pub(crate) enum Plain {
+    /// An input entered by the user; `requires_grad` says whether gradients flow to it.
+    Leaf { requires_grad: bool },
+    /// A value no gradient flows through: made by `detach`, or computed by the named op
+    /// from inputs none of which requires a gradient (or under [`Tape::no_grad`]). Its
+    /// rule was not kept.
+    Constant(NameId),
     /// A recorded op whose rule a backward sweep without `retain_graph` consumed.
-    Spent(&'static str),
+    Spent(NameId),
+}
+
+/// An op's name, as an index into [`Graph`]'s name list: a `&'static str` is two words,
+/// this is half of one.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) struct NameId(u32);
+
+impl NameId {
+    /// The placeholder of a node whose rule is lent out ([`RuleLoan`]).
+    const LENT: NameId = NameId(u32::MAX);
 }
 
 impl<T: Float> Origin<T> {
+    /// A user's input.
+    pub(crate) const fn leaf(requires_grad: bool) -> Self {
+        Origin::Plain(Plain::Leaf { requires_grad })
+    }
+
     pub(crate) fn requires_grad(&self) -> bool {
         match self {
-            Origin::Leaf { requires_grad } => *requires_grad,
-            Origin::Constant(_) => false,
-            Origin::Op(_) | Origin::Spent(_) => true,
+            Origin::Op(_) | Origin::Plain(Plain::Spent(_)) => true,
+            Origin::Plain(Plain::Leaf { requires_grad }) => *requires_grad,
+            Origin::Plain(Plain::Constant(_)) => false,
         }
     }
 
     /// Whether the node was recorded with a rule (derivatives flow through it).
     pub(crate) fn is_recorded(&self) -> bool {
-        matches!(self, Origin::Op(_) | Origin::Spent(_))
+        matches!(self, Origin::Op(_) | Origin::Plain(Plain::Spent(_)))
     }
 
-    pub(crate) fn name(&self) -> &'static str {
-        match self {
-            Origin::Leaf {
-                requires_grad: true,
-            } => "var",
-            Origin::Leaf {
-                requires_grad: false,
-            } => "constant",
-            Origin::Constant(name) | Origin::Spent(name) => name,
-            Origin::Op(rule) => rule.name(),
-        }
+    /// Whether the user entered the node.
+    pub(crate) fn is_leaf(&self) -> bool {
+        matches!(self, Origin::Plain(Plain::Leaf { .. }))
+    }
+
+    /// Whether a sweep consumed the node's rule.
+    pub(crate) fn is_spent(&self) -> bool {
+        matches!(self, Origin::Plain(Plain::Spent(_)))
     }
 }
 
@@ -110,6 +130,8 @@ pub(crate) struct Graph<T: Float> {
     readers: Vec<u32>,
     /// The shapes of values freed at their last use, by node.
     freed: SparseSecondaryMap<NodeKey, Shape>,
+    /// The names of constants and spent ops ([`NameId`]).
+    names: Vec<&'static str>,
 }
 
 impl<T: Float> Graph<T> {
@@ -120,12 +142,58 @@ impl<T: Float> Graph<T> {
             clearing: Vec::new(),
             readers: Vec::new(),
             freed: SparseSecondaryMap::new(),
+            names: Vec::new(),
         }
+    }
+
+    /// Keeps an op's name for a node that no longer has (or never kept) its rule. Runs of
+    /// one op (a whole model evaluated without gradients, say) share one entry.
+    #[inline]
+    pub(crate) fn name_id(&mut self, name: &'static str) -> NameId {
+        if let Some(last) = self.names.last()
+            && std::ptr::eq(*last, name)
+        {
+            return NameId(self.names.len() as u32 - 1);
+        }
+        self.names.push(name);
+        NameId(self.names.len() as u32 - 1)
+    }
+
+    /// The origin of a constant computed by op `name`.
+    #[inline]
+    pub(crate) fn constant(&mut self, name: &'static str) -> Origin<T> {
+        Origin::Plain(Plain::Constant(self.name_id(name)))
+    }
+
+    /// The name of the op that made a node of this origin (`var` and `constant` for leaves).
+    pub(crate) fn name(&self, origin: &Origin<T>) -> &'static str {
+        match origin {
+            Origin::Op(rule) => rule.name(),
+            Origin::Plain(Plain::Leaf {
+                requires_grad: true,
+            }) => "var",
+            Origin::Plain(Plain::Leaf {
+                requires_grad: false,
+            }) => "constant",
+            Origin::Plain(Plain::Constant(id) | Plain::Spent(id)) => {
+                self.names.get(id.0 as usize).copied().unwrap_or("")
+            }
+        }
+    }
+
+    /// The name of the op that made node `key`.
+    pub(crate) fn op_name(&self, key: NodeKey) -> &'static str {
+        self.name(&self.node(key).origin)
     }
 
     /// The number of nodes.
     pub(crate) fn len(&self) -> usize {
         self.nodes.len()
+    }
+
+    /// How many nodes fit before the arena reallocates.
+    pub(crate) fn capacity(&self) -> usize {
+        self.nodes.capacity()
     }
 
     /// Appends a node; its key's position is the number of nodes before it. Inlined into
@@ -186,7 +254,8 @@ impl<T: Float> Graph<T> {
     /// it (a later sweep through it gets [`Error::GraphFreed`]).
     #[inline]
     pub(crate) fn spend(&mut self, key: NodeKey, name: &'static str) {
-        self.node_mut(key).origin = Origin::Spent(name);
+        let id = self.name_id(name);
+        self.node_mut(key).origin = Origin::Plain(Plain::Spent(id));
     }
 
     /// After [`spend`](Graph::spend), in a sweep that ran [`count_readers`]
@@ -208,7 +277,7 @@ impl<T: Float> Graph<T> {
                 continue;
             }
             let n = &mut self.nodes[k];
-            if let (Origin::Spent(_), Tensor::Array(a)) = (&n.origin, &n.value) {
+            if let (true, Tensor::Array(a)) = (n.origin.is_spent(), &n.value) {
                 self.freed.insert(k, Shape::from_slice(a.shape()));
                 n.value = Tensor::Scalar(T::nan());
             }
@@ -248,7 +317,7 @@ impl<T: Float> Graph<T> {
         match self.freed_shape(key) {
             None => Ok(&node.value),
             Some(_) => Err(Error::ValueFreed {
-                op: node.origin.name(),
+                op: self.name(&node.origin),
                 node: key.pos(),
                 location: node.location,
             }),
@@ -322,6 +391,7 @@ impl<T: Float> Graph<T> {
         self.spilled.clear();
         self.readers.clear();
         self.freed.clear();
+        self.names.clear();
     }
 
     /// Which nodes lie on a path from a source to a sink, found by one depth-first walk
@@ -482,15 +552,17 @@ impl<'a, T: Float> RuleLoan<'a, T> {
     pub(crate) fn take(tape: &'a Tape<T>, key: NodeKey) -> Result<Self, Error> {
         let mut inner = tape.inner.borrow_mut();
         let node = inner.graph.node_mut(key);
-        match std::mem::replace(&mut node.origin, Origin::Spent("")) {
+        let lent = Origin::Plain(Plain::Spent(NameId::LENT));
+        match std::mem::replace(&mut node.origin, lent) {
             Origin::Op(rule) => Ok(RuleLoan {
                 tape,
                 key,
                 rule: Some(rule),
             }),
             other => {
-                let (op, location) = (other.name(), node.location);
+                let location = node.location;
                 node.origin = other;
+                let op = inner.graph.name(&inner.graph.node(key).origin);
                 Err(Error::GraphFreed { op, location })
             }
         }
@@ -516,24 +588,24 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_node_is_64_bytes() {
+    fn a_node_fills_a_64_byte_slot() {
         assert_eq!(std::mem::size_of::<Inputs>(), 16);
-        assert_eq!(std::mem::size_of::<Node<f64>>(), 64);
+        assert_eq!(std::mem::size_of::<Origin<f64>>(), 16);
+        // slotmap adds a 4-byte generation to each slot: 60 bytes, aligned to 64.
+        assert_eq!(std::mem::size_of::<Node<f64>>(), 56);
+    }
+
+    fn spent(graph: &mut Graph<f64>, name: &'static str) -> Origin<f64> {
+        Origin::Plain(Plain::Spent(graph.name_id(name)))
     }
 
     fn chain(graph: &mut Graph<f64>, n: usize) -> Vec<NodeKey> {
         let here = std::panic::Location::caller();
-        let mut keys = vec![graph.push(
-            Tensor::Scalar(0.0),
-            Origin::Leaf {
-                requires_grad: true,
-            },
-            &[],
-            here,
-        )];
+        let mut keys = vec![graph.push(Tensor::Scalar(0.0), Origin::leaf(true), &[], here)];
         for i in 1..n {
             let prev = keys[i - 1];
-            keys.push(graph.push(Tensor::Scalar(i as f64), Origin::Spent("f"), &[prev], here));
+            let f = spent(graph, "f");
+            keys.push(graph.push(Tensor::Scalar(i as f64), f, &[prev], here));
         }
         keys
     }
@@ -560,7 +632,8 @@ mod tests {
         let mut graph = Graph::<f64>::with_capacity(0);
         let keys = chain(&mut graph, 5);
         let here = std::panic::Location::caller();
-        let k = graph.push(Tensor::Scalar(1.0), Origin::Spent("g"), &keys[..4], here);
+        let g = spent(&mut graph, "g");
+        let k = graph.push(Tensor::Scalar(1.0), g, &keys[..4], here);
         assert_eq!(graph.inputs(graph.node(k)), &keys[..4]);
         assert_eq!(graph.inputs(graph.node(keys[2])), &[keys[1]]);
         assert!(graph.inputs(graph.node(keys[0])).is_empty());
@@ -570,21 +643,17 @@ mod tests {
     fn between_finds_the_nodes_on_a_path() {
         let mut graph = Graph::<f64>::with_capacity(0);
         let here = std::panic::Location::caller();
-        let leaf = |g: &mut Graph<f64>| {
-            g.push(
-                Tensor::Scalar(0.0),
-                Origin::Leaf {
-                    requires_grad: true,
-                },
-                &[],
-                here,
-            )
-        };
+        let leaf = |g: &mut Graph<f64>| g.push(Tensor::Scalar(0.0), Origin::leaf(true), &[], here);
         let (a, b) = (leaf(&mut graph), leaf(&mut graph));
-        let ab = graph.push(Tensor::Scalar(0.0), Origin::Spent("mul"), &[a, b], here);
-        let bb = graph.push(Tensor::Scalar(0.0), Origin::Spent("sq"), &[b], here);
-        let c = graph.push(Tensor::Scalar(0.0), Origin::Constant("const"), &[ab], here);
-        let out = graph.push(Tensor::Scalar(0.0), Origin::Spent("add"), &[ab, c], here);
+        let op = |g: &mut Graph<f64>, name, inputs: &[NodeKey]| {
+            let origin = spent(g, name);
+            g.push(Tensor::Scalar(0.0), origin, inputs, here)
+        };
+        let ab = op(&mut graph, "mul", &[a, b]);
+        let bb = op(&mut graph, "sq", &[b]);
+        let constant = graph.constant("const");
+        let c = graph.push(Tensor::Scalar(0.0), constant, &[ab], here);
+        let out = op(&mut graph, "add", &[ab, c]);
         let mut reach = Reach::default();
         graph.between(Some(&[a]), &[out], &mut reach);
         assert!(reach.on_path(a) && reach.on_path(ab) && reach.on_path(out));
@@ -600,7 +669,7 @@ mod tests {
             vec![a, b, ab, c, out]
         );
         // Several sinks, one the input of another: each is decided after its inputs.
-        let neg = graph.push(Tensor::Scalar(0.0), Origin::Spent("neg"), &[out], here);
+        let neg = op(&mut graph, "neg", &[out]);
         graph.between(Some(&[a, b]), &[out, neg], &mut reach);
         assert!(reach.on_path(out) && reach.on_path(neg) && reach.on_path(b));
         // A source after the sink reaches nothing.

@@ -193,7 +193,8 @@ impl<T: Float> Tape<T> {
             let current = replaced.as_ref().unwrap_or(cotangent);
             if let Some(new) = hook(current) {
                 if new.shape() != cotangent.shape() {
-                    let (op, location) = self.with_node(key, |n| (n.origin.name(), n.location));
+                    let (op, location) =
+                        self.with_graph(|g| (g.op_name(key), g.node(key).location));
                     panic!(
                         "a gradient hook on `{op}` (created at {location}) returned a cotangent of \
                          shape {:?} for a value of shape {:?}",

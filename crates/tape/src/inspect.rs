@@ -29,7 +29,7 @@ use serde::{Deserialize, Serialize};
 use slotmap::SecondaryMap;
 
 use crate::Float;
-use crate::graph::{NodeKey, Origin, Reach};
+use crate::graph::{NodeKey, Origin, Plain, Reach};
 use crate::tape::Tape;
 use crate::tensor::Tensor;
 use crate::var::Var;
@@ -279,10 +279,10 @@ impl<T: Float> Tape<T> {
                 let p = key.pos();
                 let inputs = graph.inputs(n);
                 let kind = match n.origin {
-                    Origin::Leaf { .. } => NodeKind::Leaf,
-                    Origin::Constant(_) => NodeKind::Constant,
                     Origin::Op(_) => NodeKind::Op,
-                    Origin::Spent(_) => NodeKind::Spent,
+                    Origin::Plain(Plain::Leaf { .. }) => NodeKind::Leaf,
+                    Origin::Plain(Plain::Constant(_)) => NodeKind::Constant,
+                    Origin::Plain(Plain::Spent(_)) => NodeKind::Spent,
                 };
                 let input_shapes: Vec<&[usize]> = inputs.iter().map(|i| graph.shape(*i)).collect();
                 let value_freed = graph.freed_shape(key).is_some();
@@ -297,7 +297,7 @@ impl<T: Float> Tape<T> {
                         rule.saved_bytes(),
                         rule.madds(&input_shapes, n.value.shape()),
                     ),
-                    Origin::Leaf { .. } => (Vec::new(), 0, 0),
+                    Origin::Plain(Plain::Leaf { .. }) => (Vec::new(), 0, 0),
                     _ if inputs.is_empty() => (Vec::new(), 0, 0),
                     _ => (Vec::new(), 0, out_len),
                 };
@@ -309,7 +309,7 @@ impl<T: Float> Tape<T> {
                 };
                 let info = NodeInfo {
                     id: p,
-                    op: n.origin.name().to_string(),
+                    op: graph.name(&n.origin).to_string(),
                     kind,
                     attributes,
                     inputs: inputs.iter().map(|i| i.pos()).collect(),

@@ -229,7 +229,7 @@ fn cut_points<T: Float>(input: Var<'_, T>, output: Var<'_, T>) -> Vec<CutPoint> 
         };
         return vec![
             point(input.key, "input"),
-            point(output.key, graph.node(output.key).origin.name()),
+            point(output.key, graph.op_name(output.key)),
         ];
     }
     // An edge u → v on a path covers every node strictly between u and v in evaluation
@@ -264,7 +264,11 @@ fn cut_points<T: Float>(input: Var<'_, T>, output: Var<'_, T>) -> Vec<CutPoint> 
             let node = graph.node(key);
             points.push(CutPoint {
                 key,
-                op: if j == 0 { "input" } else { node.origin.name() },
+                op: if j == 0 {
+                    "input"
+                } else {
+                    graph.name(&node.origin)
+                },
                 size: size_of(key) as usize,
                 location: node.location,
                 work: work[j],

@@ -158,12 +158,7 @@ impl<'a, 't, T: Float> Reverse<'a, 't, T> {
 
     fn is_target(&self, key: NodeKey, origin: &Origin<T>) -> bool {
         match self.targets {
-            Targets::AllLeaves => matches!(
-                origin,
-                Origin::Leaf {
-                    requires_grad: true
-                }
-            ),
+            Targets::AllLeaves => origin.is_leaf() && origin.requires_grad(),
             Targets::Keys(_) => self.scratch.reach.mark(key) == Mark::SourceOnPath,
         }
     }
@@ -198,7 +193,7 @@ impl<'a, 't, T: Float> Reverse<'a, 't, T> {
         let node = graph.node(key);
         let rule = match &node.origin {
             Origin::Op(rule) => rule.as_ref(),
-            other => return Err(freed(other, node.location)),
+            other => return Err(freed(graph.name(other), node.location)),
         };
         let name = rule.name();
         let scalar = match self.scalar_step(graph, node, rule, &g) {
@@ -366,7 +361,7 @@ impl<'a, 't, T: Float> Reverse<'a, 't, T> {
                         op: name,
                         node: key.pos(),
                         location,
-                        into: Some((input.pos(), n.origin.name(), n.location)),
+                        into: Some((input.pos(), inner.graph.name(&n.origin), n.location)),
                     });
                 }
             }
@@ -412,7 +407,7 @@ impl<T: Float> Tape<T> {
             if anomaly_mode && !v.all_finite() {
                 // Every contribution was checked as it was made, so a non-finite total
                 // comes from a hook or from a sum that overflowed.
-                let (op, location) = self.with_node(key, |n| (n.origin.name(), n.location));
+                let (op, location) = self.with_graph(|g| (g.op_name(key), g.node(key).location));
                 return Err(Error::NonFinite {
                     what: if hooked {
                         "hooked cotangent"
@@ -450,7 +445,7 @@ fn seed_cotangent<T: Float>(
 ) -> Result<Tensor<T>> {
     let node = inner.graph.node(output);
     if inner.graph.freed_shape(output).is_some() {
-        return Err(freed(&node.origin, node.location));
+        return Err(freed(inner.graph.name(&node.origin), node.location));
     }
     let shape = node.value.shape();
     match &opts.seed {
@@ -461,7 +456,7 @@ fn seed_cotangent<T: Float>(
         }),
         Some(s) if inner.anomaly_mode && !s.all_finite() => Err(Error::NonFinite {
             what: "seed cotangent",
-            op: node.origin.name(),
+            op: inner.graph.name(&node.origin),
             node: output.pos(),
             location: node.location,
             into: None,
@@ -476,11 +471,8 @@ fn seed_cotangent<T: Float>(
 }
 
 /// The error for a node whose rule is gone.
-fn freed<T: Float>(origin: &Origin<T>, location: SourceLocation) -> Error {
-    Error::GraphFreed {
-        op: origin.name(),
-        location,
-    }
+fn freed(op: &'static str, location: SourceLocation) -> Error {
+    Error::GraphFreed { op, location }
 }
 
 /// A VJP rule returned the wrong number of cotangents: a bug in that rule.

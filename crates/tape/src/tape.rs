@@ -109,28 +109,14 @@ impl<T: Float> Tape<T> {
     /// ```
     #[track_caller]
     pub fn var(&self, value: impl Into<Tensor<T>>) -> Var<'_, T> {
-        let key = self.push(
-            value.into(),
-            Origin::Leaf {
-                requires_grad: true,
-            },
-            &[],
-            Location::caller(),
-        );
+        let key = self.push(value.into(), Origin::leaf(true), &[], Location::caller());
         Var { tape: self, key }
     }
 
     /// Enters an input that no gradient flows to (data, labels, fixed weights).
     #[track_caller]
     pub fn constant(&self, value: impl Into<Tensor<T>>) -> Var<'_, T> {
-        let key = self.push(
-            value.into(),
-            Origin::Leaf {
-                requires_grad: false,
-            },
-            &[],
-            Location::caller(),
-        );
+        let key = self.push(value.into(), Origin::leaf(false), &[], Location::caller());
         Var { tape: self, key }
     }
 
@@ -224,6 +210,11 @@ impl<T: Float> Tape<T> {
         f(inner.graph.node(key))
     }
 
+    /// Reads the graph (for what needs more than one node: an op's name, say).
+    pub(crate) fn with_graph<R>(&self, f: impl FnOnce(&Graph<T>) -> R) -> R {
+        f(&self.inner.borrow().graph)
+    }
+
     pub(crate) fn push(
         &self,
         value: Tensor<T>,
@@ -246,7 +237,7 @@ impl<T: Float> Tape<T> {
         if inner.anomaly_mode && inner.anomaly.is_none() && !value.all_finite() {
             inner.anomaly = Some(Error::NonFinite {
                 what: "forward value",
-                op: origin.name(),
+                op: inner.graph.name(&origin),
                 node: inner.graph.len(),
                 location,
                 into: None,
@@ -263,7 +254,9 @@ impl<T: Float> Tape<T> {
         name: &'static str,
         location: SourceLocation,
     ) -> NodeKey {
-        self.push(value, Origin::Constant(name), &[], location)
+        let mut inner = self.inner.borrow_mut();
+        let origin = inner.graph.constant(name);
+        Self::push_in(&mut inner, value, origin, &[], location)
     }
 
     /// Computes a rule's forward value from recorded inputs and records the node: with its
@@ -308,7 +301,7 @@ impl<T: Float> Tape<T> {
         let origin = if any_grad && inner.no_grad_depth == 0 {
             Origin::Op(Box::new(rule))
         } else {
-            Origin::Constant(rule.name())
+            inner.graph.constant(rule.name())
         };
         Ok(Self::push_in(inner, value, origin, inputs, location))
     }

@@ -182,7 +182,7 @@ impl<T: Float> fmt::Debug for Var<'_, T> {
         write!(
             f,
             "{} {:?} {}{} at {})",
-            n.origin.name(),
+            inner.graph.name(&n.origin),
             inner.graph.shape(self.key),
             T::NAME,
             if n.origin.requires_grad() {
