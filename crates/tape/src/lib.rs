@@ -42,6 +42,7 @@ mod graph;
 pub mod hooks;
 pub mod inspect;
 pub mod plan;
+mod recycle;
 mod reverse;
 pub mod revolve;
 mod rule;

@@ -62,6 +62,21 @@ impl<T: Float> Default for Tape<T> {
     }
 }
 
+impl<T: Float> Drop for Tape<T> {
+    /// Clears the arena and leaves it for the next tape on this thread (see
+    /// [`Tape::new`]).
+    fn drop(&mut self) {
+        let inner = self.inner.get_mut();
+        if !crate::recycle::worth_keeping(inner.graph.capacity()) {
+            return;
+        }
+        inner.graph.clear();
+        let graph = std::mem::replace(&mut inner.graph, Graph::with_capacity(0));
+        let scratch = std::mem::take(&mut inner.scratch);
+        crate::recycle::keep(crate::recycle::Recycled { graph, scratch });
+    }
+}
+
 /// While alive, ops on the tape record nothing: their results are constants.
 /// Made by [`Tape::no_grad`].
 pub struct NoGradGuard<'t, T: Float> {
@@ -76,20 +91,29 @@ impl<T: Float> Drop for NoGradGuard<'_, T> {
 
 impl<T: Float> Tape<T> {
     /// An empty tape.
+    ///
+    /// A tape dropped earlier on this thread leaves its cleared arena for the next one
+    /// (one per element type, up to 2^19 nodes of capacity), so a new tape per training
+    /// step costs about what a [`clear`](Tape::clear)ed one does.
     pub fn new() -> Self {
         Self::with_capacity(0)
     }
 
-    /// An empty tape with room for `nodes` nodes before it reallocates.
+    /// An empty tape with room for `nodes` nodes before it reallocates (taken over from a
+    /// dropped tape, as in [`new`](Tape::new), when one with that much room was kept).
     pub fn with_capacity(nodes: usize) -> Self {
+        let (graph, scratch) = match crate::recycle::take(nodes) {
+            Some(kept) => (kept.graph, kept.scratch),
+            None => (Graph::with_capacity(nodes), Default::default()),
+        };
         Tape {
             inner: RefCell::new(TapeInner {
-                graph: Graph::with_capacity(nodes),
+                graph,
                 identity: Rc::new(()),
                 no_grad_depth: 0,
                 anomaly_mode: false,
                 anomaly: None,
-                scratch: Default::default(),
+                scratch,
                 inspect: Default::default(),
                 hooks: Default::default(),
             }),
