@@ -148,3 +148,19 @@ pub fn run(report: &mut Report, quick: bool) {
         report.push(format!("jac.{name}.madds_ratio"), madds, "x");
     }
 }
+
+/// A profiling probe (`__child jac-probe [CHAIN] [RUNS]`): `jacobian(Auto)` of one chain,
+/// `RUNS` times, with nothing else, for `perf record` and `valgrind --tool=callgrind`.
+pub fn probe(report: &mut Report, name: &str, runs: usize) {
+    let Some((_, widths)) = CHAINS.iter().find(|(n, _)| *n == name) else {
+        report.fail(format!("jac-probe: no chain named {name:?}"));
+        return;
+    };
+    let chain = Chain::new(widths);
+    let x: ArrayD<f64> = Array1::from_shape_fn(widths[0], |i| (i as f64).sin()).into_dyn();
+    let f = transforms::func(|x| chain.eval(x));
+    let ns = median_ns(1, runs, || {
+        jacobian(f, black_box(&x), Mode::Auto).map(|j| j.jacobian.len())
+    });
+    report.push(format!("jac.probe.{name}.auto_ms"), ns / 1e6, "ms");
+}

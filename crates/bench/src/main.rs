@@ -422,6 +422,11 @@ fn run_child_task(report: &mut Report, task: &[String], quick: bool) {
             let runs = task.get(2).and_then(|t| t.parse().ok()).unwrap_or(2);
             w1::probe(report, steps, runs);
         }
+        Some("jac-probe") => {
+            let chain = task.get(1).map_or("bottleneck", String::as_str);
+            let runs = task.get(2).and_then(|t| t.parse().ok()).unwrap_or(20);
+            jac::probe(report, chain, runs);
+        }
         Some("w2-probe") => {
             let which = task.get(1).map_or("nn", String::as_str);
             let steps = task.get(2).and_then(|t| t.parse().ok()).unwrap_or(10);
