@@ -130,9 +130,15 @@ pub(crate) struct Graph<T: Float> {
     readers: Vec<u32>,
     /// The shapes of values freed at their last use, by node.
     freed: SparseSecondaryMap<NodeKey, Shape>,
-    /// The names of constants and spent ops ([`NameId`]).
+    /// The names of constants and spent ops ([`NameId`]), each once.
     names: Vec<&'static str>,
+    /// Recently used names by their address: a sweep that spends a node per op looks its
+    /// name up here instead of growing `names` by a node's worth.
+    name_cache: [Option<(&'static str, NameId)>; NAME_CACHE],
 }
+
+/// Entries of [`Graph`]'s name cache (a power of two).
+const NAME_CACHE: usize = 16;
 
 impl<T: Float> Graph<T> {
     pub(crate) fn with_capacity(nodes: usize) -> Self {
@@ -143,20 +149,25 @@ impl<T: Float> Graph<T> {
             readers: Vec::new(),
             freed: SparseSecondaryMap::new(),
             names: Vec::new(),
+            name_cache: [None; NAME_CACHE],
         }
     }
 
-    /// Keeps an op's name for a node that no longer has (or never kept) its rule. Runs of
-    /// one op (a whole model evaluated without gradients, say) share one entry.
+    /// Keeps an op's name for a node that no longer has (or never kept) its rule. A name
+    /// is found again by its address (a rule's name is a `&'static str`, one per op type),
+    /// so the list holds each op's name about once however many nodes carry it.
     #[inline]
     pub(crate) fn name_id(&mut self, name: &'static str) -> NameId {
-        if let Some(last) = self.names.last()
-            && std::ptr::eq(*last, name)
+        let slot = (name.as_ptr() as usize >> 3) % NAME_CACHE;
+        if let Some((cached, id)) = self.name_cache[slot]
+            && std::ptr::eq(cached, name)
         {
-            return NameId(self.names.len() as u32 - 1);
+            return id;
         }
+        let id = NameId(self.names.len() as u32);
         self.names.push(name);
-        NameId(self.names.len() as u32 - 1)
+        self.name_cache[slot] = Some((name, id));
+        id
     }
 
     /// The origin of a constant computed by op `name`.
@@ -392,6 +403,7 @@ impl<T: Float> Graph<T> {
         self.readers.clear();
         self.freed.clear();
         self.names.clear();
+        self.name_cache = [None; NAME_CACHE];
     }
 
     /// Which nodes lie on a path from a source to a sink, found by one depth-first walk
@@ -608,6 +620,24 @@ mod tests {
             keys.push(graph.push(Tensor::Scalar(i as f64), f, &[prev], here));
         }
         keys
+    }
+
+    #[test]
+    fn each_name_is_kept_once_however_many_nodes_carry_it() {
+        let mut graph = Graph::<f64>::with_capacity(0);
+        let ops = ["mul", "add", "tanh", "add_scalar", "add"];
+        let ids: Vec<Vec<NameId>> = (0..1000)
+            .map(|_| ops.iter().map(|name| graph.name_id(name)).collect())
+            .collect();
+        for round in &ids {
+            for (id, name) in round.iter().zip(ops) {
+                assert_eq!(graph.names[id.0 as usize], name);
+            }
+        }
+        // "add" twice in a round is one static string: at most one entry per distinct
+        // string (a cache collision may add a second).
+        assert!(graph.names.len() <= 2 * 4, "{:?}", graph.names);
+        assert_eq!(graph.name(&Origin::Plain(Plain::Spent(NameId::LENT))), "");
     }
 
     #[test]
