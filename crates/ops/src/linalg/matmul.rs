@@ -25,7 +25,7 @@
 //!   For 1-D · 1-D: `ā = c̄ · b`, `b̄ = c̄ · a`.
 //! - JVP: `Ċ = Ȧ·B + A·Ḃ`.
 
-use ndarray::{ArrayD, ArrayView2, ArrayViewD, Axis, Ix2, IxDyn};
+use ndarray::{Array2, ArrayD, ArrayView2, ArrayViewD, Axis, Ix2, IxDyn};
 
 use retrograd_tape::arith::{broadcast_to, sum_to};
 use retrograd_tape::{
@@ -33,7 +33,7 @@ use retrograd_tape::{
 };
 
 use super::batched::{Side, product_batch};
-use super::kernel::gemm;
+use super::kernel::{gemm, gemm_new};
 use crate::shape::reshape_exact;
 use retrograd_tape::batch;
 
@@ -481,6 +481,28 @@ pub(crate) fn product<T: Float>(
         shape.push(n);
     }
     retrograd_tape::checked_len::<T>(&shape)?;
+    let into_shape = |c: Array2<T>| {
+        c.into_shape_with_order(IxDyn(&shape))
+            .map_err(|e| e.to_string())
+    };
+    // One product: written straight into a new array, as is the one GEMM over all of A's
+    // rows below.
+    if nb == 1 && m > 0 && n > 0 {
+        let mut product = None;
+        ops.for_each_pair(|ai, bi| product = Some(gemm_new(T::one(), ai, bi)))?;
+        return into_shape(product.ok_or("internal: no operand pair")?);
+    }
+    if nb > 1 && m > 0 && n > 0 && ops.batch_b().is_empty() && !ops.batch_a().is_empty() {
+        // `[..., m, k] · [k, n]` with A's rows contiguous.
+        if let Ok(a_flat) = ops.a.view().into_shape_with_order((nb * m, k)) {
+            let b_mat = ops
+                .b
+                .view()
+                .into_dimensionality::<Ix2>()
+                .map_err(|e| e.to_string())?;
+            return into_shape(gemm_new(T::one(), a_flat, b_mat));
+        }
+    }
     let mut out = ArrayD::<T>::zeros(IxDyn(&shape));
     if nb == 0 || m == 0 || n == 0 {
         return Ok(out);
@@ -490,22 +512,6 @@ pub(crate) fn product<T: Float>(
         .view_mut()
         .into_shape_with_order((nb, m, n))
         .map_err(|e| e.to_string())?;
-    if ops.batch_b().is_empty() && !ops.batch_a().is_empty() {
-        // `[..., m, k] · [k, n]`: one GEMM over all rows when A's rows are contiguous.
-        if let Ok(a_flat) = ops.a.view().into_shape_with_order((nb * m, k)) {
-            let b_mat = ops
-                .b
-                .view()
-                .into_dimensionality::<Ix2>()
-                .map_err(|e| e.to_string())?;
-            let out_flat = out3
-                .view_mut()
-                .into_shape_with_order((nb * m, n))
-                .map_err(|e| e.to_string())?;
-            gemm(T::one(), a_flat, b_mat, T::zero(), out_flat);
-            return Ok(out);
-        }
-    }
     let mut outs = out3.outer_iter_mut();
     ops.for_each_pair(|ai, bi| {
         if let Some(c) = outs.next() {
