@@ -13,7 +13,10 @@ Rerun (from the repository root; CI does not, it reads only the committed fixtur
     /tmp/kinks-venv/bin/pip install torch "jax[cpu]"
     /tmp/kinks-venv/bin/python tests/reference/kinks.py
 
-The committed fixture was produced with torch 2.15.0 and jax/jaxlib 0.10.2 (the script
+(PyTorch's CPU-only wheel index, `--index-url https://download.pytorch.org/whl/cpu`, is
+lighter where it can be reached; plain PyPI's torch pulls in about 3 GB of CUDA runtime
+wheels, which it needs even to import on a CPU.) The committed fixture was produced with
+torch 2.15.0 (PyPI's build, `2.15.0+cu132`, run on the CPU) and jax/jaxlib 0.10.2 (the script
 records the versions it ran with in the fixture's "versions").
 
 Case names are retrograd's: tests/tests/kinks.rs maps each to the retrograd expression
