@@ -6,7 +6,7 @@
 //! behaved as documented, `Err` describing the violation otherwise. The properties:
 //! - checkpoints: `load_bytes`, `new_from_bytes` never panic, and a refused load leaves
 //!   the store exactly as it was;
-//! - tape JSON: `TapeJson::from_str` never panics;
+//! - tape JSON: `TapeJson::from_str` and `TapeJson::from_reader` never panic;
 //! - op programs: every `try_` path (and `Var::try_apply` for every op) never panics; the
 //!   panicking forms panic only with the documented message naming the op, its location
 //!   and the input shapes; the gradient of whatever the program built is computed without
@@ -18,6 +18,7 @@
 //! op that would allocate more must report an error instead); `docs/fuzzing.md` gives the
 //! long run's command and figures.
 
+use std::alloc::{GlobalAlloc, Layout, System};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use ndarray::{ArrayD, IxDyn};
@@ -30,6 +31,32 @@ use retrograd::ops::reduce::{Axes, Extremum, ExtremumKind, LogSumExp, Mean, Sum,
 use retrograd::ops::shape::{self, Flip, Permute, ShapeOps, SliceSpec, Squeeze, Unsqueeze};
 use retrograd::prelude::*;
 use retrograd::tape::export::TapeJson;
+
+/// The largest single allocation the library may make while fuzzed (256 MiB).
+pub const ALLOCATION_LIMIT: usize = 1 << 28;
+
+/// The system allocator, refusing (returning null for) any allocation above
+/// [`ALLOCATION_LIMIT`]: the global allocator of the fuzz test binary and of the libFuzzer
+/// targets (`fuzz/`). An op whose output would be larger must report an error (its
+/// `try_` path probes the allocator); any other attempt aborts the run.
+pub struct Bounded;
+
+// SAFETY: defers to `System` for every request it does not refuse; refusing is returning
+// null, which `GlobalAlloc` permits.
+#[allow(unsafe_code)]
+unsafe impl GlobalAlloc for Bounded {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        if layout.size() > ALLOCATION_LIMIT {
+            return std::ptr::null_mut();
+        }
+        // SAFETY: the caller's contract is passed on unchanged.
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        // SAFETY: `ptr` came from `System.alloc` with this layout.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+}
 
 /// What a target says about one input: `Err` names the violated property.
 pub type Verdict = Result<(), String>;
@@ -148,10 +175,11 @@ pub fn checkpoint_target(store: &ParamStore<f32>, bytes: &[u8]) -> Verdict {
     Ok(())
 }
 
-/// Tape JSON: reading never panics.
+/// Tape JSON: reading never panics, from text or from a stream.
 pub fn tape_json_target(bytes: &[u8]) -> Verdict {
     let text = String::from_utf8_lossy(bytes);
     let _ = no_panic("TapeJson::from_str", || text.parse::<TapeJson>())?;
+    let _ = no_panic("TapeJson::from_reader", || TapeJson::from_reader(bytes))?;
     Ok(())
 }
 
@@ -405,6 +433,9 @@ pub fn op_program_target(bytes: &[u8]) -> Verdict {
 /// The longest input a run tries, in bytes.
 pub const MAX_LEN: usize = 4096;
 
+/// A long run prints its progress to stderr after every this many inputs.
+pub const PROGRESS_EVERY: u64 = 100_000;
+
 /// Figures of one run of a target.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Report {
@@ -418,13 +449,22 @@ pub struct Report {
 
 /// Runs `target` on `count` inputs: each a mutation of one of `seeds` or of an earlier
 /// mutant (so edits accumulate), chosen by a generator seeded with `seed`. Panic messages
-/// are silenced while it runs (the verdicts carry them).
+/// are silenced while it runs (the verdicts carry them); every [`PROGRESS_EVERY`] inputs
+/// a line of progress goes to stderr.
 pub fn run(seeds: &[Vec<u8>], count: u64, seed: u64, target: impl Fn(&[u8]) -> Verdict) -> Report {
     let mut rng = Rng::new(seed);
     let mut pool: Vec<Vec<u8>> = seeds.to_vec();
     let mut report = Report::default();
     let _quiet = QuietPanics::new();
-    for _ in 0..count {
+    let started = std::time::Instant::now();
+    for done in 0..count {
+        if done > 0 && done % PROGRESS_EVERY == 0 {
+            eprintln!(
+                "fuzz progress: {done} inputs, {} violations, {:.0} s",
+                report.violations,
+                started.elapsed().as_secs_f64()
+            );
+        }
         let parent = &pool[rng.below(pool.len())];
         let mut input = mutate(&mut rng, parent);
         // Edits accumulate; a cap keeps mutants near the seeds' size (libFuzzer's max_len).

@@ -1,41 +1,16 @@
 //! The fuzz targets of `retrograd_tests::fuzz`, a bounded slice each (fixed seeds, a few
-//! seconds), under an allocator that refuses any single allocation above
-//! [`ALLOCATION_LIMIT`]: an op that would need more must report an error (its `try_` path
-//! probes the allocator), and any other attempt fails the run by aborting.
+//! seconds), under [`Bounded`], the allocator that refuses any single allocation above
+//! 256 MiB: an op that would need more must report an error (its `try_` path probes the
+//! allocator), and any other attempt fails the run by aborting.
 //!
-//! `FUZZ_INPUTS=1000000 cargo test --release -p retrograd-tests --test fuzz -- --nocapture`
-//! is the long run of `docs/fuzzing.md`; each target prints `fuzz <target> inputs <n>
-//! violations <v>`.
-
-use std::alloc::{GlobalAlloc, Layout, System};
+//! `FUZZ_INPUTS=1000000 cargo test -p retrograd-tests --test fuzz -- --nocapture
+//! --test-threads 1` is the long run of `docs/fuzzing.md`; each target prints `fuzz
+//! <target> inputs <n> violations <v>` (and its progress every 100,000 inputs).
 
 use retrograd_tests::fuzz::{
-    Report, checkpoint_seed, checkpoint_target, op_program_seeds, op_program_target, run,
+    Bounded, Report, checkpoint_seed, checkpoint_target, op_program_seeds, op_program_target, run,
     tape_json_seed, tape_json_target,
 };
-
-/// The largest single allocation the library may make while fuzzed (256 MiB).
-const ALLOCATION_LIMIT: usize = 1 << 28;
-
-/// The system allocator, refusing (returning null for) any allocation above the limit.
-struct Bounded;
-
-// SAFETY: defers to `System` for every request it does not refuse; refusing is returning
-// null, which `GlobalAlloc` permits.
-#[allow(unsafe_code)]
-unsafe impl GlobalAlloc for Bounded {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        if layout.size() > ALLOCATION_LIMIT {
-            return std::ptr::null_mut();
-        }
-        // SAFETY: the caller's contract is passed on unchanged.
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        // SAFETY: `ptr` came from `System.alloc` with this layout.
-        unsafe { System.dealloc(ptr, layout) }
-    }
-}
 
 #[global_allocator]
 static ALLOCATOR: Bounded = Bounded;
@@ -82,4 +57,45 @@ fn tape_json_loading() {
 fn op_programs() {
     let report = run(&op_program_seeds(), inputs(5_000), 0x0B5, op_program_target);
     assert_clean("op_programs", &report);
+}
+
+/// The seeds of each libFuzzer target, by target name.
+fn libfuzzer_seeds() -> [(&'static str, Vec<Vec<u8>>); 3] {
+    [
+        ("checkpoint", vec![checkpoint_seed().1]),
+        ("tape_json", vec![tape_json_seed()]),
+        ("op_programs", op_program_seeds()[..8].to_vec()),
+    ]
+}
+
+/// The libFuzzer targets (`fuzz/`) start from a committed corpus, `fuzz/corpus/<target>/`:
+/// this harness's seeds, written by `FUZZ_WRITE_SEEDS=1 cargo test -p retrograd-tests
+/// --test fuzz libfuzzer_corpus`. Every file there must satisfy its target's property.
+#[test]
+fn libfuzzer_corpus_is_seeded_and_clean() {
+    let corpus = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/corpus");
+    let (store, _) = checkpoint_seed();
+    for (target, seeds) in libfuzzer_seeds() {
+        let dir = corpus.join(target);
+        if std::env::var_os("FUZZ_WRITE_SEEDS").is_some() {
+            std::fs::create_dir_all(&dir).expect("create the corpus folder");
+            for (i, seed) in seeds.iter().enumerate() {
+                std::fs::write(dir.join(format!("seed-{i}")), seed).expect("write a seed");
+            }
+        }
+        let files: Vec<_> = std::fs::read_dir(&dir)
+            .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+            .map(|entry| entry.expect("a corpus entry").path())
+            .collect();
+        assert!(!files.is_empty(), "{} is empty", dir.display());
+        for file in files {
+            let bytes = std::fs::read(&file).expect("read a corpus file");
+            let verdict = match target {
+                "checkpoint" => checkpoint_target(&store, &bytes),
+                "tape_json" => tape_json_target(&bytes),
+                _ => op_program_target(&bytes),
+            };
+            assert!(verdict.is_ok(), "{}: {verdict:?}", file.display());
+        }
+    }
 }

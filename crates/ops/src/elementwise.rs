@@ -21,7 +21,7 @@
 //! | [`relu`](ElementwiseOps::relu) | `max(x,0)` | `[x>0]` | 0 at the kink |
 //! | [`leaky_relu`](ElementwiseOps::leaky_relu) | | `x>0 ? 1 : slope` | `slope` at the kink |
 //! | [`abs`](ElementwiseOps::abs) | `\|x\|` | `sign x` | 0 at the kink |
-//! | [`clamp`](ElementwiseOps::clamp) | | `[lo≤x≤hi]` | 1 at the bounds |
+//! | [`clamp`](ElementwiseOps::clamp) | | `[lo<x<hi]` | 0 at the bounds |
 //! | [`gelu`](ElementwiseOps::gelu) | `x Φ(x)` | `Φ(x) + x φ(x)` | exact (erf) form |
 //! | [`gelu_tanh`](ElementwiseOps::gelu_tanh) | tanh approximation | | PyTorch `approximate='tanh'` |
 //! | [`erf`](ElementwiseOps::erf) | `erf x` | `2/√π e^(-x²)` | |
@@ -35,7 +35,8 @@
 //! JVP are the same product `v ⊙ f'(x)`; [`UnaryFn`] states it once and [`Unary`] makes it
 //! a rule. The factor is always written in differentiable ops (the exp rule multiplies by
 //! the recorded output, sin's records a `cos`), so second and higher derivatives work. At
-//! the kinks of piecewise-linear ops the subgradient follows PyTorch; their masks are
+//! the kinks of piecewise-linear ops the subgradient follows PyTorch (`tests/tests/kinks.rs`
+//! checks it against PyTorch's and JAX's own answers); their masks are
 //! constants computed from the input, exact to second order since the second derivative
 //! vanishes away from the kinks. Binary ops broadcast under numpy's rules and sum each
 //! cotangent back to its input's shape.
@@ -303,7 +304,8 @@ pub trait ElementwiseOps<'t, T: Float>: Operand<'t, T> {
         Self::apply(Unary(Abs), &[self])
     }
 
-    /// `min(max(x, lo), hi)`; the gradient passes at the bounds. Panics when `lo > hi`.
+    /// `min(max(x, lo), hi)`; the gradient is 0 at the bounds (PyTorch's convention).
+    /// Panics when `lo > hi`.
     /// See [`Clamp`].
     ///
     /// ```

@@ -544,4 +544,24 @@ mod bad_inputs {
             .unwrap();
         assert_eq!(g[0], ndarray::arr0(0.0).into_dyn());
     }
+
+    /// Found hanging by the libFuzzer `op_programs` target (in `gather`) and the
+    /// deterministic harness (in `softmax`): ops that visit the lanes along an axis of
+    /// extent 0 while the other extents multiply to 2^40. The tensor is empty, so every
+    /// answer, gradients included, is immediate.
+    #[test]
+    fn empty_tensors_with_enormous_extents_take_no_time() {
+        use crate::nn::NnOps;
+        let shape = vec![1usize << 40, 0];
+        let tape = Tape::<f64>::new();
+        let x = tape.var(ArrayD::<f64>::zeros(shape.clone()));
+        let index = ArrayD::<usize>::zeros(shape.clone());
+        for y in [x.softmax(1), x.log_softmax(1), x.gather(1, &index)] {
+            assert_eq!(y.shape().as_slice(), shape.as_slice());
+            let t = tape.jvp(&[y], &[x], vec![ArrayD::zeros(shape.clone()).into()]);
+            assert_eq!(t.unwrap()[0].shape(), shape.as_slice());
+            let g = tape.grad(y.sum_all(), &[x]).unwrap();
+            assert_eq!(g[0].shape(), shape.as_slice());
+        }
+    }
 }

@@ -140,7 +140,39 @@ impl FromStr for TapeJson {
 
     /// Reads a tape written by [`Tape::to_json`] (or another tool following the schema).
     fn from_str(s: &str) -> Result<Self, JsonError> {
-        let t: TapeJson = serde_json::from_str(s).map_err(JsonError::Parse)?;
+        serde_json::from_str::<TapeJson>(s)
+            .map_err(JsonError::Parse)?
+            .checked()
+    }
+}
+
+impl TapeJson {
+    /// Reads a tape from a stream, such as an open file, without holding the document in
+    /// memory: only the nodes read so far are kept (a `BufReader` is put around `reader`).
+    /// Refuses what [`from_str`](TapeJson::from_str) refuses.
+    ///
+    /// ```
+    /// use retrograd_tape::{Tape, TapeJson};
+    /// let tape = Tape::<f64>::new();
+    /// let x = tape.var(2.0);
+    /// let _ = x * x;
+    /// let text = tape.to_json();
+    /// let back = TapeJson::from_reader(text.as_bytes()).unwrap();
+    /// assert_eq!(back.nodes, tape.nodes());
+    /// ```
+    ///
+    /// # Errors
+    /// [`JsonError::Parse`] for text that is not JSON of the schema's shape (a read error
+    /// of the stream included), and the other variants as for `from_str`.
+    pub fn from_reader(reader: impl std::io::Read) -> Result<Self, JsonError> {
+        serde_json::from_reader::<_, TapeJson>(std::io::BufReader::new(reader))
+            .map_err(JsonError::Parse)?
+            .checked()
+    }
+
+    /// The parsed document if it is a tape of a version this library reads.
+    fn checked(self) -> Result<Self, JsonError> {
+        let t = self;
         if t.schema != Self::SCHEMA {
             return Err(JsonError::Schema(t.schema));
         }
@@ -569,6 +601,32 @@ mod tests {
         assert_eq!(text.parse::<TapeJson>().unwrap().dtype, "f32");
     }
 
+    #[test]
+    fn json_from_a_stream_reads_the_same_tape_and_reports_read_errors() {
+        let tape = Tape::<f64>::new();
+        let (_loss, _) = sample(&tape);
+        let text = tape.to_json();
+        let back = TapeJson::from_reader(text.as_bytes()).unwrap();
+        assert_eq!(back, text.parse::<TapeJson>().unwrap());
+        /// A stream that fails half-way, as a file on a failing disk.
+        struct Failing<'a>(&'a [u8]);
+        impl std::io::Read for Failing<'_> {
+            fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+                if self.0.is_empty() {
+                    return Err(std::io::Error::other("disk on fire"));
+                }
+                let n = buf.len().min(self.0.len());
+                buf[..n].copy_from_slice(&self.0[..n]);
+                self.0 = &self.0[n..];
+                Ok(n)
+            }
+        }
+        let half = &text.as_bytes()[..text.len() / 2];
+        let err = TapeJson::from_reader(Failing(half)).unwrap_err();
+        assert!(matches!(err, JsonError::Parse(_)));
+        assert!(err.to_string().contains("disk on fire"), "{err}");
+    }
+
     /// What a mutation probe found accepted (issue 11): documents of the right shape that
     /// are not a tape.
     #[test]
@@ -580,7 +638,12 @@ mod tests {
         let refused = |edit: &dyn Fn(&mut TapeJson)| {
             let mut t = good.clone();
             edit(&mut t);
-            t.to_string().parse::<TapeJson>().unwrap_err()
+            let text = t.to_string();
+            let err = text.parse::<TapeJson>().unwrap_err();
+            // Read from a stream, the same document is refused with the same message.
+            let streamed = TapeJson::from_reader(text.as_bytes()).unwrap_err();
+            assert_eq!(streamed.to_string(), err.to_string());
+            err
         };
         assert!(matches!(refused(&|t| t.version = 0), JsonError::Version(0)));
         let err = refused(&|t| t.dtype = "f128".into());

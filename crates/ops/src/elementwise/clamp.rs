@@ -7,13 +7,13 @@ use super::unary::{UnaryFn, mask_of};
 /// `y = min(max(x, lo), hi)`, elementwise; NaN stays NaN. `lo > hi` (or a NaN bound) is
 /// rejected with the op's shape-and-line panic rather than silently resolved.
 ///
-/// - VJP: `x̄ = ȳ ⊙ [lo ≤ x ≤ hi]`; JVP likewise. The mask is a constant computed from
+/// - VJP: `x̄ = ȳ ⊙ [lo < x < hi]`; JVP likewise. The mask is a constant computed from
 ///   `x` (exact to second order).
-/// - At the bounds `x = lo` and `x = hi` the gradient **passes through** (the mask is 1):
-///   a bound counts as inside the interval. Frameworks differ here (issue 11's probe found
-///   PyTorch giving 0 with scalar bounds and ½ with tensor bounds, JAX ½ for `jnp.clip`
-///   and 0 for `lax.clamp`); every choice in `[0, 1]` is a valid subgradient, and this one
-///   keeps a value sitting exactly on a bound trainable.
+/// - At the bounds `x = lo` and `x = hi` the gradient is **0**, as PyTorch's `clamp` with
+///   scalar bounds and JAX's `lax.clamp` give (checked against both by
+///   `tests/tests/kinks.rs`). Any value in `[0, 1]` is a valid subgradient there, and
+///   frameworks differ (`jnp.clip` and PyTorch's `clamp` with tensor bounds give ½, which
+///   `x.maximum(&lo).minimum(&hi)` reproduces).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Clamp<T> {
     /// The lower bound.
@@ -51,7 +51,7 @@ impl<T: Float> UnaryFn<T> for Clamp<T> {
     fn chain<'t>(&self, x: &Val<'t, T>, _y: &Val<'t, T>, v: &Val<'t, T>) -> Val<'t, T> {
         let (lo, hi) = (self.lo, self.hi);
         v * &mask_of(x, |x| {
-            if lo <= x && x <= hi {
+            if lo < x && x < hi {
                 T::one()
             } else {
                 T::zero()
@@ -83,8 +83,9 @@ mod tests {
                 (0.0, 0.0, 1.0),
                 (-2.0, -1.0, 0.0),
                 (2.0, 0.5, 0.0),
-                (-1.0, -1.0, 1.0),
-                (0.5, 0.5, 1.0),
+                // At the bounds: 0, as PyTorch's clamp with scalar bounds.
+                (-1.0, -1.0, 0.0),
+                (0.5, 0.5, 0.0),
             ],
         );
         let tape = Tape::<f64>::new();

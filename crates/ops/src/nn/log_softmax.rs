@@ -46,6 +46,10 @@ impl<T: Float> Rule<T> for LogSoftmax {
     fn forward(&mut self, x: &[&Tensor<T>]) -> Result<Tensor<T>, String> {
         self.resolved = normalize_axis(self.axis, x[0].ndim())?;
         let mut y = x[0].to_array();
+        if y.is_empty() {
+            // No lanes worth visiting (`[2^40, 0]` has 2^40 empty ones along axis 1).
+            return Ok(Tensor::from_array(y));
+        }
         for mut lane in y.lanes_mut(Axis(self.resolved)) {
             let lse = lane_logsumexp(&lane);
             lane.mapv_inplace(|v| v - lse);
@@ -53,11 +57,18 @@ impl<T: Float> Rule<T> for LogSoftmax {
         Ok(Tensor::from_array(y))
     }
     fn vjp<'t>(&self, cx: &RuleCtx<'t, T>, g: &Val<'t, T>) -> Cotangents<'t, T> {
+        if g.shape().contains(&0) {
+            // Empty, so `g` is its own cotangent; the lane sums could be 2^40 zeros.
+            return Cotangents::from([Some(g.clone())]);
+        }
         let p = softmax(cx.input(0), self.resolved);
         Cotangents::from([Some(g - &(&p * &g.sum(self.resolved as isize, true)))])
     }
     fn jvp<'t>(&self, cx: &RuleCtx<'t, T>, t: &[Option<Val<'t, T>>]) -> Option<Val<'t, T>> {
         let t = t[0].as_ref()?;
+        if t.shape().contains(&0) {
+            return Some(t.clone());
+        }
         let p = softmax(cx.input(0), self.resolved);
         Some(t - &(&p * t).sum(self.resolved as isize, true))
     }

@@ -80,6 +80,10 @@ impl<T: Float> Rule<T> for Softmax {
     fn forward(&mut self, x: &[&Tensor<T>]) -> Result<Tensor<T>, String> {
         self.resolved = normalize_axis(self.axis, x[0].ndim())?;
         let mut y = x[0].to_array();
+        if y.is_empty() {
+            // No lanes worth visiting (`[2^40, 0]` has 2^40 empty ones along axis 1).
+            return Ok(Tensor::from_array(y));
+        }
         for mut lane in y.lanes_mut(Axis(self.resolved)) {
             let m = shift(&lane);
             lane.mapv_inplace(|v| (v - m).exp());
@@ -99,6 +103,10 @@ impl<T: Float> Rule<T> for Softmax {
 impl Softmax {
     /// `y ⊙ (v − Σ_axis(v ⊙ y))`: the (symmetric) Jacobian of softmax applied to `v`.
     fn product<'t, T: Float>(&self, y: &Val<'t, T>, v: &Val<'t, T>) -> Val<'t, T> {
+        if v.shape().contains(&0) {
+            // Empty, so `v` is its own product; the lane sums could be 2^40 zeros.
+            return v.clone();
+        }
         y * &(v - &(v * y).sum(self.resolved as isize, true))
     }
 }

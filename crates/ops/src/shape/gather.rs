@@ -92,6 +92,11 @@ impl<T: Float> Rule<T> for Gather {
         let a = check_index(&self.index, x.shape(), self.axis)?;
         self.resolved = a;
         let mut out = ArrayD::zeros(self.index.raw_dim());
+        if out.is_empty() {
+            // An empty index may still have 2^40 empty lanes (shape `[2^40, 0]`): visiting
+            // them would hang for nothing.
+            return Ok(Tensor::from_array(out));
+        }
         let view = x.view();
         Zip::from(out.lanes_mut(Axis(a)))
             .and(self.index.lanes(Axis(a)))
