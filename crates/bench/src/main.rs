@@ -26,6 +26,7 @@ mod jac;
 mod kernels;
 mod recording;
 mod report;
+mod sums;
 mod timing;
 mod w1;
 mod w2;
@@ -51,7 +52,7 @@ use report::Report;
 const THREADS: usize = 2;
 
 /// The workloads `all` runs, in order.
-const ALL: [&str; 10] = [
+const ALL: [&str; 11] = [
     "w1",
     "kernels",
     "w2",
@@ -62,6 +63,7 @@ const ALL: [&str; 10] = [
     "w7",
     "w8",
     "recording",
+    "sums",
 ];
 
 /// Command-line options.
@@ -76,7 +78,8 @@ struct Options {
 /// The usage text.
 const USAGE: &str = "\
 usage: retrograd-bench [--quick] [--kernel gemm|matrixmultiply] [WORKLOAD...]
-workloads: all (default), w1, kernels (alias gemm), w2, dp, w5, jac, w6, w7, w8, recording
+workloads: all (default), w1, kernels (alias gemm), w2, dp, w5, jac, w6, w7, w8, recording,
+  sums
   w1         scalar chain: hand-coded adjoint, then the engine (ns per op, checksums,
              flatness from 1e3 to 1e6 ops, bytes per node)
   kernels    f32 1024^3 GEMM rate, W2's eight matmul shapes and the hand-written
@@ -98,6 +101,8 @@ workloads: all (default), w1, kernels (alias gemm), w2, dp, w5, jac, w6, w7, w8,
              and 100 snapshots (gradient agreement, peak memory in child processes,
              time, recomputed steps); an 8-block MLP step plain and checkpointed
   recording  a plain backward against a create_graph one (what recording would cost)
+  sums       the pairwise sum every reduction uses against a serial loop and ndarray's
+             sum, f32, 4 to 2^22 elements (time per call, error at the largest size)
 options:
   --quick          tiny sizes and few repetitions (CI smoke test; timings meaningless)
   --kernel NAME    kernel of the hand-written baselines: the engine's own by default
@@ -209,6 +214,7 @@ fn run_workload(report: &mut Report, name: &str, opts: Options) -> bool {
             spawn_child(report, &["w7-memory"], opts.quick, None);
         }
         "recording" => recording::run(report, opts.quick),
+        "sums" => sums::run(report, opts.quick),
         "w8" => w8::run(report, opts.quick, &mut |r, task| {
             spawn_child(r, task, opts.quick, None)
         }),

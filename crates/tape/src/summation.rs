@@ -27,8 +27,13 @@ use crate::Float;
 /// pairwise. numpy uses the same figure.
 pub const BLOCK: usize = 128;
 
-/// Independent accumulators within a block: enough for the compiler to vectorise.
-const LANES: usize = 8;
+/// Independent accumulators within a block: enough for the compiler to vectorise and to
+/// keep several vector additions in flight.
+const LANES: usize = 16;
+
+/// Up to this many elements are added in one serial pass: its error, at most `n − 1`
+/// roundings, stays within [`error_depth`]'s bound, and it skips the block's set-up.
+const SERIAL: usize = 16;
 
 /// Rows of an outer (strided) reduction added serially before runs are combined pairwise.
 const ROW_BLOCK: usize = 16;
@@ -42,16 +47,21 @@ const ROW_BLOCK: usize = 16;
 /// assert_eq!(error_depth(100_000_000), 41); // a serial loop: 10^8
 /// ```
 pub fn error_depth(n: usize) -> usize {
-    // Within a block: BLOCK / LANES (= ROW_BLOCK) terms per accumulator, then three levels
-    // combining the accumulators; across blocks, a binary tree over the runs plus the adds
-    // that fold the counter's levels together: log2(n / ROW_BLOCK) + 2 at most.
+    // Within a run: at most 16 terms added serially (a slice of up to SERIAL elements, or
+    // ROW_BLOCK rows of an outer reduction); a full block has BLOCK / LANES = 8 terms per
+    // accumulator and four levels combining them, fewer. Across runs, a binary tree over
+    // the runs plus the adds that fold the counter's levels together: log2(n / ROW_BLOCK)
+    // + 2 at most.
     let ceil_log2 = (usize::BITS - n.saturating_sub(1).leading_zeros()) as usize;
     ceil_log2 + 14
 }
 
-/// One block (at most [`BLOCK`] elements) in eight interleaved accumulators.
+/// One block (at most [`BLOCK`] elements) in [`LANES`] interleaved accumulators.
 #[inline]
 fn sum_block<T: Float>(xs: &[T]) -> T {
+    if xs.len() <= SERIAL {
+        return xs.iter().fold(T::zero(), |s, &x| s + x);
+    }
     let mut acc = [T::zero(); LANES];
     let mut chunks = xs.chunks_exact(LANES);
     for chunk in &mut chunks {
@@ -62,19 +72,29 @@ fn sum_block<T: Float>(xs: &[T]) -> T {
     for (a, &x) in acc.iter_mut().zip(chunks.remainder()) {
         *a += x;
     }
-    ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]))
+    let mut width = LANES;
+    while width > 1 {
+        width /= 2;
+        for i in 0..width {
+            acc[i] += acc[i + width];
+        }
+    }
+    acc[0]
 }
 
 /// Partial sums waiting to be combined pairwise: a binary counter over runs, where slot
 /// `k` holds the sum of `2^k` runs. Pushing a run carries like binary addition, so every
-/// combination adds two sums of (nearly) equal size.
+/// combination adds two sums of (nearly) equal size. The first levels live inline, so
+/// summing fewer than `2^8` runs allocates nothing.
 struct Cascade<A> {
-    levels: Vec<Option<A>>,
+    levels: smallvec::SmallVec<[Option<A>; 8]>,
 }
 
 impl<A> Cascade<A> {
     fn new() -> Self {
-        Cascade { levels: Vec::new() }
+        Cascade {
+            levels: smallvec::SmallVec::new(),
+        }
     }
 
     fn push(&mut self, mut carry: A, merge: &impl Fn(&mut A, A)) {
