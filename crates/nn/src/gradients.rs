@@ -135,7 +135,7 @@ impl<T: Scalar> ParamGradients<T> {
 
     /// `(name, gradient)` pairs, in order (the store's, for a training step's gradients).
     pub fn iter(&self) -> impl ExactSizeIterator<Item = (&str, &Tensor<T>)> + '_ {
-        self.names().zip(&self.values)
+        self.into_iter()
     }
 
     /// `(name, gradient)` pairs in order, gradients writable (through
@@ -152,12 +152,6 @@ impl<T: Scalar> ParamGradients<T> {
     /// Whether no parameter has a gradient.
     pub fn is_empty(&self) -> bool {
         self.names.is_empty()
-    }
-
-    /// The entries with their shared names, moved out: how gradients go from one container
-    /// into another without a copy or a new name.
-    pub(crate) fn into_entries(self) -> impl Iterator<Item = (Arc<str>, Tensor<T>)> {
-        self.names.into_iter().zip(self.values)
     }
 }
 
@@ -193,22 +187,37 @@ impl<T: Scalar, S: Into<Arc<str>>, V: Into<Tensor<T>>> FromIterator<(S, V)> for 
     }
 }
 
+/// The borrowed `(name, gradient)` pairs, in order.
+type Pairs<'a, T> = std::iter::Zip<
+    std::iter::Map<std::slice::Iter<'a, Arc<str>>, fn(&Arc<str>) -> &str>,
+    std::slice::Iter<'a, Tensor<T>>,
+>;
+
+/// The owned `(name, gradient)` pairs, in order.
+type IntoPairs<T> = std::iter::Zip<
+    std::iter::Map<std::vec::IntoIter<Arc<str>>, fn(Arc<str>) -> String>,
+    std::vec::IntoIter<Tensor<T>>,
+>;
+
 impl<'a, T: Scalar> IntoIterator for &'a ParamGradients<T> {
     type Item = (&'a str, &'a Tensor<T>);
-    type IntoIter = Box<dyn Iterator<Item = Self::Item> + 'a>;
+    type IntoIter = Pairs<'a, T>;
 
+    /// `(name, gradient)` pairs in order, as [`ParamGradients::iter`].
     fn into_iter(self) -> Self::IntoIter {
-        Box::new(self.iter())
+        let name: fn(&Arc<str>) -> &str = |n| n;
+        self.names.iter().map(name).zip(&self.values)
     }
 }
 
 impl<T: Scalar> IntoIterator for ParamGradients<T> {
     type Item = (String, Tensor<T>);
-    type IntoIter = Box<dyn Iterator<Item = Self::Item>>;
+    type IntoIter = IntoPairs<T>;
 
     /// `(name, gradient)` pairs in order, moved out.
     fn into_iter(self) -> Self::IntoIter {
-        Box::new(self.into_entries().map(|(n, g)| (n.to_string(), g)))
+        let name: fn(Arc<str>) -> String = |n| n.to_string();
+        self.names.into_iter().map(name).zip(self.values)
     }
 }
 
