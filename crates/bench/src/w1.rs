@@ -192,7 +192,7 @@ fn engine_once(tape: &Tape<f64>, p: &[f64], steps: usize) -> (f64, f64, f64, f64
     let done = Instant::now();
     let sum: f64 = leaves
         .iter()
-        .map(|&v| grads.get(v).and_then(|g| g.item()).unwrap_or(0.0))
+        .map(|&v| grads.get(v).map_or(0.0, |g| g.item()))
         .sum();
     (
         (recorded - start).as_secs_f64() * 1e9,

@@ -8,9 +8,6 @@
 //! no longer shares them (in place, no copy). The tape is either cleared and refilled each
 //! step (what a training loop does; the default) or made fresh each step.
 
-use std::sync::Arc;
-
-use ndarray::ArrayD;
 use retrograd::ops::prelude::*;
 
 use crate::inputs::{W2_BATCH, W2_DIMS, W2_LR, bias_f32, w2_input, w2_labels, weight_f32};
@@ -80,10 +77,8 @@ fn forward<'t>(
 }
 
 /// `θ -= lr · g` in place (the tape no longer shares `θ`'s buffer, so no copy is made).
-fn sgd(theta: &mut Tensor<f32>, g: &ArrayD<f32>) {
-    if let Tensor::Array(a) = theta {
-        Arc::make_mut(a).scaled_add(-W2_LR, g);
-    }
+fn sgd(theta: &mut Tensor<f32>, g: &Tensor<f32>) {
+    theta.view_mut().scaled_add(-W2_LR, &g.view());
 }
 
 impl EngineSetup {
@@ -106,7 +101,7 @@ impl EngineSetup {
         let (loss, grads) = {
             let (leaves, loss) = forward(&self.tape, &self.params, &self.x, &self.labels, true);
             let mut g = loss.backward().expect("W2 backward");
-            let grads: Vec<ArrayD<f32>> = leaves
+            let grads: Vec<Tensor<f32>> = leaves
                 .iter()
                 .map(|&v| g.take(v).expect("a gradient for every parameter"))
                 .collect();

@@ -47,10 +47,11 @@ use mpi::topology::SimpleCommunicator;
 use mpi::traits::{Communicator, CommunicatorCollectives, Equivalence, Root};
 use retrograd_tape::Var;
 
+use crate::gradients::ParamGradients;
 use crate::parallel::{DataParallel, Shard};
 use crate::params::Params;
 use crate::scalar::Scalar;
-use crate::store::{Grads, ParamStore};
+use crate::store::ParamStore;
 
 /// The `mpi` crate this module is built on, so callers name the same version.
 pub use mpi;
@@ -207,20 +208,23 @@ impl Distributed {
         store: &ParamStore<T>,
         batch: usize,
         loss_fn: F,
-    ) -> Result<(T, Grads<T>), DistributedError>
+    ) -> Result<(T, ParamGradients<T>), DistributedError>
     where
         T: Scalar + Equivalence,
         F: for<'t> Fn(&Params<'t, T>, &Shard) -> Var<'t, T> + Sync,
     {
         let rows = self.rows(batch);
         let local = if rows.is_empty() {
-            Ok((T::zero(), Grads::new()))
+            Ok((T::zero(), ParamGradients::new()))
         } else {
             threads.train_rows(store, rows, batch, loss_fn)
         };
         let (payload, local_error) = match local {
             Ok((loss, grads)) => (pack(store, loss, &grads, false), None),
-            Err(e) => (pack(store, T::zero(), &Grads::new(), true), Some(e)),
+            Err(e) => (
+                pack(store, T::zero(), &ParamGradients::new(), true),
+                Some(e),
+            ),
         };
         let mut total = vec![T::zero(); payload.len()];
         self.world
@@ -251,7 +255,12 @@ pub fn payload_bytes<T: Scalar>(store: &ParamStore<T>) -> usize {
 
 /// The all-reduce buffer: every gradient in store order (zeros where the part has none),
 /// one presence flag per parameter, the weighted loss and a failure count.
-fn pack<T: Scalar>(store: &ParamStore<T>, loss: T, grads: &Grads<T>, failed: bool) -> Vec<T> {
+fn pack<T: Scalar>(
+    store: &ParamStore<T>,
+    loss: T,
+    grads: &ParamGradients<T>,
+    failed: bool,
+) -> Vec<T> {
     let mut buffer = Vec::with_capacity(store.num_elements() + store.len() + 2);
     let mut flags = Vec::with_capacity(store.len());
     for (name, value) in store.iter() {
@@ -259,6 +268,7 @@ fn pack<T: Scalar>(store: &ParamStore<T>, loss: T, grads: &Grads<T>, failed: boo
             Some(g) => {
                 // A contiguous gradient (every one the sweeps make) is copied as a slice:
                 // an n-dimensional iterator costs several times as much per element.
+                let g = g.view();
                 match g.as_slice() {
                     Some(slice) => buffer.extend_from_slice(slice),
                     None => buffer.extend(g.iter().copied()),
@@ -279,17 +289,17 @@ fn pack<T: Scalar>(store: &ParamStore<T>, loss: T, grads: &Grads<T>, failed: boo
 
 /// Reads a summed buffer back: the loss, the gradients of parameters flagged by at least
 /// one rank, and the number of failed ranks.
-fn unpack<T: Scalar>(store: &ParamStore<T>, total: &[T]) -> (T, Grads<T>, usize) {
+fn unpack<T: Scalar>(store: &ParamStore<T>, total: &[T]) -> (T, ParamGradients<T>, usize) {
     let values = store.num_elements();
     let flags = &total[values..values + store.len()];
-    let mut grads = Grads::with_capacity(store.len());
+    let mut grads = ParamGradients::with_capacity(store.len());
     let mut offset = 0;
     for ((name, value), &flag) in store.iter().zip(flags) {
         let end = offset + value.len();
         if flag > T::zero() {
             let g = ndarray::ArrayD::from_shape_vec(value.raw_dim(), total[offset..end].to_vec())
                 .expect("the buffer was packed with this store's shapes");
-            grads.insert(name.to_owned(), g);
+            grads.insert(name, g);
         }
         offset = end;
     }
@@ -351,14 +361,14 @@ mod tests {
     #[test]
     fn pack_and_unpack_round_trip_with_missing_gradients() {
         let s = store();
-        let mut grads = Grads::new();
-        grads.insert("b".to_owned(), ArrayD::from_elem(IxDyn(&[3]), 0.5f32));
+        let mut grads = ParamGradients::new();
+        grads.insert("b", ArrayD::from_elem(IxDyn(&[3]), 0.5f32));
         let buffer = pack(&s, 1.25, &grads, false);
         assert_eq!(buffer.len() * 4, payload_bytes(&s));
         let (loss, back, failed) = unpack(&s, &buffer);
         assert_eq!((loss, failed), (1.25, 0));
         assert_eq!(back, grads);
-        let (_, none, failed) = unpack(&s, &pack(&s, 0.0, &Grads::new(), true));
+        let (_, none, failed) = unpack(&s, &pack(&s, 0.0, &ParamGradients::new(), true));
         assert!(none.is_empty());
         assert_eq!(failed, 1);
     }

@@ -16,8 +16,9 @@
 //!   name;
 //! - [`loss`]: MSE, cross-entropy with integer labels, binary cross-entropy with logits;
 //!   accuracy;
-//! - [`ParamStore`]: named parameters that outlive tapes, and [`Grads`], the gradients of
-//!   one step by the same names;
+//! - [`ParamStore`]: named parameters that outlive tapes, and [`ParamGradients`], the
+//!   gradients of one step by the same names (each a [`Tensor`](retrograd_tape::Tensor),
+//!   as the engine's [`Gradients`](retrograd_tape::Gradients) by Var);
 //! - [`init`]: seeded initialisers (Xavier/Glorot, Kaiming/He, zeros, constants);
 //! - [`optim`]: SGD (momentum, Nesterov, weight decay), Adam and AdamW with PyTorch's
 //!   semantics, global-norm gradient clipping, learning-rate schedules;
@@ -60,6 +61,7 @@ pub mod conv;
 pub mod data;
 #[cfg(feature = "mpi")]
 pub mod distributed;
+mod gradients;
 pub mod init;
 pub mod layers;
 pub mod loss;
@@ -85,11 +87,14 @@ pub use retrograd_derive::Module;
 pub mod __private {
     pub use retrograd_tape::Var;
 }
+#[allow(deprecated)]
+pub use gradients::Grads;
+pub use gradients::ParamGradients;
 pub use optim::{Adam, AdamW, OptimError, Optimizer, Sgd};
 pub use parallel::DataParallel;
 pub use params::{Params, Session, train_step};
 pub use scalar::Scalar;
-pub use store::{Grads, ParamStore, StoreError};
+pub use store::{ParamStore, StoreError};
 
 /// Shared test settings.
 #[cfg(test)]

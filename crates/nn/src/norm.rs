@@ -315,7 +315,7 @@ mod tests {
                 (y * y).sum_all()
             })
             .unwrap();
-        assert!(!grads.contains_key("0.running_mean") && grads.contains_key("0.weight"));
+        assert!(!grads.contains("0.running_mean") && grads.contains("0.weight"));
         session.update_buffers(&mut store);
         let xd = x.clone().into_dyn();
         let mean = xd

@@ -1,4 +1,4 @@
-//! Optimisers that update a [`ParamStore`] from a step's [`Grads`], learning-rate
+//! Optimisers that update a [`ParamStore`] from a step's [`ParamGradients`], learning-rate
 //! schedules, and gradient clipping.
 //!
 //! The update rules follow PyTorch's `torch.optim` exactly (same order of weight decay,
@@ -14,14 +14,13 @@
 //! gradient this step is skipped (its state does not advance either).
 //!
 //! ```
-//! use std::collections::HashMap;
-//! use ndarray::{arr1, ArrayD};
-//! use retrograd_nn::{ParamStore, Grads};
+//! use ndarray::arr1;
+//! use retrograd_nn::{ParamStore, ParamGradients};
 //! use retrograd_nn::optim::{Optimizer, Sgd};
 //!
 //! let mut store = ParamStore::<f64>::new();
 //! store.insert("w", arr1(&[1.0, 2.0]).into_dyn());
-//! let grads: Grads<f64> = HashMap::from([("w".to_string(), arr1(&[0.5, -1.0]).into_dyn())]);
+//! let grads: ParamGradients<f64> = [("w", arr1(&[0.5, -1.0]))].into_iter().collect();
 //! let mut opt = Sgd::new(0.1);
 //! opt.step(&mut store, &grads).unwrap();
 //! assert_eq!(store.get("w").unwrap(), &arr1(&[0.95, 2.1]).into_dyn());
@@ -31,10 +30,11 @@ use std::collections::HashMap;
 use std::f64::consts::PI;
 use std::fmt;
 
-use ndarray::{ArrayD, Zip};
+use ndarray::{ArrayD, ArrayViewD, Zip};
 
+use crate::gradients::ParamGradients;
 use crate::scalar::{Scalar, cast};
-use crate::store::{Grads, ParamStore};
+use crate::store::ParamStore;
 
 /// Why an optimiser step was refused. The store and the optimiser state are unchanged.
 ///
@@ -115,7 +115,11 @@ pub trait Optimizer<T: Scalar> {
     /// Applies one update to every parameter that has a gradient in `grads`.
     ///
     /// Everything is validated first; on error nothing has changed.
-    fn step(&mut self, store: &mut ParamStore<T>, grads: &Grads<T>) -> Result<(), OptimError>;
+    fn step(
+        &mut self,
+        store: &mut ParamStore<T>,
+        grads: &ParamGradients<T>,
+    ) -> Result<(), OptimError>;
 
     /// The current learning rate.
     fn lr(&self) -> f64;
@@ -178,21 +182,20 @@ fn sorted_names<V>(map: &HashMap<String, V>) -> Vec<&String> {
 /// Checks every gradient against the store and the optimiser's per-name state shapes.
 fn validate<T: Scalar>(
     store: &ParamStore<T>,
-    grads: &Grads<T>,
+    grads: &ParamGradients<T>,
     state_shape: impl Fn(&str) -> Option<Vec<usize>>,
 ) -> Result<(), OptimError> {
-    // Sorted so that the error reported for several bad entries does not depend on
-    // hash order.
-    let mut names: Vec<&String> = grads.keys().collect();
-    names.sort();
-    for name in names {
-        let grad = &grads[name];
+    // In the gradients' order (the store's), so that the error reported for several bad
+    // entries is always the same one.
+    for (name, grad) in grads.iter() {
         let Some(param) = store.get(name) else {
-            return Err(OptimError::UnknownParam { name: name.clone() });
+            return Err(OptimError::UnknownParam {
+                name: name.to_owned(),
+            });
         };
         if param.shape() != grad.shape() {
             return Err(OptimError::ShapeMismatch {
-                name: name.clone(),
+                name: name.to_owned(),
                 param: param.shape().to_vec(),
                 grad: grad.shape().to_vec(),
             });
@@ -201,7 +204,7 @@ fn validate<T: Scalar>(
             && state != param.shape()
         {
             return Err(OptimError::StateShapeMismatch {
-                name: name.clone(),
+                name: name.to_owned(),
                 param: param.shape().to_vec(),
                 state,
             });
@@ -210,14 +213,15 @@ fn validate<T: Scalar>(
     Ok(())
 }
 
-/// Parameters that have a gradient, in store order (deterministic iteration).
+/// Parameters that have a gradient, in store order (deterministic iteration), each with a
+/// view of its gradient (read where it lies, never copied).
 fn with_grads<'a, T: Scalar>(
     store: &'a mut ParamStore<T>,
-    grads: &'a Grads<T>,
-) -> impl Iterator<Item = (&'a str, &'a mut ArrayD<T>, &'a ArrayD<T>)> {
+    grads: &'a ParamGradients<T>,
+) -> impl Iterator<Item = (&'a str, &'a mut ArrayD<T>, ArrayViewD<'a, T>)> {
     store
         .iter_mut()
-        .filter_map(|(name, p)| grads.get(name).map(|g| (name, p, g)))
+        .filter_map(|(name, p)| grads.get(name).map(|g| (name, p, g.view())))
 }
 
 /// Stochastic gradient descent with optional momentum, dampening, Nesterov momentum and
@@ -289,7 +293,11 @@ impl<T: Scalar> Sgd<T> {
 }
 
 impl<T: Scalar> Optimizer<T> for Sgd<T> {
-    fn step(&mut self, store: &mut ParamStore<T>, grads: &Grads<T>) -> Result<(), OptimError> {
+    fn step(
+        &mut self,
+        store: &mut ParamStore<T>,
+        grads: &ParamGradients<T>,
+    ) -> Result<(), OptimError> {
         assert!(
             !self.nesterov || (self.momentum > 0.0 && self.dampening == 0.0),
             "Sgd: Nesterov momentum needs momentum > 0 and dampening = 0, got momentum = {}, dampening = {}",
@@ -483,7 +491,11 @@ impl<T: Scalar> AdamCore<T> {
         self.weight_decay = weight_decay;
     }
 
-    fn step(&mut self, store: &mut ParamStore<T>, grads: &Grads<T>) -> Result<(), OptimError> {
+    fn step(
+        &mut self,
+        store: &mut ParamStore<T>,
+        grads: &ParamGradients<T>,
+    ) -> Result<(), OptimError> {
         validate(store, grads, |n| {
             self.state.get(n).map(|s| s.m.shape().to_vec())
         })?;
@@ -584,7 +596,7 @@ macro_rules! adam_api {
             fn step(
                 &mut self,
                 store: &mut ParamStore<T>,
-                grads: &Grads<T>,
+                grads: &ParamGradients<T>,
             ) -> Result<(), OptimError> {
                 self.0.step(store, grads)
             }
@@ -617,13 +629,11 @@ adam_api!(AdamW, true, 0.01);
 
 /// The global L2 norm of all gradients together: `√(Σ g²)` over every element of every
 /// array, accumulated in `f64`.
-pub fn grad_norm<T: Scalar>(grads: &Grads<T>) -> f64 {
-    // Summed in name order so the result does not depend on hash order.
-    let mut names: Vec<&String> = grads.keys().collect();
-    names.sort();
-    names
-        .into_iter()
-        .flat_map(|n| grads[n].iter())
+pub fn grad_norm<T: Scalar>(grads: &ParamGradients<T>) -> f64 {
+    // Summed in the gradients' order (the store's), so the result is reproducible.
+    grads
+        .iter()
+        .flat_map(|(_, g)| g.view().into_iter())
         .map(|&x| {
             let x = crate::scalar::to_f64(x);
             x * x
@@ -641,7 +651,7 @@ pub fn grad_norm<T: Scalar>(grads: &Grads<T>) -> f64 {
 ///
 /// # Panics
 /// If `max_norm` is negative or NaN.
-pub fn clip_grad_norm<T: Scalar>(grads: &mut Grads<T>, max_norm: f64) -> f64 {
+pub fn clip_grad_norm<T: Scalar>(grads: &mut ParamGradients<T>, max_norm: f64) -> f64 {
     assert!(
         max_norm >= 0.0,
         "clip_grad_norm: max_norm must be >= 0, got {max_norm}"
@@ -650,8 +660,9 @@ pub fn clip_grad_norm<T: Scalar>(grads: &mut Grads<T>, max_norm: f64) -> f64 {
     let coef = max_norm / (norm + 1e-6);
     if norm.is_finite() && coef < 1.0 {
         let c: T = cast(coef);
-        for g in grads.values_mut() {
-            g.mapv_inplace(|x| x * c);
+        // In place: a gradient is copied only if something else shares it.
+        for (_, g) in grads.iter_mut() {
+            g.view_mut().mapv_inplace(|x| x * c);
         }
     }
     norm
@@ -787,8 +798,8 @@ mod tests {
         s
     }
 
-    fn grads1(name: &str, v: &[f64]) -> Grads<f64> {
-        HashMap::from([(name.to_string(), arr1(v).into_dyn())])
+    fn grads1(name: &str, v: &[f64]) -> ParamGradients<f64> {
+        ParamGradients::from_iter([(name, arr1(v).into_dyn())])
     }
 
     fn close(a: &ArrayD<f64>, b: &[f64], tol: f64) {
@@ -902,7 +913,7 @@ mod tests {
         s32.insert("w", arr1(&[1.0f32, 1.0]).into_dyn());
         let mut opt = AdamW::new(0.1);
         for g in [[0.5f32, -2.0], [-1.0, 1.0]] {
-            let grads = HashMap::from([("w".to_string(), arr1(&g).into_dyn())]);
+            let grads = ParamGradients::from_iter([("w", arr1(&g))]);
             opt.step(&mut s32, &grads).unwrap();
         }
         // AdamW's default decay 0.01 shrinks p by (1 - 0.1·0.01) = 0.999 before each Adam
@@ -925,9 +936,10 @@ mod tests {
         opt.step(&mut s, &grads1("a", &[1.0])).unwrap();
         assert_eq!(s.get("b").unwrap()[0], 1.0);
         // b's first step starts a fresh buffer: b = 1 - 1 = 0; a's buffer goes on: 0 - 1.5
-        let both: Grads<f64> = [("a", 1.0), ("b", 1.0)]
-            .map(|(n, g)| (n.to_string(), arr1(&[g]).into_dyn()))
-            .into();
+        let both: ParamGradients<f64> = [("a", 1.0), ("b", 1.0)]
+            .into_iter()
+            .map(|(n, g)| (n, arr1(&[g])))
+            .collect();
         opt.step(&mut s, &both).unwrap();
         assert_eq!(s.get("a").unwrap()[0], -1.5);
         assert_eq!(s.get("b").unwrap()[0], 0.0);
@@ -937,10 +949,10 @@ mod tests {
     /// the saved state (through checkpoint bytes) takes the very step the original takes.
     fn resumes_exactly<O: Optimizer<f64>>(make: impl Fn() -> O) {
         let target = arr1(&[1.0, -2.0, 3.0]).into_dyn();
-        let grads_at = |s: &ParamStore<f64>| -> Grads<f64> {
-            let mut g = Grads::new();
-            g.insert("w".into(), (s.get("w").unwrap() - &target) * 2.0);
-            g.insert("b".into(), s.get("b").unwrap().mapv(|b| b - 0.5));
+        let grads_at = |s: &ParamStore<f64>| -> ParamGradients<f64> {
+            let mut g = ParamGradients::new();
+            g.insert("w", (s.get("w").unwrap() - &target) * 2.0);
+            g.insert("b", s.get("b").unwrap().mapv(|b| b - 0.5));
             g
         };
         let mut store = ParamStore::new();
@@ -1038,13 +1050,13 @@ mod tests {
         let mut opt = Adam::new(0.1);
 
         let mut unknown = grads1("a", &[1.0]);
-        unknown.insert("zzz".into(), arr1(&[1.0]).into_dyn());
+        unknown.insert("zzz", arr1(&[1.0]).into_dyn());
         assert_eq!(
             opt.step(&mut s, &unknown),
             Err(OptimError::UnknownParam { name: "zzz".into() })
         );
         let mut wrong = grads1("a", &[1.0]);
-        wrong.insert("b".into(), ArrayD::zeros(IxDyn(&[3])));
+        wrong.insert("b", ArrayD::zeros(IxDyn(&[3])));
         let err = opt.step(&mut s, &wrong).unwrap_err();
         assert_eq!(
             err,
@@ -1071,15 +1083,16 @@ mod tests {
     #[test]
     fn clip_by_hand() {
         // g = [3, 4] and [0]: norm 5; max 1 ⇒ scale 1/(5 + 1e-6)
-        let mut g: Grads<f64> = HashMap::from([
-            ("a".into(), arr1(&[3.0, 4.0]).into_dyn()),
-            ("b".into(), arr1(&[0.0]).into_dyn()),
+        let mut g: ParamGradients<f64> = ParamGradients::from_iter([
+            ("a", arr1(&[3.0, 4.0]).into_dyn()),
+            ("b", arr1(&[0.0]).into_dyn()),
         ]);
         assert_eq!(clip_grad_norm(&mut g, 10.0), 5.0);
-        close(&g["a"], &[3.0, 4.0], 0.0);
+        close(&g.array("a"), &[3.0, 4.0], 0.0);
         assert_eq!(clip_grad_norm(&mut g, 1.0), 5.0);
-        close(&g["a"], &[0.6, 0.8], 1e-6);
-        let mut bad: Grads<f64> = HashMap::from([("a".into(), arr1(&[f64::NAN]).into_dyn())]);
+        close(&g.array("a"), &[0.6, 0.8], 1e-6);
+        let mut bad: ParamGradients<f64> =
+            ParamGradients::from_iter([("a", arr1(&[f64::NAN]).into_dyn())]);
         assert!(clip_grad_norm(&mut bad, 1.0).is_nan());
     }
 
@@ -1110,9 +1123,9 @@ mod tests {
             b in proptest::collection::vec(-1e3f32..1e3, 0..20),
             max_norm in 1e-3f64..100.0,
         ) {
-            let mut g: Grads<f32> = HashMap::from([
-                ("a".into(), ArrayD::from_shape_vec(IxDyn(&[a.len()]), a.clone()).unwrap()),
-                ("b".into(), ArrayD::from_shape_vec(IxDyn(&[b.len()]), b.clone()).unwrap()),
+            let mut g: ParamGradients<f32> = ParamGradients::from_iter([
+                ("a", ArrayD::from_shape_vec(IxDyn(&[a.len()]), a.clone()).unwrap()),
+                ("b", ArrayD::from_shape_vec(IxDyn(&[b.len()]), b.clone()).unwrap()),
             ]);
             let before = grad_norm(&g);
             let reported = clip_grad_norm(&mut g, max_norm);

@@ -46,13 +46,14 @@
 
 use std::ops::Range;
 
-use ndarray::{Array, ArrayD, Axis, RemoveAxis, Slice};
+use ndarray::{Array, Axis, RemoveAxis, Slice};
 use retrograd_ops::threads::{num_threads, with_num_threads};
-use retrograd_tape::Var;
+use retrograd_tape::{Tensor, Var};
 
+use crate::gradients::ParamGradients;
 use crate::params::{Params, train_step};
 use crate::scalar::{Scalar, cast};
-use crate::store::{Grads, ParamStore};
+use crate::store::ParamStore;
 
 /// One thread's (or one process's) part of a batch: a contiguous range of its rows.
 ///
@@ -235,7 +236,7 @@ impl<T: Scalar> DataParallel<T> {
         store: &ParamStore<T>,
         batch: usize,
         loss_fn: F,
-    ) -> Result<(T, Grads<T>), retrograd_tape::Error>
+    ) -> Result<(T, ParamGradients<T>), retrograd_tape::Error>
     where
         F: for<'t> Fn(&Params<'t, T>, &Shard) -> Var<'t, T> + Sync,
     {
@@ -252,7 +253,7 @@ impl<T: Scalar> DataParallel<T> {
         rows: Range<usize>,
         batch: usize,
         loss_fn: F,
-    ) -> Result<(T, Grads<T>), retrograd_tape::Error>
+    ) -> Result<(T, ParamGradients<T>), retrograd_tape::Error>
     where
         F: for<'t> Fn(&Params<'t, T>, &Shard) -> Var<'t, T> + Sync,
     {
@@ -293,37 +294,49 @@ impl<T: Scalar> DataParallel<T> {
 }
 
 /// What one shard's training step returns.
-type StepResult<T> = Result<(T, Grads<T>), retrograd_tape::Error>;
+type StepResult<T> = Result<(T, ParamGradients<T>), retrograd_tape::Error>;
 
 /// `Σ wᵢ·lossᵢ` and `Σ wᵢ·gradsᵢ` by name, added in the order of `parts` (so the result
 /// does not depend on thread timing), the names in `store` order. A name missing from a
 /// part counts as a zero gradient there; a name missing from every part gets no entry.
+/// Each name's first gradient becomes its sum, scaled and added to where it lies.
 pub(crate) fn weighted_sum<T: Scalar>(
     store: &ParamStore<T>,
-    parts: Vec<(f64, T, Grads<T>)>,
-) -> (T, Grads<T>) {
+    mut parts: Vec<(f64, T, ParamGradients<T>)>,
+) -> (T, ParamGradients<T>) {
     let mut loss = T::zero();
-    let mut sum = Grads::with_capacity(store.len());
-    for (weight, part_loss, grads) in parts {
-        let w: T = cast(weight);
-        loss += w * part_loss;
-        for (name, g) in grads {
-            match sum.get_mut(&name) {
-                Some(acc) => scaled_add(acc, w, &g),
+    for (weight, part_loss, _) in &parts {
+        loss += cast::<T>(*weight) * *part_loss;
+    }
+    let mut sum = ParamGradients::with_capacity(store.len());
+    for name in store.names() {
+        let mut acc: Option<Tensor<T>> = None;
+        for (weight, _, grads) in &mut parts {
+            let Some(g) = grads.get_mut(name) else {
+                continue;
+            };
+            let w: T = cast(*weight);
+            match &mut acc {
+                Some(acc) => scaled_add(acc, w, g),
                 None => {
-                    let mut g = g;
-                    g.mapv_inplace(|v| v * w);
-                    sum.insert(name, g);
+                    let mut g = std::mem::replace(g, Tensor::scalar(T::zero()));
+                    g.view_mut().mapv_inplace(|v| v * w);
+                    acc = Some(g);
                 }
             }
+        }
+        if let Some(acc) = acc {
+            sum.insert(name, acc);
         }
     }
     (loss, sum)
 }
 
 /// `acc += w·g`.
-fn scaled_add<T: Scalar>(acc: &mut ArrayD<T>, w: T, g: &ArrayD<T>) {
-    ndarray::Zip::from(acc).and(g).for_each(|a, &v| *a += w * v);
+fn scaled_add<T: Scalar>(acc: &mut Tensor<T>, w: T, g: &Tensor<T>) {
+    ndarray::Zip::from(acc.view_mut())
+        .and(g.view())
+        .for_each(|a, &v| *a += w * v);
 }
 
 #[cfg(test)]
@@ -382,6 +395,39 @@ mod tests {
             );
         }
         (single, parallel)
+    }
+
+    #[test]
+    fn the_weighted_sum_adds_into_the_first_gradient_in_store_order() {
+        let store: ParamStore<f64> = [
+            ("w", ndarray::ArrayD::zeros(ndarray::IxDyn(&[2]))),
+            ("b", ndarray::ArrayD::zeros(ndarray::IxDyn(&[]))),
+        ]
+        .into_iter()
+        .collect();
+        let first: ParamGradients<f64> = [("w", Tensor::from([1.0, 2.0]))].into_iter().collect();
+        let second: ParamGradients<f64> =
+            [("b", Tensor::scalar(4.0)), ("w", Tensor::from([3.0, 5.0]))]
+                .into_iter()
+                .collect();
+        let buffer = first["w"].view().as_ptr();
+        let (loss, sum) = weighted_sum(&store, vec![(0.25, 2.0, first), (0.75, 6.0, second)]);
+        assert_eq!(loss, 0.25 * 2.0 + 0.75 * 6.0);
+        assert_eq!(
+            sum.names().collect::<Vec<_>>(),
+            ["w", "b"],
+            "the store's order"
+        );
+        assert_eq!(
+            sum["w"],
+            ndarray::array![0.25 + 0.75 * 3.0, 0.5 + 0.75 * 5.0]
+        );
+        assert_eq!(sum["b"].item(), 3.0);
+        assert_eq!(
+            sum["w"].view().as_ptr(),
+            buffer,
+            "summed where it lay, not copied"
+        );
     }
 
     /// The largest `|a - b| / (1 + |a|)` over every parameter entry.

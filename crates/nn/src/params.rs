@@ -10,9 +10,10 @@ use ndarray::ArrayD;
 use rand::rngs::StdRng;
 use retrograd_tape::{GradOptions, ScopeGuard, Tape, Tensor, Var};
 
+use crate::gradients::ParamGradients;
 use crate::init::rng_from_seed;
 use crate::scalar::Scalar;
-use crate::store::{Grads, ParamStore};
+use crate::store::ParamStore;
 
 /// What the modules of one forward pass share: the tape, the parameters by full name,
 /// the mode, and the random stream of stochastic layers.
@@ -252,7 +253,7 @@ impl<T: Scalar> fmt::Debug for Params<'_, T> {
 /// The [`ParamStore`] outlives tapes. Each step enters every stored parameter on a tape as a
 /// leaf that requires a gradient, hands the model a [`Params`] that maps names to those
 /// leaves, runs the user's forward pass and loss, sweeps backwards once, and returns the
-/// loss and the gradients by name ([`Grads`]), ready for an optimiser:
+/// loss and the gradients by name ([`ParamGradients`]), ready for an optimiser:
 ///
 /// ```
 /// use retrograd_nn::{Module, Session, layers::{mlp, Activation}, loss, optim::{Adam, Optimizer}};
@@ -329,7 +330,7 @@ impl<T: Scalar> Session<T> {
         &mut self,
         store: &ParamStore<T>,
         loss_fn: F,
-    ) -> Result<(T, Grads<T>), retrograd_tape::Error>
+    ) -> Result<(T, ParamGradients<T>), retrograd_tape::Error>
     where
         F: for<'t> FnOnce(&Params<'t, T>) -> Var<'t, T>,
     {
@@ -398,7 +399,7 @@ pub fn train_step<T, F>(
     store: &ParamStore<T>,
     seed: u64,
     loss_fn: F,
-) -> Result<(T, Grads<T>), retrograd_tape::Error>
+) -> Result<(T, ParamGradients<T>), retrograd_tape::Error>
 where
     T: Scalar,
     F: for<'t> FnOnce(&Params<'t, T>) -> Var<'t, T>,
@@ -408,7 +409,7 @@ where
 }
 
 /// A training step's loss, gradients and reported buffer values.
-type StepResult<T> = (T, Grads<T>, Vec<(String, ArrayD<T>)>);
+type StepResult<T> = (T, ParamGradients<T>, Vec<(String, ArrayD<T>)>);
 
 fn step_on<T, F>(
     tape: &Tape<T>,
@@ -426,14 +427,14 @@ where
     // Nothing but the loss outlives `loss_fn` (its Vars cannot escape the closure), so the
     // sweep may free each activation once it has passed it.
     let mut gradients = loss.backward_with(&GradOptions::new().free_values())?;
-    let mut grads = Grads::with_capacity(store.len());
+    let mut grads = ParamGradients::with_capacity(store.len());
     for (name, var) in p.iter() {
         if let Some(g) = gradients.take(var) {
-            grads.insert(name.to_owned(), g);
+            grads.insert(name, g);
         }
     }
     // A non-scalar loss was refused by `backward` above, so the value has one element.
-    let loss = value.item().unwrap_or_else(T::nan);
+    let loss = value.try_item().unwrap_or_else(|_| T::nan());
     let buffers = p.shared.buffers.take();
     Ok((loss, grads, buffers))
 }
@@ -510,7 +511,7 @@ mod tests {
         assert_eq!(loss, 10.0);
         assert_eq!(grads["weight"], array![[2.0, 4.0], [6.0, 12.0]].into_dyn());
         assert_eq!(grads["bias"], array![2.0, 6.0].into_dyn());
-        assert!(!grads.contains_key("unused"));
+        assert!(!grads.contains("unused"));
 
         // A session reuses its tape and gives the same answer.
         let mut session = Session::new(0);
@@ -567,6 +568,35 @@ mod tests {
         assert_eq!(buffers(&kept), before);
         assert_ne!(buffers(&store), before);
         assert_ne!(store, kept);
+    }
+
+    #[test]
+    fn a_step_hands_over_the_sweeps_gradients_unshared_so_clipping_copies_none() {
+        let model = mlp::<f64>(&[3, 4, 2], Activation::Relu);
+        let store = model.init_store(1);
+        let mut session = Session::new(0);
+        let (_, mut grads) = session
+            .train_step(&store, |p| {
+                loss::cross_entropy(&model.forward(p.input(array![[1.0, 2.0, 3.0]]), p), &[1])
+            })
+            .unwrap();
+        assert_eq!(
+            grads.names().collect::<Vec<_>>(),
+            ["0.weight", "0.bias", "2.weight", "2.bias"]
+        );
+        for (name, g) in grads.iter() {
+            // Moved out of the sweep, not copied: nothing else holds the buffer.
+            assert!(
+                matches!(g, Tensor::Array(a) if std::sync::Arc::strong_count(a) == 1),
+                "{name} is shared"
+            );
+        }
+        let buffers =
+            |g: &ParamGradients<f64>| g.iter().map(|(_, t)| t.view().as_ptr()).collect::<Vec<_>>();
+        let before = buffers(&grads);
+        let norm = crate::optim::clip_grad_norm(&mut grads, 1e-3);
+        assert!(norm > 1e-3, "the clip scaled them: {norm}");
+        assert_eq!(buffers(&grads), before, "scaled where they lie");
     }
 
     #[test]

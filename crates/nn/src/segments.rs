@@ -196,14 +196,15 @@ fn checkpoint_segment<'t, T: Scalar>(
 
 #[cfg(test)]
 mod tests {
-    use ndarray::{Array2, Array4, ArrayD};
+    use ndarray::{Array2, Array4};
     use proptest::prelude::*;
+    use retrograd_tape::Tensor;
 
     use crate::layers::{Activation, Dropout, Linear, mlp};
     use crate::norm::BatchNorm2d;
     use crate::{Module, Sequential, Session, loss};
 
-    fn grads_of(model: &Sequential<f64>, x: &Array2<f64>) -> (f64, crate::Grads<f64>) {
+    fn grads_of(model: &Sequential<f64>, x: &Array2<f64>) -> (f64, crate::ParamGradients<f64>) {
         let store = model.init_store(3);
         let mut session = Session::new(7);
         let target = Array2::<f64>::zeros((x.nrows(), 2));
@@ -240,8 +241,8 @@ mod tests {
             prop_assert!((loss - plain_loss).abs() <= 1e-12);
             prop_assert_eq!(grads.len(), plain.len());
             for (name, g) in &plain {
-                let other: &ArrayD<f64> = &grads[name];
-                for (a, b) in g.iter().zip(other) {
+                let other: &Tensor<f64> = &grads[name];
+                for (a, b) in g.iter().zip(other.iter()) {
                     prop_assert!((a - b).abs() <= 1e-12 * (1.0 + a.abs()), "{}: {} vs {}", name, a, b);
                 }
             }

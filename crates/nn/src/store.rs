@@ -2,8 +2,8 @@
 //!
 //! A training step makes a fresh tape, enters each parameter as a leaf, and hands the
 //! gradients back by name. The parameters themselves live here, in a [`ParamStore`], and
-//! the gradients of one step travel as a [`Grads`] map from the same names to arrays of
-//! the same shapes. Optimisers ([`crate::optim`]) read a `Grads` and update a store;
+//! the gradients of one step travel as [`ParamGradients`] by the same names, with the same
+//! shapes. Optimisers ([`crate::optim`]) read a `ParamGradients` and update a store;
 //! checkpoints ([`crate::checkpoint`]) save and restore one.
 
 use std::collections::HashMap;
@@ -13,14 +13,8 @@ use std::sync::Arc;
 use ndarray::{Array, ArrayD, Dimension};
 use retrograd_tape::Tensor;
 
+use crate::gradients::ParamGradients;
 use crate::scalar::Scalar;
-
-/// The gradients of one step, by parameter name.
-///
-/// A plain `HashMap` so that any code (a tape sweep, a hand-written backward pass, a test)
-/// can build one without adapters. A parameter without an entry has no gradient this step
-/// and is skipped by optimisers; an entry whose name is not in the store is an error.
-pub type Grads<T> = HashMap<String, ArrayD<T>>;
 
 /// Why [`ParamStore::set`] refused a value; the store is unchanged.
 ///
@@ -264,11 +258,11 @@ impl<T: Scalar> ParamStore<T> {
         self.values.iter().map(|v| v.len()).sum()
     }
 
-    /// A gradient map holding zeros shaped like every parameter: a starting point for
-    /// accumulating gradients over several micro-batches.
-    pub fn zeros_like(&self) -> Grads<T> {
+    /// Gradients holding zeros shaped like every parameter, in store order: a starting
+    /// point for accumulating gradients over several micro-batches.
+    pub fn zeros_like(&self) -> ParamGradients<T> {
         self.iter()
-            .map(|(n, v)| (n.to_owned(), ArrayD::zeros(v.raw_dim())))
+            .map(|(n, v)| (n, Tensor::zeros(v.shape())))
             .collect()
     }
 }

@@ -49,9 +49,24 @@
 //!
 //! **Values and tapes** ([`tape`]). A [`Tape`](tape::Tape) records ops;
 //! [`tape.var(x)`](tape::Tape::var) enters a value gradients flow to and
-//! [`tape.constant(x)`](tape::Tape::constant) one they do not. A [`Var`](tape::Var) is a
-//! `Copy` handle into the tape; its value comes back as a [`Tensor`](tape::Tensor) (an
-//! ndarray array, or a plain scalar). Values are `f32` or `f64` ([`Float`](tape::Float)).
+//! [`tape.constant(x)`](tape::Tape::constant) one they do not. Values are `f32` or `f64`
+//! ([`Float`](tape::Float)). Three types carry them, each for one thing:
+//!
+//! - a [`Var`](tape::Var) is a node on the tape, a `Copy` handle you compute with;
+//! - a [`Tensor`](tape::Tensor) is a value you read (a plain scalar, or an array shared by
+//!   reference count): [`x.value()`](tape::Var::value), and every gradient, whether
+//!   [`Gradients`](tape::Gradients) by Var (`grads[x]`) from `backward` or
+//!   [`ParamGradients`](nn::ParamGradients) by parameter name (`grads["0.weight"]`) from a
+//!   training step. A Var and a Tensor read alike: [`item`](tape::Tensor::item) (the one
+//!   element, or a panic naming the shape) and [`try_item`](tape::Tensor::try_item) (the
+//!   same as a `Result`);
+//! - an ndarray [`ArrayD`](ndarray::ArrayD) is for interop: what you enter
+//!   (`tape.var(array![..])`) and what you take out as an array
+//!   ([`x.array()`](tape::Var::array), [`t.to_array()`](tape::Tensor::to_array),
+//!   [`t.view()`](tape::Tensor::view)).
+//!
+//! A fourth, [`Val`](tape::Val), is what a rule computes with: you meet it only when
+//! writing your own op (below).
 //!
 //! **Ops** ([`ops`]). Methods on `Var` from the prelude's traits, plus `+ - * /` with
 //! numpy's broadcasting: [elementwise](ops::elementwise::ElementwiseOps),
@@ -114,7 +129,7 @@
 //!
 //! **Training.** Parameters live in a [`ParamStore`](nn::ParamStore) by name; a
 //! [`Session`](nn::Session) runs [`train_step`](nn::Session::train_step) (forward, loss,
-//! backward, gradients by name as [`Grads`](nn::Grads)) and
+//! backward, gradients by name as [`ParamGradients`](nn::ParamGradients)) and
 //! [`eval`](nn::Session::eval); [losses](nn::loss) include
 //! [`cross_entropy`](nn::loss::cross_entropy) and [`mse`](nn::loss::mse); the
 //! [optimisers](nn::optim) are [`Sgd`](nn::optim::Sgd), [`Adam`](nn::optim::Adam) and
@@ -177,13 +192,16 @@ pub use retrograd_ops as ops;
 #[doc(inline)]
 pub use retrograd_tape as tape;
 
-/// The names a model is written with: the tape types, every op trait, the free-standing
-/// ops (`concat`, `stack`, `where_`), the function transforms, the gradient options,
-/// [`checkpoint`](crate::tape::checkpoint::checkpoint) and
+/// The names a model is written with: the tape types, the values you read
+/// ([`Tensor`](crate::tape::Tensor)) and the gradient containers
+/// ([`Gradients`](crate::tape::Gradients) by Var,
+/// [`ParamGradients`](crate::nn::ParamGradients) by name), every op trait, the
+/// free-standing ops (`concat`, `stack`, `where_`), the function transforms, the gradient
+/// options, [`checkpoint`](crate::tape::checkpoint::checkpoint) and
 /// [`TimeLoop`](crate::tape::time_loop::TimeLoop), and [`Module`](crate::nn::Module)
 /// (trait and derive).
 pub mod prelude {
-    pub use retrograd_nn::{Module, Param, Params};
+    pub use retrograd_nn::{Module, Param, ParamGradients, Params};
     pub use retrograd_ops::elementwise::where_;
     pub use retrograd_ops::prelude::*;
     pub use retrograd_ops::shape::{concat, stack};

@@ -26,8 +26,8 @@
 //! let y = checkpoint(|v| v[0] * v[1] * v[0] * v[1], &[x, w]);
 //! assert_eq!(tape.len(), 3);
 //! let g = y.backward().unwrap();
-//! assert_eq!(g[x].item(), Some(2.0 * 2.0 * 9.0)); // 2·x·w²
-//! assert_eq!(g[w].item(), Some(2.0 * 3.0 * 4.0)); // 2·w·x²
+//! assert_eq!(g[x].item(), 2.0 * 2.0 * 9.0); // 2·x·w²
+//! assert_eq!(g[w].item(), 2.0 * 3.0 * 4.0); // 2·w·x²
 //! ```
 
 use std::any::Any;

@@ -83,6 +83,17 @@ pub enum Error {
         /// Where the value was created.
         location: SourceLocation,
     },
+    /// A single element was asked for ([`Tensor::item`](crate::Tensor::item),
+    /// [`Var::item`](crate::Var::item) and their `try_` forms) of a value that has none or
+    /// several.
+    NotOneElement {
+        /// The value's shape.
+        shape: Shape,
+        /// Its number of elements.
+        len: usize,
+        /// Where the value was created, for a Var.
+        location: Option<SourceLocation>,
+    },
     /// A Var of another tape was passed to this tape's sweep.
     ForeignVar {
         /// The operation that received it.
@@ -167,6 +178,21 @@ impl fmt::Display for Error {
                 "the output does not depend on input {input} (created at {location}); its \
                  gradient is zero"
             ),
+            Error::NotOneElement {
+                shape,
+                len,
+                location,
+            } => {
+                write!(f, "item: the value of shape {shape:?}")?;
+                if let Some(location) = location {
+                    write!(f, " (created at {location})")?;
+                }
+                write!(
+                    f,
+                    " has {len} elements, not one; read them all with `to_array()` or `view()`, \
+                     or reduce it to one element first (`sum_all()`, `mean_all()`, `at(&[..])`)"
+                )
+            }
             Error::ForeignVar { op, location } => write!(
                 f,
                 "`{op}` was given a Var of another tape (created at {location})"

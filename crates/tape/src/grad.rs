@@ -114,15 +114,21 @@ impl<T: Float> GradOptions<T> {
 }
 
 /// The gradients of a scalar with respect to every leaf that requires one, from
-/// [`Var::backward`]. Read them back by Var.
+/// [`Var::backward`]. Read them back by Var, each as a [`Tensor`] (the value type a Var
+/// reads as too): `grads[x]` for a gradient that must be there, [`get`](Gradients::get)
+/// for one that may not, [`array`](Gradients::array) for an ndarray copy.
 ///
 /// ```
 /// let tape = retrograd_tape::Tape::<f64>::new();
 /// let (a, b) = (tape.var(2.0), tape.var(5.0));
 /// let grads = (a * b + a).backward().unwrap();
-/// assert_eq!(grads[a].item(), Some(6.0));
-/// assert_eq!(grads.get(b).and_then(|g| g.item()), Some(2.0));
+/// assert_eq!(grads[a].item(), 6.0);
+/// assert_eq!(grads.get(b).map(|g| g.item()), Some(2.0));
+/// assert_eq!(grads.array(b), ndarray::arr0(2.0).into_dyn());
 /// ```
+///
+/// The gradients of a model's parameters by name, from a training step, are the same
+/// family: `retrograd-nn`'s `ParamGradients`, indexed by name (`grads["0.weight"]`).
 ///
 /// Gradients borrow their tape, so they cannot be read after it is gone (a new tape could
 /// sit at the same address with the same keys):
@@ -174,7 +180,8 @@ impl<'t, T: Float> Gradients<'t, T> {
             .and_then(|&i| self.entries[i].grad.as_ref())
     }
 
-    /// The gradient for `var` as an owned array, or zeros of its shape when none reached it.
+    /// The gradient for `var` as an owned ndarray array (a copy), or zeros of its shape when
+    /// none reached it: [`Var::array`]'s counterpart.
     #[track_caller]
     pub fn array(&self, var: Var<'_, T>) -> ArrayD<T> {
         match self.get(var) {
@@ -183,12 +190,13 @@ impl<'t, T: Float> Gradients<'t, T> {
         }
     }
 
-    /// Removes and returns the gradient for `var` (no copy).
+    /// Removes and returns the gradient for `var` (no copy): how a training step moves
+    /// gradients into its own container.
     #[track_caller]
-    pub fn take(&mut self, var: Var<'_, T>) -> Option<ArrayD<T>> {
+    pub fn take(&mut self, var: Var<'_, T>) -> Option<Tensor<T>> {
         let _ = self.get(var);
         let i = *self.index.get(&var.key)?;
-        self.entries[i].grad.take().map(Tensor::into_array)
+        self.entries[i].grad.take()
     }
 
     /// The number of leaves that received a gradient.

@@ -97,7 +97,7 @@ impl<'t, T: Float> Var<'t, T> {
     /// // Double the cotangent that reaches h: the gradient of x doubles too.
     /// h.register_hook(|g: &Tensor<f64>| Some(g.map(|v| 2.0 * v)));
     /// let y = h * 1.0;
-    /// assert_eq!(y.backward().unwrap()[x].item(), Some(12.0));
+    /// assert_eq!(y.backward().unwrap()[x].item(), 12.0);
     /// ```
     ///
     /// # Panics
@@ -133,7 +133,7 @@ impl<'t, T: Float> Var<'t, T> {
     /// let x = tape.var(2.0);
     /// let seen = Rc::new(Cell::new(0.0));
     /// let s = seen.clone();
-    /// x.observe_grad(move |g| s.set(g.item().unwrap()));
+    /// x.observe_grad(move |g| s.set(g.item()));
     /// (x * x).backward().unwrap();
     /// assert_eq!(seen.get(), 4.0);
     /// ```
@@ -287,11 +287,11 @@ mod tests {
         let h = x * 3.0; // used twice below
         let seen = Rc::new(RefCell::new(Vec::new()));
         let s = seen.clone();
-        h.observe_grad(move |g| s.borrow_mut().push(g.item().unwrap()));
+        h.observe_grad(move |g| s.borrow_mut().push(g.item()));
         let y = h * h + h; // dy/dh = 2h + 1 = 13
         let g = y.backward().unwrap();
         assert_eq!(*seen.borrow(), vec![13.0], "called once, with the total");
-        assert_eq!(g[x].item(), Some(39.0));
+        assert_eq!(g[x].item(), 39.0);
     }
 
     #[test]
@@ -303,8 +303,8 @@ mod tests {
         b.register_hook(|g| Some(g.map(|v| -v)));
         let y = p * 10.0;
         let g = y.backward().unwrap();
-        assert_eq!(g[a].item(), Some(5.0));
-        assert_eq!(g[b].item(), Some(-2.0));
+        assert_eq!(g[a].item(), 5.0);
+        assert_eq!(g[b].item(), -2.0);
         // tape.grad and vjp run hooks too.
         let tape = Tape::<f64>::new();
         let x = tape.var(array![1.0, -2.0]);
@@ -343,10 +343,10 @@ mod tests {
         let h = x.register_hook(|_| Some(Tensor::scalar(7.0)));
         let y = x * 2.0;
         let opts = GradOptions::new().retain_graph();
-        assert_eq!(y.backward_with(&opts).unwrap()[x].item(), Some(7.0));
+        assert_eq!(y.backward_with(&opts).unwrap()[x].item(), 7.0);
         assert!(tape.remove_hook(&h));
         assert!(!tape.remove_hook(&h));
-        assert_eq!(y.backward().unwrap()[x].item(), Some(2.0));
+        assert_eq!(y.backward().unwrap()[x].item(), 2.0);
     }
 
     #[test]
@@ -356,7 +356,7 @@ mod tests {
         let y = x * x * x; // dy/dx = 3x² = 27
         let observed = Rc::new(RefCell::new(0.0));
         let o = observed.clone();
-        x.observe_grad(move |g| *o.borrow_mut() = g.item().unwrap());
+        x.observe_grad(move |g| *o.borrow_mut() = g.item());
         let dx = tape.grad_graph(y, &[x]).unwrap()[0];
         assert_eq!(dx.item(), 27.0);
         assert_eq!(*observed.borrow(), 27.0);

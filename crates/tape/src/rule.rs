@@ -197,7 +197,7 @@ pub trait Rule<T: Float>: 'static {
     /// let tape = retrograd_tape::Tape::<f64>::new();
     /// let x = tape.var(2.0);
     /// let y = retrograd_tape::Var::apply(Cube, &[&x]);
-    /// assert_eq!(y.backward().unwrap()[x].item(), Some(12.0)); // through scalar_vjp
+    /// assert_eq!(y.backward().unwrap()[x].item(), 12.0); // through scalar_vjp
     /// ```
     fn scalar_vjp(&self, inputs: &[T], output: T, g: T, cotangents: &mut [T]) -> bool {
         let _ = (inputs, output, g, cotangents);

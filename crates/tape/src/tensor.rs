@@ -3,7 +3,9 @@
 use std::fmt;
 use std::sync::Arc;
 
-use ndarray::{ArrayBase, ArrayD, ArrayViewD, Axis, Dimension, IxDyn, OwnedRepr, Zip};
+use ndarray::{
+    ArrayBase, ArrayD, ArrayViewD, ArrayViewMutD, Axis, Data, Dimension, IxDyn, OwnedRepr, Zip,
+};
 use smallvec::SmallVec;
 
 use crate::Float;
@@ -12,6 +14,23 @@ use crate::Float;
 pub type Shape = SmallVec<[usize; 4]>;
 
 /// An n-dimensional value: a plain scalar, or an ndarray array shared by reference count.
+///
+/// This is the type every value is read as: a Var's [`value`](crate::Var::value), and
+/// each gradient, by Var in [`Gradients`](crate::Gradients) or by parameter name in
+/// `retrograd-nn`'s `ParamGradients`. Read it with [`item`](Tensor::item) (the one element)
+/// or [`try_item`](Tensor::try_item), [`iter`](Tensor::iter), [`view`](Tensor::view), or
+/// compare it with an ndarray array; [`to_array`](Tensor::to_array) and
+/// [`into_array`](Tensor::into_array) hand it to ndarray code.
+///
+/// ```
+/// use retrograd_tape::{Tape, Tensor, arith::sum_to};
+/// let tape = Tape::<f64>::new();
+/// let x = tape.var([1.0, 2.0]);
+/// let grads = sum_to(&(x * x), &[]).backward()?;
+/// let g: &Tensor<f64> = &grads[x];
+/// assert_eq!(*g, ndarray::array![2.0, 4.0]);
+/// # Ok::<(), retrograd_tape::Error>(())
+/// ```
 ///
 /// Scalars get their own variant because scalar-heavy graphs (a loss assembled from
 /// many scalar terms, or the W1 benchmark chain) would otherwise pay an allocation and
@@ -252,6 +271,16 @@ impl<T: Float> Tensor<T> {
         }
     }
 
+    /// The elements in row-major order (numpy's `flat`).
+    ///
+    /// ```
+    /// let t = retrograd_tape::Tensor::<f64>::from([[1.0, 2.0], [3.0, 4.0]]);
+    /// assert_eq!(t.iter().sum::<f64>(), 10.0);
+    /// ```
+    pub fn iter(&self) -> ndarray::iter::Iter<'_, T, IxDyn> {
+        self.view().into_iter()
+    }
+
     /// The value as an owned array, without a copy when nothing else shares it.
     pub fn into_array(self) -> ArrayD<T> {
         match self {
@@ -265,12 +294,69 @@ impl<T: Float> Tensor<T> {
         self.view().to_owned()
     }
 
-    /// The single element of a tensor that has exactly one (of any shape), else `None`.
-    pub fn item(&self) -> Option<T> {
+    /// A writable view, for updating a value where it lies (an optimiser scaling a
+    /// gradient, an all-reduce summing into one): copy on write, so the data is copied
+    /// first only when another tensor shares it, and never otherwise. A scalar is viewed as
+    /// a 0-d array.
+    ///
+    /// ```
+    /// use retrograd_tape::Tensor;
+    /// let mut g = Tensor::<f32>::from([1.0, 2.0]);
+    /// let before = g.view().as_ptr();
+    /// g.view_mut().mapv_inplace(|x| 10.0 * x);
+    /// assert_eq!(g.view().as_ptr(), before); // unshared: updated in place
+    /// let kept = g.clone();
+    /// g.view_mut()[0] = 0.0; // shared with `kept`: `g` copies first
+    /// assert_eq!((kept.to_array()[0], g.to_array()[0]), (10.0, 0.0));
+    /// ```
+    pub fn view_mut(&mut self) -> ArrayViewMutD<'_, T> {
         match self {
-            Tensor::Scalar(x) => Some(*x),
-            Tensor::Array(a) if a.len() == 1 => a.iter().next().copied(),
-            Tensor::Array(_) => None,
+            Tensor::Scalar(x) => ArrayViewMutD::from_shape(IxDyn(&[]), std::slice::from_mut(x))
+                .expect("one element fits the empty shape"),
+            Tensor::Array(a) => Arc::make_mut(a).view_mut(),
+        }
+    }
+
+    /// The single element of a value that has exactly one, of any shape (`[]`, `[1]`,
+    /// `[1, 1]`, ..): a loss, a norm, one entry picked with `at`.
+    ///
+    /// ```
+    /// use retrograd_tape::Tensor;
+    /// assert_eq!(Tensor::<f64>::scalar(2.5).item(), 2.5);
+    /// assert_eq!(Tensor::<f64>::from([[4.0]]).item(), 4.0);
+    /// ```
+    ///
+    /// # Panics
+    /// When the value has no element or several, naming its shape and element count. The
+    /// non-panicking form is [`try_item`](Tensor::try_item).
+    #[track_caller]
+    pub fn item(&self) -> T {
+        match self.try_item() {
+            Ok(x) => x,
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    /// [`item`](Tensor::item), returning [`Error::NotOneElement`](crate::Error::NotOneElement)
+    /// instead of panicking when the value has no element or several.
+    ///
+    /// ```
+    /// use retrograd_tape::{Error, Tensor};
+    /// assert_eq!(Tensor::<f64>::from([7.0]).try_item(), Ok(7.0));
+    /// let err = Tensor::<f64>::from([1.0, 2.0]).try_item().unwrap_err();
+    /// assert!(matches!(err, Error::NotOneElement { len: 2, .. }));
+    /// ```
+    pub fn try_item(&self) -> crate::Result<T> {
+        match self {
+            Tensor::Scalar(x) => Ok(*x),
+            Tensor::Array(a) => match a.iter().next() {
+                Some(&x) if a.len() == 1 => Ok(x),
+                _ => Err(crate::Error::NotOneElement {
+                    shape: Shape::from_slice(a.shape()),
+                    len: a.len(),
+                    location: None,
+                }),
+            },
         }
     }
 
@@ -471,6 +557,22 @@ macro_rules! from_integer {
 }
 from_integer!(i32, i64, u32, usize);
 
+/// A tensor equals an ndarray array of the same shape and elements (a scalar equals a 0-d
+/// array), so tests and users compare what they read with `array![..]` directly:
+/// `assert_eq!(grads[x], array![2.0, 4.0])`.
+impl<T: Float, S: Data<Elem = T>, D: Dimension> PartialEq<ArrayBase<S, D>> for Tensor<T> {
+    fn eq(&self, other: &ArrayBase<S, D>) -> bool {
+        self.shape() == other.shape() && self.view().iter().eq(other.iter())
+    }
+}
+
+/// The mirror of `Tensor == array`.
+impl<T: Float, S: Data<Elem = T>, D: Dimension> PartialEq<Tensor<T>> for ArrayBase<S, D> {
+    fn eq(&self, other: &Tensor<T>) -> bool {
+        other == self
+    }
+}
+
 impl<T: Float> fmt::Debug for Tensor<T> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -510,8 +612,8 @@ mod tests {
         let big = array![[1.0f64, 2.0], [3.0, 4.0]];
         let col: Tensor<f64> = big.column(1).into();
         assert_eq!(col.to_array(), array![2.0, 4.0].into_dyn());
-        assert_eq!(Tensor::<f32>::from(3).item(), Some(3.0));
-        assert_eq!(Tensor::<f64>::from(7usize).item(), Some(7.0));
+        assert_eq!(Tensor::<f32>::from(3).item(), 3.0);
+        assert_eq!(Tensor::<f64>::from(7usize).item(), 7.0);
         let r = Tensor::<f64>::from_vec(&[2, 2], vec![1.0, 2.0, 3.0, 4.0]);
         assert_eq!(r.to_array(), array![[1.0, 2.0], [3.0, 4.0]].into_dyn());
         let err = Tensor::<f64>::try_from_vec(&[2, 3], vec![1.0; 5]).unwrap_err();
@@ -553,11 +655,88 @@ mod tests {
             g.sum_to(&[2, 1]).to_array(),
             array![[6.0], [15.0]].into_dyn()
         );
-        assert_eq!(g.sum_to(&[]).item(), Some(21.0));
+        assert_eq!(g.sum_to(&[]).item(), 21.0);
         assert_eq!(
             g.sum_to(&[1, 3]).to_array(),
             array![[5.0, 7.0, 9.0]].into_dyn()
         );
+    }
+
+    /// The panic message of `f`, which must panic.
+    fn panic_message(f: impl FnOnce()) -> String {
+        let payload = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_err();
+        match payload.downcast::<String>() {
+            Ok(s) => *s,
+            Err(p) => p
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .unwrap_or_default(),
+        }
+    }
+
+    #[test]
+    fn item_reads_the_one_element_of_any_shape() {
+        for shape in [&[][..], &[1], &[1, 1], &[1, 1, 1]] {
+            let t = Tensor::<f64>::full(shape, 2.5);
+            assert_eq!((t.item(), t.try_item()), (2.5, Ok(2.5)), "{shape:?}");
+        }
+    }
+
+    #[test]
+    fn item_of_no_element_or_several_names_the_shape_and_count() {
+        for (shape, len) in [(&[0][..], 0), (&[2, 0], 0), (&[3], 3), (&[2, 2], 4)] {
+            let t = Tensor::<f32>::zeros(shape);
+            let err = t.try_item().unwrap_err();
+            assert_eq!(
+                err,
+                crate::Error::NotOneElement {
+                    shape: Shape::from_slice(shape),
+                    len,
+                    location: None
+                }
+            );
+            let expected =
+                format!("item: the value of shape {shape:?} has {len} elements, not one");
+            let shown = panic_message(|| {
+                t.item();
+            });
+            assert!(shown.starts_with(&expected), "{shown}");
+            assert!(
+                shown.contains("`sum_all()`") && shown == err.to_string(),
+                "{shown}"
+            );
+        }
+    }
+
+    #[test]
+    fn view_mut_writes_in_place_unless_shared() {
+        let mut s = Tensor::scalar(1.0f64);
+        s.view_mut()[[]] = 4.0;
+        assert_eq!(s.item(), 4.0);
+        let mut a = Tensor::from(array![1.0f64, 2.0]);
+        let ptr = a.view().as_ptr();
+        a.view_mut().mapv_inplace(|x| x * 2.0);
+        assert_eq!(
+            (a.view().as_ptr(), &a),
+            (ptr, &Tensor::from(array![2.0, 4.0]))
+        );
+        let kept = a.clone();
+        a.view_mut()[0] = 0.0;
+        assert_ne!(a.view().as_ptr(), ptr, "shared: copied before the write");
+        assert_eq!(
+            (kept.view().as_ptr(), kept),
+            (ptr, Tensor::from(array![2.0, 4.0]))
+        );
+    }
+
+    #[test]
+    fn tensors_compare_with_ndarray_arrays() {
+        let t = Tensor::from(array![[1.0f64, 2.0]]);
+        assert_eq!(t, array![[1.0, 2.0]]);
+        assert_eq!(array![[1.0, 2.0]].into_dyn(), t);
+        assert_ne!(t, array![1.0, 2.0], "same elements, another shape");
+        assert_ne!(t, array![[1.0, 3.0]]);
+        assert_eq!(Tensor::scalar(3.0f32), ndarray::arr0(3.0));
     }
 
     #[test]

@@ -46,7 +46,7 @@ use crate::{Float, arith};
 ///     .grad(&Tensor::from(2.0), &[Tensor::from(0.5)], decay, |_, x| x * 1.0)
 ///     .unwrap();
 /// assert_eq!(out.loss, 0.25); // 2 · 0.5³
-/// assert_eq!(out.initial.item(), Some(0.125));
+/// assert_eq!(out.initial.item(), 0.125);
 /// ```
 pub fn step_fn<T: Float, F>(f: F) -> F
 where
@@ -254,7 +254,7 @@ where
             .map(|a| arith::sum_to(&(y * tape.constant(a)), &[]));
         if self.lp.every_state || i + 1 == self.lp.steps {
             let l = (self.loss)(i + 1, y);
-            let value = l.value().item().ok_or_else(|| Error::NonScalarOutput {
+            let value = l.value().try_item().map_err(|_| Error::NonScalarOutput {
                 shape: l.shape(),
                 location: l.location(),
             })?;
@@ -285,7 +285,7 @@ where
         let tape = Tape::new();
         let xv = tape.var(self.current.clone().expect("the initial state is in hand"));
         let l = (self.loss)(0, xv);
-        self.out.loss = l.value().item().ok_or_else(|| Error::NonScalarOutput {
+        self.out.loss = l.value().try_item().map_err(|_| Error::NonScalarOutput {
             shape: l.shape(),
             location: l.location(),
         })?;

@@ -827,7 +827,7 @@ where
 
 /// The single element of a scalar output, or [`Error::NonScalarOutput`].
 fn scalar_of<T: Float>(y: Var<'_, T>) -> Result<T> {
-    y.value().item().ok_or_else(|| Error::NonScalarOutput {
+    y.value().try_item().map_err(|_| Error::NonScalarOutput {
         shape: y.shape(),
         location: y.location(),
     })

@@ -49,7 +49,17 @@ impl<'t, T: Float> Var<'t, T> {
         self.key
     }
 
-    /// The value (an `Arc` clone for arrays: no copy of the data).
+    /// The value, as the [`Tensor`] every value is read as (an `Arc` clone for arrays: no
+    /// copy of the data). [`array`](Var::array) is the shortcut to an ndarray copy.
+    ///
+    /// ```
+    /// use retrograd_tape::{Tape, Tensor};
+    /// let tape = Tape::<f64>::new();
+    /// let x = tape.var([1.0, 2.0]);
+    /// let v: Tensor<f64> = (x * 2.0).value();
+    /// assert_eq!(v, ndarray::array![2.0, 4.0]);
+    /// assert_eq!(v.iter().sum::<f64>(), 6.0);
+    /// ```
     ///
     /// # Panics
     /// When a backward sweep freed it (see [`try_value`](Var::try_value)).
@@ -90,7 +100,8 @@ impl<'t, T: Float> Var<'t, T> {
         }
     }
 
-    /// The value as an owned ndarray array (a copy).
+    /// The value as an owned ndarray array (a copy): `self.value().to_array()`, for
+    /// handing the value to ndarray code.
     ///
     /// # Panics
     /// When the value was freed (as [`value`](Var::value)).
@@ -99,22 +110,51 @@ impl<'t, T: Float> Var<'t, T> {
         self.read(Tensor::to_array)
     }
 
-    /// The single element of a one-element value.
+    /// The single element of a value that has exactly one, of any shape (a loss, a norm,
+    /// one entry picked with `at`), as [`Tensor::item`].
+    ///
+    /// ```
+    /// use retrograd_tape::Tape;
+    /// let tape = Tape::<f64>::new();
+    /// let x = tape.var(3.0);
+    /// assert_eq!((x * x).item(), 9.0);
+    /// ```
     ///
     /// # Panics
-    /// When the value has more than one element, naming its shape and where it was made;
-    /// when it was freed (as [`value`](Var::value)).
+    /// When the value has no element or several, naming its shape, its element count and
+    /// where it was made; when it was freed (as [`value`](Var::value)). The non-panicking
+    /// form is [`try_item`](Var::try_item).
     #[track_caller]
     pub fn item(&self) -> T {
-        let location = self.location();
-        let (item, shape, len) = self.read(|v| (v.item(), Shape::from_slice(v.shape()), v.len()));
         // The panic is raised here, in the caller-tracked body, so that it names the
         // caller's line even when `item` is called from inside a closure.
-        match item {
-            Some(v) => v,
-            None => panic!(
-                "item: value of shape {shape:?} (created at {location}) has {len} elements, not one"
-            ),
+        match self.try_item() {
+            Ok(x) => x,
+            Err(e) => panic_with(e),
+        }
+    }
+
+    /// [`item`](Var::item) without panicking: [`Error::NotOneElement`] (naming where the
+    /// value was made) when it has no element or several, [`Error::ValueFreed`] when a
+    /// backward sweep freed it.
+    ///
+    /// ```
+    /// use retrograd_tape::{Error, Tape};
+    /// let tape = Tape::<f64>::new();
+    /// let v = tape.var([1.0, 2.0]);
+    /// let err = v.try_item().unwrap_err();
+    /// assert!(matches!(err, Error::NotOneElement { len: 2, location: Some(_), .. }));
+    /// assert!(err.to_string().contains("sum_all()"));
+    /// ```
+    pub fn try_item(&self) -> Result<T> {
+        let inner = self.tape.inner.borrow();
+        match inner.graph.value(self.key)?.try_item() {
+            Err(Error::NotOneElement { shape, len, .. }) => Err(Error::NotOneElement {
+                shape,
+                len,
+                location: Some(inner.graph.node(self.key).location),
+            }),
+            result => result,
         }
     }
 
@@ -539,5 +579,66 @@ impl<'t, T: Float> Operand<'t, T> for Val<'t, T> {
     #[track_caller]
     fn constant_like(&self, value: Tensor<T>) -> Self {
         Val::Const(value)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::{Error, GradOptions, Tape, arith::sum_to};
+
+    #[test]
+    fn item_and_try_item_read_one_element_of_any_shape() {
+        let tape = Tape::<f64>::new();
+        for shape in [&[][..], &[1], &[1, 1]] {
+            let v = tape.var(crate::Tensor::full(shape, -1.5));
+            assert_eq!((v.item(), v.try_item()), (-1.5, Ok(-1.5)), "{shape:?}");
+        }
+    }
+
+    #[test]
+    fn item_of_no_element_or_several_names_the_shape_count_and_line() {
+        let tape = Tape::<f64>::new();
+        let empty = tape.var(crate::Tensor::zeros(&[2, 0]));
+        let empty_line = line!() - 1;
+        let many = tape.var([1.0, 2.0, 3.0]);
+        let many_line = line!() - 1;
+        for (v, line, shape, len) in [
+            (empty, empty_line, "[2, 0]", 0),
+            (many, many_line, "[3]", 3),
+        ] {
+            let err = v.try_item().unwrap_err();
+            assert!(
+                matches!(&err, Error::NotOneElement { len: n, location: Some(at), .. }
+                    if *n == len && at.line() == line),
+                "{err}"
+            );
+            let created = format!("created at {}:{line}:", file!());
+            let expected = format!("item: the value of shape {shape} ({created}");
+            let shown =
+                std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| v.item())).unwrap_err();
+            let shown = shown.downcast_ref::<String>().unwrap();
+            assert!(shown.starts_with(&expected), "{shown}");
+            assert!(
+                shown.contains(&format!("has {len} elements, not one")),
+                "{shown}"
+            );
+            assert_eq!(*shown, err.to_string());
+        }
+    }
+
+    #[test]
+    fn try_item_of_a_freed_value_is_value_freed() {
+        let tape = Tape::<f64>::new();
+        let x = tape.var([1.0, 2.0]);
+        let h = sum_to(&(x * x), &[1]);
+        let loss = sum_to(&(h * h), &[]);
+        loss.backward_with(&GradOptions::new().free_values())
+            .unwrap();
+        assert_eq!(loss.try_item(), Ok(25.0));
+        assert!(
+            matches!(h.try_item(), Err(Error::ValueFreed { .. })),
+            "{:?}",
+            h.try_item()
+        );
     }
 }

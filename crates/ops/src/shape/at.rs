@@ -114,7 +114,7 @@ impl<T: Float> Rule<T> for Place {
         ]
     }
     fn forward(&mut self, x: &[&Tensor<T>]) -> Result<Tensor<T>, String> {
-        let Some(value) = x[0].item().filter(|_| x[0].ndim() == 0) else {
+        let Some(value) = x[0].try_item().ok().filter(|_| x[0].ndim() == 0) else {
             return Err(format!(
                 "place takes a scalar, not a value of shape {:?}",
                 x[0].shape()
