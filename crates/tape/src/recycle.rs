@@ -102,7 +102,7 @@ mod tests {
         // Starting from a recycled arena changes nothing a user sees.
         let x = next.var(2.0);
         let y = x * x * x;
-        assert_eq!(y.backward().unwrap()[x].item(), Some(12.0));
+        assert_eq!(y.backward().unwrap()[x].item(), 12.0);
         let held = Tape::<f32>::new();
         assert_eq!(capacity(&held), small_f32);
         // Taken while `held` lives: another tape starts empty-handed.
