@@ -45,7 +45,7 @@ use mpi::collective::SystemOperation;
 use mpi::environment::Universe;
 use mpi::topology::SimpleCommunicator;
 use mpi::traits::{Communicator, CommunicatorCollectives, Equivalence, Root};
-use retrograd_tape::Var;
+use retrograd_tape::{Tensor, Var};
 
 use crate::gradients::ParamGradients;
 use crate::parallel::{DataParallel, Shard};
@@ -219,17 +219,18 @@ impl Distributed {
         } else {
             threads.train_rows(store, rows, batch, loss_fn)
         };
-        let (payload, local_error) = match local {
-            Ok((loss, grads)) => (pack(store, loss, &grads, false), None),
+        let (payload, local_grads, local_error) = match local {
+            Ok((loss, grads)) => (pack(store, loss, &grads, false), grads, None),
             Err(e) => (
                 pack(store, T::zero(), &ParamGradients::new(), true),
+                ParamGradients::new(),
                 Some(e),
             ),
         };
         let mut total = vec![T::zero(); payload.len()];
         self.world
             .all_reduce_into(&payload[..], &mut total[..], SystemOperation::sum());
-        let (loss, grads, failed) = unpack(store, &total);
+        let (loss, grads, failed) = unpack(store, &total, local_grads);
         match local_error {
             Some(e) => Err(DistributedError::Local(e)),
             None if failed > 0 => Err(DistributedError::Remote { ranks: failed }),
@@ -288,20 +289,39 @@ fn pack<T: Scalar>(
 }
 
 /// Reads a summed buffer back: the loss, the gradients of parameters flagged by at least
-/// one rank, and the number of failed ranks.
-fn unpack<T: Scalar>(store: &ParamStore<T>, total: &[T]) -> (T, ParamGradients<T>, usize) {
+/// one rank, and the number of failed ranks. Each sum is written into this rank's own
+/// gradient buffer where it has one (`local`), so a step allocates no new gradients.
+fn unpack<T: Scalar>(
+    store: &ParamStore<T>,
+    total: &[T],
+    mut local: ParamGradients<T>,
+) -> (T, ParamGradients<T>, usize) {
     let values = store.num_elements();
     let flags = &total[values..values + store.len()];
     let mut grads = ParamGradients::with_capacity(store.len());
     let mut offset = 0;
     for ((name, value), &flag) in store.iter().zip(flags) {
         let end = offset + value.len();
-        if flag > T::zero() {
-            let g = ndarray::ArrayD::from_shape_vec(value.raw_dim(), total[offset..end].to_vec())
-                .expect("the buffer was packed with this store's shapes");
-            grads.insert(name, g);
-        }
+        let sum = &total[offset..end];
         offset = end;
+        if flag <= T::zero() {
+            continue;
+        }
+        let reused = local.get_mut(name).and_then(|g| {
+            if g.shape() != value.shape() {
+                return None;
+            }
+            g.view_mut().as_slice_mut()?.copy_from_slice(sum);
+            Some(std::mem::replace(g, Tensor::scalar(T::zero())))
+        });
+        let g = match reused {
+            Some(g) => g,
+            None => Tensor::from_array(
+                ndarray::ArrayD::from_shape_vec(value.raw_dim(), sum.to_vec())
+                    .expect("the buffer was packed with this store's shapes"),
+            ),
+        };
+        grads.insert(name, g);
     }
     let loss = total[values + store.len()];
     let failed = total[values + store.len() + 1].as_f64().round() as usize;
@@ -365,12 +385,44 @@ mod tests {
         grads.insert("b", ArrayD::from_elem(IxDyn(&[3]), 0.5f32));
         let buffer = pack(&s, 1.25, &grads, false);
         assert_eq!(buffer.len() * 4, payload_bytes(&s));
-        let (loss, back, failed) = unpack(&s, &buffer);
+        let (loss, back, failed) = unpack(&s, &buffer, ParamGradients::new());
         assert_eq!((loss, failed), (1.25, 0));
         assert_eq!(back, grads);
-        let (_, none, failed) = unpack(&s, &pack(&s, 0.0, &ParamGradients::new(), true));
+        let (_, none, failed) = unpack(
+            &s,
+            &pack(&s, 0.0, &ParamGradients::new(), true),
+            ParamGradients::new(),
+        );
         assert!(none.is_empty());
         assert_eq!(failed, 1);
+    }
+
+    #[test]
+    fn unpacking_writes_the_sums_into_this_ranks_own_gradient_buffers() {
+        let s = store();
+        let mut local = ParamGradients::new();
+        local.insert("b", ArrayD::from_elem(IxDyn(&[3]), 0.5f32));
+        let before = local["b"].view().as_ptr();
+        let mut summed = pack(&s, 1.0, &local, false);
+        // Another rank's gradient of `w` and of `b`, added as the all-reduce would.
+        let theirs: ParamGradients<f32> = [
+            ("w", ArrayD::from_elem(IxDyn(&[2, 3]), 1.0f32)),
+            ("b", ArrayD::from_elem(IxDyn(&[3]), 0.25f32)),
+        ]
+        .into_iter()
+        .collect();
+        let other = pack(&s, 2.0, &theirs, false);
+        summed.iter_mut().zip(&other).for_each(|(a, b)| *a += b);
+        let (loss, grads, failed) = unpack(&s, &summed, local);
+        assert_eq!((loss, failed), (3.0, 0));
+        assert_eq!(grads["b"], ArrayD::from_elem(IxDyn(&[3]), 0.75f32));
+        assert_eq!(grads["w"], ArrayD::from_elem(IxDyn(&[2, 3]), 1.0f32));
+        assert_eq!(
+            grads["b"].view().as_ptr(),
+            before,
+            "the local buffer was reused"
+        );
+        assert_eq!(grads.names().collect::<Vec<_>>(), ["w", "b"]);
     }
 
     #[test]
