@@ -341,7 +341,7 @@ where
         .jvp_with(&g, &xs, tangents, &JvpOptions::new())
         .map_err(sweep("forward sweep over the gradient"))?
         .into_iter()
-        .map(|v| v.value().into_array())
+        .map(|v| v.into_value().into_array())
         .collect();
     let mut dirs = Directions(w.len() as u64 ^ 0x5eed);
     let batch_labels = [
@@ -362,7 +362,7 @@ where
             .grad_with(gv, &xs, &GradOptions::new())
             .map_err(sweep("reverse sweep over the gradient"))?
             .into_iter()
-            .map(|v| v.value().into_array())
+            .map(|v| v.into_value().into_array())
             .collect::<Vec<_>>(),
         None => Vec::new(),
     };
@@ -477,7 +477,7 @@ where
         .grad_with(y, &xs, &GradOptions::new().retain_graph().seed(w.clone()))
         .map_err(sweep("reverse sweep"))?
         .into_iter()
-        .map(|v| v.value().into_array())
+        .map(|v| v.into_value().into_array())
         .collect();
     for (i, x) in inputs.iter().enumerate() {
         let mut fd = ArrayD::zeros(x.shape());

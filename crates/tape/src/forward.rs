@@ -68,7 +68,10 @@ impl<T: Float> Tape<T> {
     ) -> Result<Vec<ArrayD<T>>> {
         let tangents = tangents.into_iter().map(Val::Const).collect();
         let out = self.jvp_with(outputs, inputs, tangents, &JvpOptions::new())?;
-        Ok(out.into_iter().map(|v| v.value().into_array()).collect())
+        Ok(out
+            .into_iter()
+            .map(|v| v.into_value().into_array())
+            .collect())
     }
 
     /// The general forward sweep. With `create_graph` the sweep records its own ops (the

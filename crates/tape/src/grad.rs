@@ -349,7 +349,10 @@ impl<T: Float> Tape<T> {
     #[track_caller]
     pub fn grad(&self, output: Var<'_, T>, inputs: &[Var<'_, T>]) -> Result<Vec<ArrayD<T>>> {
         let vals = self.grad_with(output, inputs, &GradOptions::new())?;
-        Ok(vals.into_iter().map(|v| v.value().into_array()).collect())
+        Ok(vals
+            .into_iter()
+            .map(|v| v.into_value().into_array())
+            .collect())
     }
 
     /// The vector-Jacobian product `cotangentᵀ · ∂output/∂input` for each input, for an
@@ -366,7 +369,10 @@ impl<T: Float> Tape<T> {
         inputs: &[Var<'_, T>],
     ) -> Result<Vec<ArrayD<T>>> {
         let vals = self.grad_with(output, inputs, &GradOptions::new().seed(cotangent))?;
-        Ok(vals.into_iter().map(|v| v.value().into_array()).collect())
+        Ok(vals
+            .into_iter()
+            .map(|v| v.into_value().into_array())
+            .collect())
     }
 
     /// Differentiable gradients: the sweep records its own ops, so each result is a Var

@@ -277,7 +277,7 @@ impl<T: Float> Pullback<T> {
             .retain_graph()
             .seed(Tensor::from_array(u.clone()));
         let mut g = self.tape.grad_with(y, &[x], &opts)?;
-        Ok(g.remove(0).value().into_array())
+        Ok(g.remove(0).into_value().into_array())
     }
 
     /// The output's shape (what [`call`](Pullback::call) expects).

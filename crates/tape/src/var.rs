@@ -267,6 +267,15 @@ impl<'t, T: Float> Val<'t, T> {
         }
     }
 
+    /// The value, moved out of a constant (so that [`Tensor::into_array`] finds its buffer
+    /// unshared and needs no copy); an `Arc` clone of a recorded node's value.
+    pub fn into_value(self) -> Tensor<T> {
+        match self {
+            Val::Const(t) => t,
+            Val::Var(v) => v.value(),
+        }
+    }
+
     /// The value's shape.
     pub fn shape(&self) -> Shape {
         match self {
