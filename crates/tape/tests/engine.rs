@@ -345,3 +345,52 @@ fn a_tangent_count_that_does_not_match_the_inputs_is_an_error() {
         other => panic!("expected InvalidOp, got {other}"),
     }
 }
+
+/// A rule that remembers where the cotangent it hands back lives.
+struct Marked {
+    cotangent_at: std::rc::Rc<std::cell::Cell<usize>>,
+}
+
+impl retrograd_tape::Rule<f64> for Marked {
+    fn name(&self) -> &'static str {
+        "marked"
+    }
+    fn forward(
+        &mut self,
+        x: &[&retrograd_tape::Tensor<f64>],
+    ) -> Result<retrograd_tape::Tensor<f64>, String> {
+        Ok(x[0].clone())
+    }
+    fn vjp<'t>(
+        &self,
+        _: &retrograd_tape::RuleCtx<'t, f64>,
+        g: &retrograd_tape::Val<'t, f64>,
+    ) -> retrograd_tape::Cotangents<'t, f64> {
+        let fresh = g.value().to_array();
+        self.cotangent_at.set(fresh.as_ptr() as usize);
+        retrograd_tape::Cotangents::one(retrograd_tape::Val::Const(fresh.into()))
+    }
+    fn jvp<'t>(
+        &self,
+        _: &retrograd_tape::RuleCtx<'t, f64>,
+        t: &[Option<retrograd_tape::Val<'t, f64>>],
+    ) -> Option<retrograd_tape::Val<'t, f64>> {
+        t[0].clone()
+    }
+}
+
+#[test]
+fn grad_and_vjp_hand_over_a_gradient_without_copying_it() {
+    let tape = Tape::<f64>::new();
+    let x = tape.var(ndarray::Array1::<f64>::linspace(0.0, 1.0, 1000));
+    let cotangent_at = std::rc::Rc::new(std::cell::Cell::new(0));
+    let marked = Marked {
+        cotangent_at: cotangent_at.clone(),
+    };
+    let y = Var::apply(marked, &[&x]);
+    let g = tape
+        .vjp(y, ndarray::Array1::<f64>::ones(1000), &[x])
+        .unwrap();
+    assert_eq!(g[0].as_ptr() as usize, cotangent_at.get());
+    assert!(g[0].iter().all(|&v| v == 1.0));
+}
