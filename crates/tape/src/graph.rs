@@ -574,7 +574,7 @@ impl<'a, T: Float> RuleLoan<'a, T> {
             other => {
                 let location = node.location;
                 node.origin = other;
-                let op = inner.graph.name(&inner.graph.node(key).origin);
+                let op = inner.graph.op_name(key);
                 Err(Error::GraphFreed { op, location })
             }
         }
