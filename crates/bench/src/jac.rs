@@ -163,4 +163,8 @@ pub fn probe(report: &mut Report, name: &str, runs: usize) {
         jacobian(f, black_box(&x), Mode::Auto).map(|j| j.jacobian.len())
     });
     report.push(format!("jac.probe.{name}.auto_ms"), ns / 1e6, "ms");
+    // The last run's plan with its measured step times, for whoever profiles it.
+    if let Ok(j) = jacobian(f, &x, Mode::Auto) {
+        eprint!("{}", j.plan);
+    }
 }

@@ -20,6 +20,7 @@ mod batched;
 pub mod kernel;
 pub mod matmul;
 pub mod outer;
+mod skinny;
 
 pub use matmul::MatMul;
 pub use outer::Outer;

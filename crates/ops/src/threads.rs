@@ -23,11 +23,16 @@
 //! assert!(num_threads() >= 1);
 //! ```
 //!
-//! The threads themselves are [rayon](https://docs.rs/rayon)'s global pool, which has one
-//! thread per core unless `RAYON_NUM_THREADS` says otherwise; asking for more threads than
-//! the pool has splits the work finer but runs no faster. Small products (W2's 10-wide
-//! layers, anything below [`PARALLEL_MIN_MADDS`] multiply-adds) always run on the calling
-//! thread: handing them to the pool costs more than it saves.
+//! A product is cut into one block per thread, never more blocks than there are cores: the
+//! calling thread computes the first block and helper threads (started on first use, kept
+//! for the process) the others. An idle helper spins for 0.3 ms before it sleeps, as
+//! OpenMP runtimes do, so back-to-back products do not pay for waking it; a helper that
+//! another thread's product holds is not waited for (the caller computes that block
+//! itself). Small products (anything below [`PARALLEL_MIN_MADDS`] multiply-adds) always run
+//! on the calling thread.
+
+mod pool;
+pub(crate) use pool::run_parts;
 
 use std::cell::Cell;
 use std::sync::OnceLock;
@@ -39,7 +44,7 @@ pub const ENV_VAR: &str = "RETROGRAD_NUM_THREADS";
 /// Products smaller than this many multiply-adds (`m·n·k`) run on one thread whatever the
 /// thread count: measured on W2's shapes, forking a 128×512×10 product onto the pool took
 /// 20 to 40 µs against 6 µs on the calling thread.
-pub const PARALLEL_MIN_MADDS: usize = 1 << 21;
+pub const PARALLEL_MIN_MADDS: usize = 1 << 18;
 
 /// The process-wide count set by [`set_num_threads`]; 0 means "not set".
 static PROCESS: AtomicUsize = AtomicUsize::new(0);
@@ -97,6 +102,17 @@ pub fn with_num_threads<R>(threads: usize, f: impl FnOnce() -> R) -> R {
 /// The number of available cores (1 when the system cannot tell).
 pub fn available_cores() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// How many parts a kernel splits a product of `madds` multiply-adds into: one below
+/// [`PARALLEL_MIN_MADDS`], else [`num_threads`], but no more than there are cores (a part
+/// waiting for a core only delays the others).
+pub(crate) fn parts_for(madds: usize) -> usize {
+    static CORES: OnceLock<usize> = OnceLock::new();
+    if madds < PARALLEL_MIN_MADDS {
+        return 1;
+    }
+    num_threads().min(*CORES.get_or_init(available_cores))
 }
 
 /// `RETROGRAD_NUM_THREADS` if it is a positive integer, else the core count.

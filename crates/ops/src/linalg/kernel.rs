@@ -3,11 +3,21 @@
 //! Every matrix product in retrograd (the forward of `matmul`, and through it its VJP and
 //! JVP rules) ends in [`gemm()`]. `f32` and `f64` products run on the pure-Rust
 //! [`gemm`](https://docs.rs/gemm) crate (its AVX-512 kernels where the CPU has them,
-//! chosen at run time), on as many threads as [`crate::threads::num_threads`] allows; it
-//! was chosen over `matrixmultiply` by the W2 training step measured through the engine
-//! (docs/benchmarks.md). Any other element type falls back to ndarray's
-//! `general_mat_mul`. Keeping a single seam lets the kernel be re-chosen by measurement
-//! without touching any rule.
+//! chosen at run time); it was chosen over `matrixmultiply` by the W2 training step
+//! measured through the engine (docs/benchmarks.md). Any other element type falls back to
+//! ndarray's `general_mat_mul`. Keeping a single seam lets the kernel be re-chosen by
+//! measurement without touching any rule.
+//!
+//! Two things sit in front of the `gemm` crate, each chosen by measurement:
+//! - **Products with at most eight rows or columns** (a few tangents through a wide layer,
+//!   a matrix-vector product) go to AVX-512 loops that read the long operand in place
+//!   instead of packing it (`skinny`): a 500×500 matrix times a vector took 41 µs there
+//!   against 198 µs in `gemm`.
+//! - **Large products are cut into one block per core** along the output's wider side, and
+//!   each block runs single-threaded on [`crate::threads`]' helpers, the calling thread
+//!   taking the first. `gemm`'s own threading split W2's 128-row products badly: its
+//!   784→512 forward product took 623 µs on 2 threads against 715 µs on one; cut in two
+//!   column blocks it takes 354 µs (docs/benchmarks.md).
 //!
 //! The kernel takes arbitrary strides, so callers pass transposed *views* (`a.t()`) rather
 //! than materialising transposes: a VJP's `Aᵀ · G` costs one GEMM and no copy.
@@ -18,7 +28,7 @@ use ndarray::{Array2, ArrayView2, ArrayViewMut2};
 
 use retrograd_tape::Float;
 
-use crate::threads::{PARALLEL_MIN_MADDS, num_threads};
+use crate::threads::parts_for;
 
 /// The name of the kernel behind [`gemm()`], for benchmark reports (`"gemm"`).
 pub const KERNEL: &str = "gemm";
@@ -26,7 +36,8 @@ pub const KERNEL: &str = "gemm";
 /// `C ← α·A·B + β·C` for an `m×k` matrix `A`, a `k×n` matrix `B` and an `m×n` matrix `C`,
 /// with any strides (transposed views included). With `β = 0` the old contents of `C` are
 /// not read (NaN in `C` does not leak into the result). Products of at least
-/// [`PARALLEL_MIN_MADDS`] multiply-adds use up to [`num_threads`] threads.
+/// [`PARALLEL_MIN_MADDS`](crate::threads::PARALLEL_MIN_MADDS) multiply-adds use up to
+/// [`num_threads`](crate::threads::num_threads) threads, one per core at most.
 ///
 /// ```
 /// use ndarray::{array, Array2};
@@ -143,44 +154,158 @@ unsafe fn gemm_raw<T: Float>(
     (c_rs, c_cs): (isize, isize),
 ) {
     let ((m, k), n) = (a.dim(), b.dim().1);
-    let threads = num_threads();
-    let parallelism = if threads > 1 && m.saturating_mul(n).saturating_mul(k) >= PARALLEL_MIN_MADDS
-    {
-        gemm::Parallelism::Rayon(threads)
-    } else {
-        gemm::Parallelism::None
-    };
+    let parts = parts_for(m.saturating_mul(n).saturating_mul(k));
     let (a_rs, a_cs) = (a.strides()[0], a.strides()[1]);
     let (b_rs, b_cs) = (b.strides()[0], b.strides()[1]);
+    let whole = Block {
+        rows: m,
+        cols: n,
+        depth: k,
+        a: a.as_ptr(),
+        a_strides: (a_rs, a_cs),
+        b: b.as_ptr(),
+        b_strides: (b_rs, b_cs),
+        dst,
+        dst_strides: (c_rs, c_cs),
+    };
+    // SAFETY: `whole` describes exactly the caller's operands and output.
+    unsafe {
+        if !super::skinny::try_gemm(whole, alpha, beta) {
+            run_split(whole, parts, alpha, beta);
+        }
+    }
+}
+
+/// A product described by pointers and strides, as the kernels take it:
+/// `dst[rows×cols] ← α·a[rows×depth]·b[depth×cols] + β·dst`.
+pub(super) struct Block<T> {
+    pub(super) rows: usize,
+    pub(super) cols: usize,
+    pub(super) depth: usize,
+    pub(super) a: *const T,
+    pub(super) a_strides: (isize, isize),
+    pub(super) b: *const T,
+    pub(super) b_strides: (isize, isize),
+    pub(super) dst: *mut T,
+    pub(super) dst_strides: (isize, isize),
+}
+
+impl<T> Clone for Block<T> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<T> Copy for Block<T> {}
+
+// SAFETY: a block is handed to one pool thread while its creator waits for it; the blocks
+// of one product write disjoint parts of the output and only read the inputs.
+#[allow(unsafe_code)]
+unsafe impl<T> Send for Block<T> {}
+// SAFETY: as for `Send`: the parts are read by the threads that run them, never written.
+#[allow(unsafe_code)]
+unsafe impl<T> Sync for Block<T> {}
+
+impl<T> Block<T> {
+    /// The same product transposed, `Cᵀ = Bᵀ·Aᵀ`: same memory, strides swapped.
+    pub(super) fn transposed(self) -> Self {
+        let swap = |(r, c): (isize, isize)| (c, r);
+        Block {
+            rows: self.cols,
+            cols: self.rows,
+            depth: self.depth,
+            a: self.b,
+            a_strides: swap(self.b_strides),
+            b: self.a,
+            b_strides: swap(self.a_strides),
+            dst: self.dst,
+            dst_strides: swap(self.dst_strides),
+        }
+    }
+
+    /// Splits the block into at most `parts` blocks of nearly equal size along the wider
+    /// side of the output (so that only the smaller operand is packed more than once),
+    /// cutting at multiples of 32 and keeping each part at least 64 wide.
+    #[allow(unsafe_code)]
+    fn split(self, parts: usize) -> Vec<Self> {
+        let along_cols = self.cols >= self.rows;
+        let len = if along_cols { self.cols } else { self.rows };
+        let parts = parts.min(len / 64).max(1);
+        let mut blocks = Vec::with_capacity(parts);
+        let mut start = 0;
+        for part in 1..=parts {
+            let end = if part == parts {
+                len
+            } else {
+                (len * part / parts).next_multiple_of(32).min(len)
+            };
+            if end <= start {
+                continue;
+            }
+            let mut block = self;
+            // SAFETY (offsets): `start < len`, so both pointers stay inside their matrices.
+            unsafe {
+                if along_cols {
+                    block.cols = end - start;
+                    block.b = self.b.offset(start as isize * self.b_strides.1);
+                    block.dst = self.dst.offset(start as isize * self.dst_strides.1);
+                } else {
+                    block.rows = end - start;
+                    block.a = self.a.offset(start as isize * self.a_strides.0);
+                    block.dst = self.dst.offset(start as isize * self.dst_strides.0);
+                }
+            }
+            blocks.push(block);
+            start = end;
+        }
+        blocks
+    }
+}
+
+/// Runs `block` as up to `parts` single-threaded products, one per core.
+#[allow(unsafe_code)]
+unsafe fn run_split<T: Float>(block: Block<T>, parts: usize, alpha: T, beta: T) {
+    let blocks = block.split(parts);
+    let run = |i: usize| {
+        // SAFETY: the blocks are disjoint parts of the caller's block.
+        unsafe { run_block(blocks[i], alpha, beta) }
+    };
+    crate::threads::run_parts(blocks.len(), &run);
+}
+
+/// One block through `gemm::gemm` on the calling thread.
+///
+/// # Safety
+/// `T` is f32 or f64 and `blk` describes operands and an output as [`gemm_raw`] requires.
+#[allow(unsafe_code)]
+unsafe fn run_block<T: Float>(blk: Block<T>, alpha: T, beta: T) {
     // SAFETY: `T` is f32 or f64 (the caller's contract), both supported by `gemm::gemm`.
-    // It reads an m×k matrix at `a.as_ptr()` with strides (a_rs, a_cs) and a k×n matrix at
-    // `b.as_ptr()` with (b_rs, b_cs): exactly the shapes and element strides of the two
-    // views. It reads (unless β = 0) and writes the m×n matrix at `dst` with (c_rs, c_cs),
-    // which the caller vouches for. `gemm::gemm` computes `dst ← alpha·dst +
-    // beta·lhs·rhs`: our β is its alpha and our α its beta; with β = 0, `read_dst = false`
-    // so the old contents are not read. No conjugation (real numbers). The call is
-    // synchronous (its threads join before it returns): the views outlive it.
+    // It reads a rows×depth matrix at `blk.a` and a depth×cols one at `blk.b` with their
+    // strides, exactly the block's operands, and reads (unless β = 0) and writes the
+    // rows×cols output at `blk.dst`, which the caller vouches for. `gemm::gemm` takes
+    // column strides first and computes `dst ← alpha·dst + beta·lhs·rhs`: our β is its
+    // alpha and our α its beta; with β = 0, `read_dst = false`, so the old contents are not
+    // read. No conjugation (real numbers); the call returns when the product is done.
     unsafe {
         gemm::gemm(
-            m,
-            n,
-            k,
-            dst,
-            c_cs,
-            c_rs,
+            blk.rows,
+            blk.cols,
+            blk.depth,
+            blk.dst,
+            blk.dst_strides.1,
+            blk.dst_strides.0,
             beta != T::zero(),
-            a.as_ptr(),
-            a_cs,
-            a_rs,
-            b.as_ptr(),
-            b_cs,
-            b_rs,
+            blk.a,
+            blk.a_strides.1,
+            blk.a_strides.0,
+            blk.b,
+            blk.b_strides.1,
+            blk.b_strides.0,
             beta,
             alpha,
             false,
             false,
             false,
-            parallelism,
+            gemm::Parallelism::None,
         );
     }
 }

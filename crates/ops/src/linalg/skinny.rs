@@ -1,0 +1,595 @@
+//! Products with at most eight rows or columns, read in place with AVX-512.
+//!
+//! A batched sweep through a wide layer multiplies a few tangents (`[k, 500]`) by a large
+//! weight (`[500, 500]`). A general GEMM kernel packs the weight into panels first, which
+//! pays off when each element is reused many times; here each is used `k ≤ 8` times, so
+//! packing cost as much as the product and the register tiles ran mostly empty (a fifth of
+//! `jacobian(Auto)`'s time on the bottleneck chain). These loops read the long operand
+//! once, where it lies, along its contiguous axis, in one of two forms:
+//! - **dot form**: each output is a dot product of a row of the long operand with one of
+//!   the few short rows (`R` long rows × `N` short rows of accumulators);
+//! - **axpy form**: each row of the long operand is added, scaled, into the few output
+//!   rows (`M` output rows × `V` vectors of columns of accumulators).
+//!
+//! Each of the four layouts is one of the two forms, possibly for `Cᵀ = Bᵀ·Aᵀ`. The short
+//! operand is first copied into a small contiguous buffer. Large products are split over
+//! [`crate::threads`]'s cores along the long side.
+
+use std::any::TypeId;
+
+use retrograd_tape::Float;
+
+use super::kernel::Block;
+use crate::threads::{parts_for, run_parts};
+
+/// The most rows or columns a product may have to take this path.
+pub const MAX_SKINNY: usize = 8;
+
+/// Multiply-adds below which the general kernel is left to it (no packing worth saving).
+const MIN_MADDS: usize = 1 << 14;
+
+/// Which loops compute a product, and over which operands.
+#[derive(Clone, Copy)]
+enum Plan {
+    /// `out[r, s] = Σ_p long[r, p]·short[s, p]`: `long` row-contiguous (stride `long_rs`
+    /// between rows), `short` copied as `N` rows of `k`.
+    Dot,
+    /// `out[r, s] = Σ_p short[r, p]·long[p, s]`: `long` row-contiguous, `short` copied as
+    /// `k` groups of `M` multipliers.
+    Axpy,
+}
+
+/// `C ← α·A·B + β·C` through the skinny loops when the product has at most
+/// [`MAX_SKINNY`] rows or columns, its long operand has a contiguous axis along which the
+/// loops can read it, the CPU has AVX-512F and `T` is f32 or f64. Returns `false`, having
+/// done nothing, otherwise. The caller guarantees `block` (as for the general kernel).
+#[allow(unsafe_code)]
+pub(super) unsafe fn try_gemm<T: Float>(block: Block<T>, alpha: T, beta: T) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        let Block {
+            rows: m,
+            cols: n,
+            depth: k,
+            ..
+        } = block;
+        if m.min(n) > MAX_SKINNY || m.saturating_mul(n).saturating_mul(k) < MIN_MADDS {
+            return false;
+        }
+        if !std::arch::is_x86_feature_detected!("avx512f") {
+            return false;
+        }
+        let Some((plan, oriented)) = orient(block) else {
+            return false;
+        };
+        // SAFETY: forwarded from the caller; `orient` only transposes the description.
+        unsafe {
+            if TypeId::of::<T>() == TypeId::of::<f64>() {
+                run::<T, f64>(plan, oriented, alpha, beta);
+            } else if TypeId::of::<T>() == TypeId::of::<f32>() {
+                run::<T, f32>(plan, oriented, alpha, beta);
+            } else {
+                return false;
+            }
+        }
+        true
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    {
+        let _ = (block, alpha, beta);
+        false
+    }
+}
+
+/// The plan for `block`, and the block described so that the plan's `long` is its `a`
+/// (dot form) or `b` (axpy form) and its output rows are the few: the product itself or
+/// its transpose `Cᵀ = Bᵀ·Aᵀ`.
+fn orient<T>(block: Block<T>) -> Option<(Plan, Block<T>)> {
+    let (a_rs, a_cs) = block.a_strides;
+    let (b_rs, b_cs) = block.b_strides;
+    let few_rows = block.rows <= MAX_SKINNY;
+    let few_cols = block.cols <= MAX_SKINNY;
+    // Dot form wants the long rows first: `n ≤ 8` with A's rows contiguous, or the
+    // transpose when `m ≤ 8` and B's columns are. Axpy form wants the few rows first:
+    // `m ≤ 8` with B's rows contiguous, or the transpose when `n ≤ 8` and A's columns are.
+    if few_cols && a_cs == 1 {
+        Some((Plan::Dot, block))
+    } else if few_rows && b_rs == 1 {
+        Some((Plan::Dot, block.transposed()))
+    } else if few_rows && b_cs == 1 {
+        Some((Plan::Axpy, block))
+    } else if few_cols && a_rs == 1 {
+        Some((Plan::Axpy, block.transposed()))
+    } else {
+        None
+    }
+}
+
+/// Runs `plan` on `block` with `T` = `S`, split over cores along the long side.
+///
+/// # Safety
+/// `T` is `S`; `block` as for [`try_gemm`], oriented by [`orient`]; AVX-512F present.
+#[cfg(target_arch = "x86_64")]
+#[allow(unsafe_code)]
+unsafe fn run<T: Float, S: simd::Lanes>(plan: Plan, block: Block<T>, alpha: T, beta: T) {
+    let Block {
+        rows: m,
+        cols: n,
+        depth: k,
+        ..
+    } = block;
+    let (long, few) = match plan {
+        Plan::Dot => (m, n),
+        Plan::Axpy => (n, m),
+    };
+    // The short operand, contiguous: `few` rows of `k` (dot) or `k` groups of `few` (axpy).
+    let short: Vec<S> = match plan {
+        // SAFETY: reads inside B (k×n) through its own strides; `T` is `S`.
+        Plan::Dot => (0..few * k)
+            .map(|e| unsafe { read::<T, S>(block.b, block.b_strides, (e % k, e / k)) })
+            .collect(),
+        // SAFETY: reads inside A (m×k) through its own strides.
+        Plan::Axpy => (0..few * k)
+            .map(|e| unsafe { read::<T, S>(block.a, block.a_strides, (e % few, e / few)) })
+            .collect(),
+    };
+    let mut out = vec![S::zero(); m * n];
+    let parts = parts_for(m * n * k).min(long / 64).max(1);
+    let (out_ptr, short_ptr) = (
+        SendPtr(out.as_mut_ptr()),
+        SendPtr(short.as_ptr().cast_mut()),
+    );
+    let (long_ptr, long_rs) = match plan {
+        Plan::Dot => (SendPtr(block.a.cast_mut().cast::<S>()), block.a_strides.0),
+        Plan::Axpy => (SendPtr(block.b.cast_mut().cast::<S>()), block.b_strides.0),
+    };
+    let part = |p: usize| {
+        // Cut at multiples of 64, so that every part but the last has whole tiles.
+        let cut = |q: usize| (long * q / parts).next_multiple_of(64).min(long);
+        let range = (cut(p), cut(p + 1));
+        let (out, short, long) = (out_ptr, short_ptr, long_ptr);
+        // SAFETY: the parts cover disjoint ranges of the long side, so they write disjoint
+        // elements of `out`; the rest is the caller's contract and the buffers' sizes.
+        unsafe {
+            match plan {
+                Plan::Dot => simd::dot(range, (k, few), long.0, long_rs, short.0, out.0),
+                Plan::Axpy => simd::axpy(range, (k, few), long.0, long_rs, short.0, out.0, n),
+            }
+        }
+    };
+    run_parts(parts, &part);
+    // C ← α·out + β·C, `out` row-major m×n.
+    for (e, &v) in out.iter().enumerate() {
+        let (r, s) = (e / n, e % n);
+        let at = r as isize * block.dst_strides.0 + s as isize * block.dst_strides.1;
+        // SAFETY: (r, s) is inside the m×n output the caller vouches for; `S` is `T`.
+        unsafe {
+            let dst = block.dst.offset(at);
+            let v: T = std::mem::transmute_copy(&v);
+            *dst = if beta == T::zero() {
+                alpha * v
+            } else {
+                alpha * v + beta * *dst
+            };
+        }
+    }
+}
+
+/// Element `(row, col)` of the matrix at `ptr` with `strides`, as `S` (which is `T`).
+#[allow(unsafe_code)]
+unsafe fn read<T: Copy, S: Copy>(
+    ptr: *const T,
+    strides: (isize, isize),
+    (row, col): (usize, usize),
+) -> S {
+    // SAFETY: the caller keeps (row, col) inside the matrix; `S` is `T`.
+    unsafe {
+        std::mem::transmute_copy(&*ptr.offset(row as isize * strides.0 + col as isize * strides.1))
+    }
+}
+
+/// A raw pointer the parts of one product share (each touching its own elements).
+#[derive(Clone, Copy)]
+struct SendPtr<S>(*mut S);
+// SAFETY: see `run`: the parts write disjoint elements and only read the rest.
+#[allow(unsafe_code)]
+unsafe impl<S> Send for SendPtr<S> {}
+#[allow(unsafe_code)]
+unsafe impl<S> Sync for SendPtr<S> {}
+
+#[cfg(target_arch = "x86_64")]
+#[allow(unsafe_code)]
+mod simd {
+    //! The two forms' loops for f32 and f64 over AVX-512 registers.
+
+    use std::arch::x86_64::*;
+
+    /// One AVX-512 register of `Self`, with the few operations the loops use.
+    pub(super) trait Lanes: Copy + 'static {
+        type V: Copy;
+        const LANES: usize;
+        fn zero() -> Self;
+        unsafe fn splat(x: Self) -> Self::V;
+        unsafe fn vzero() -> Self::V;
+        /// The first `lanes` elements at `p`, zeros beyond them.
+        unsafe fn load(p: *const Self, lanes: usize) -> Self::V;
+        unsafe fn fmadd(a: Self::V, b: Self::V, c: Self::V) -> Self::V;
+        unsafe fn sum(v: Self::V) -> Self;
+        /// Stores the first `lanes` elements at `p`.
+        unsafe fn store(p: *mut Self, v: Self::V, lanes: usize);
+    }
+
+    macro_rules! lanes {
+        ($t:ty, $v:ty, $n:expr, $mask:ty, $set1:ident, $setzero:ident, $loadu:ident,
+         $maskz_loadu:ident, $fmadd:ident, $reduce:ident, $storeu:ident, $mask_storeu:ident) => {
+            impl Lanes for $t {
+                type V = $v;
+                const LANES: usize = $n;
+                fn zero() -> Self {
+                    0.0
+                }
+                #[inline(always)]
+                unsafe fn splat(x: Self) -> $v {
+                    unsafe { $set1(x) }
+                }
+                #[inline(always)]
+                unsafe fn vzero() -> $v {
+                    unsafe { $setzero() }
+                }
+                #[inline(always)]
+                unsafe fn load(p: *const Self, lanes: usize) -> $v {
+                    unsafe {
+                        if lanes == $n {
+                            $loadu(p)
+                        } else {
+                            $maskz_loadu(((1u32 << lanes) - 1) as $mask, p)
+                        }
+                    }
+                }
+                #[inline(always)]
+                unsafe fn fmadd(a: $v, b: $v, c: $v) -> $v {
+                    unsafe { $fmadd(a, b, c) }
+                }
+                #[inline(always)]
+                unsafe fn sum(v: $v) -> Self {
+                    unsafe { $reduce(v) }
+                }
+                #[inline(always)]
+                unsafe fn store(p: *mut Self, v: $v, lanes: usize) {
+                    unsafe {
+                        if lanes == $n {
+                            $storeu(p, v)
+                        } else {
+                            $mask_storeu(p, ((1u32 << lanes) - 1) as $mask, v)
+                        }
+                    }
+                }
+            }
+        };
+    }
+
+    lanes!(
+        f64,
+        __m512d,
+        8,
+        __mmask8,
+        _mm512_set1_pd,
+        _mm512_setzero_pd,
+        _mm512_loadu_pd,
+        _mm512_maskz_loadu_pd,
+        _mm512_fmadd_pd,
+        _mm512_reduce_add_pd,
+        _mm512_storeu_pd,
+        _mm512_mask_storeu_pd
+    );
+    lanes!(
+        f32,
+        __m512,
+        16,
+        __mmask16,
+        _mm512_set1_ps,
+        _mm512_setzero_ps,
+        _mm512_loadu_ps,
+        _mm512_maskz_loadu_ps,
+        _mm512_fmadd_ps,
+        _mm512_reduce_add_ps,
+        _mm512_storeu_ps,
+        _mm512_mask_storeu_ps
+    );
+
+    /// Dot form over long rows `rows.0..rows.1`: `out[r·few + s] = long[r, :] · short[s, :]`.
+    ///
+    /// # Safety
+    /// AVX-512F; `long` has those rows of `k` contiguous elements, `long_rs` apart;
+    /// `short` holds `few` rows of `k`; `out` has room for every row's `few` outputs.
+    pub(super) unsafe fn dot<S: Lanes>(
+        rows: (usize, usize),
+        (k, few): (usize, usize),
+        long: *const S,
+        long_rs: isize,
+        short: *const S,
+        out: *mut S,
+    ) {
+        macro_rules! shapes {
+            ($($n:literal => $r:literal),*) => {
+                match few {
+                    $($n => unsafe { dot_rows::<S, $n, $r>(rows, k, long, long_rs, short, out) },)*
+                    _ => unreachable!("at most {} short rows", super::MAX_SKINNY),
+                }
+            };
+        }
+        shapes!(1 => 8, 2 => 4, 3 => 4, 4 => 4, 5 => 4, 6 => 4, 7 => 3, 8 => 2);
+    }
+
+    #[target_feature(enable = "avx512f")]
+    unsafe fn dot_rows<S: Lanes, const N: usize, const R: usize>(
+        (start, end): (usize, usize),
+        k: usize,
+        long: *const S,
+        long_rs: isize,
+        short: *const S,
+        out: *mut S,
+    ) {
+        let mut r = start;
+        while r < end {
+            // SAFETY: the caller's contract, row by row.
+            unsafe {
+                if end - r >= R {
+                    dot_tile::<S, N, R>(r, k, long, long_rs, short, out);
+                    r += R;
+                } else {
+                    dot_tile::<S, N, 1>(r, k, long, long_rs, short, out);
+                    r += 1;
+                }
+            }
+        }
+    }
+
+    /// `R` long rows from `r` against the `N` short rows, `R·N` registers of partial sums.
+    #[inline(always)]
+    unsafe fn dot_tile<S: Lanes, const N: usize, const R: usize>(
+        r: usize,
+        k: usize,
+        long: *const S,
+        long_rs: isize,
+        short: *const S,
+        out: *mut S,
+    ) {
+        unsafe {
+            let mut acc = [[S::vzero(); N]; R];
+            let rows: [*const S; R] =
+                std::array::from_fn(|i| long.offset((r + i) as isize * long_rs));
+            let full = k - k % S::LANES;
+            let mut p = 0;
+            while p < full {
+                dot_step::<S, N, R>(&mut acc, &rows, short, k, p, S::LANES);
+                p += S::LANES;
+            }
+            if p < k {
+                dot_step::<S, N, R>(&mut acc, &rows, short, k, p, k - p);
+            }
+            for (i, row) in acc.iter().enumerate() {
+                for (s, a) in row.iter().enumerate() {
+                    *out.add((r + i) * N + s) = S::sum(*a);
+                }
+            }
+        }
+    }
+
+    /// One vector of `lanes` elements from `p` of every row, into the partial sums.
+    #[inline(always)]
+    unsafe fn dot_step<S: Lanes, const N: usize, const R: usize>(
+        acc: &mut [[S::V; N]; R],
+        rows: &[*const S; R],
+        short: *const S,
+        k: usize,
+        p: usize,
+        lanes: usize,
+    ) {
+        unsafe {
+            let mut b = [S::vzero(); N];
+            for (s, v) in b.iter_mut().enumerate() {
+                *v = S::load(short.add(s * k + p), lanes);
+            }
+            for (row, sums) in rows.iter().zip(acc.iter_mut()) {
+                let x = S::load(row.add(p), lanes);
+                for (a, bv) in sums.iter_mut().zip(&b) {
+                    *a = S::fmadd(x, *bv, *a);
+                }
+            }
+        }
+    }
+
+    /// Axpy form over long columns `cols.0..cols.1`:
+    /// `out[s·n + c] = Σ_p short[p·few + s]·long[p, c]`.
+    ///
+    /// # Safety
+    /// AVX-512F; `long` has `k` rows, `long_rs` apart, contiguous over those columns;
+    /// `short` holds `k·few` multipliers; `out` is `few` rows of `n`.
+    pub(super) unsafe fn axpy<S: Lanes>(
+        cols: (usize, usize),
+        (k, few): (usize, usize),
+        long: *const S,
+        long_rs: isize,
+        short: *const S,
+        out: *mut S,
+        n: usize,
+    ) {
+        macro_rules! shapes {
+            ($($m:literal => $v:literal),*) => {
+                match few {
+                    $($m => unsafe { axpy_cols::<S, $m, $v>(cols, k, long, long_rs, short, out, n) },)*
+                    _ => unreachable!("at most {} short rows", super::MAX_SKINNY),
+                }
+            };
+        }
+        shapes!(1 => 4, 2 => 4, 3 => 4, 4 => 4, 5 => 4, 6 => 4, 7 => 3, 8 => 3);
+    }
+
+    #[target_feature(enable = "avx512f")]
+    unsafe fn axpy_cols<S: Lanes, const M: usize, const V: usize>(
+        (start, end): (usize, usize),
+        k: usize,
+        long: *const S,
+        long_rs: isize,
+        short: *const S,
+        out: *mut S,
+        n: usize,
+    ) {
+        let mut c = start;
+        while c < end {
+            let left = end - c;
+            // SAFETY: the caller's contract, tile by tile.
+            unsafe {
+                if left >= V * S::LANES {
+                    axpy_tile::<S, M, V>(c, S::LANES, k, long, long_rs, short, out, n);
+                    c += V * S::LANES;
+                } else {
+                    let lanes = S::LANES.min(left);
+                    axpy_tile::<S, M, 1>(c, lanes, k, long, long_rs, short, out, n);
+                    c += lanes;
+                }
+            }
+        }
+    }
+
+    /// `V` registers of columns from `c` (the last holding `last` lanes) for all `M` rows.
+    #[inline(always)]
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn axpy_tile<S: Lanes, const M: usize, const V: usize>(
+        c: usize,
+        last: usize,
+        k: usize,
+        long: *const S,
+        long_rs: isize,
+        short: *const S,
+        out: *mut S,
+        n: usize,
+    ) {
+        unsafe {
+            let mut acc = [[S::vzero(); V]; M];
+            for p in 0..k {
+                let row = long.offset(p as isize * long_rs).add(c);
+                let mut x = [S::vzero(); V];
+                for (v, xv) in x.iter_mut().enumerate() {
+                    let lanes = if v + 1 == V { last } else { S::LANES };
+                    *xv = S::load(row.add(v * S::LANES), lanes);
+                }
+                for (s, accs) in acc.iter_mut().enumerate() {
+                    let m = S::splat(*short.add(p * M + s));
+                    for (a, xv) in accs.iter_mut().zip(&x) {
+                        *a = S::fmadd(m, *xv, *a);
+                    }
+                }
+            }
+            for (s, accs) in acc.iter().enumerate() {
+                for (v, a) in accs.iter().enumerate() {
+                    let lanes = if v + 1 == V { last } else { S::LANES };
+                    S::store(out.add(s * n + c + v * S::LANES), *a, lanes);
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use ndarray::{Array2, ArrayView2};
+
+    use super::super::kernel::gemm;
+    use crate::threads::with_num_threads;
+    use retrograd_tape::Float;
+
+    /// `M[i, j] = sin(seed + i·cols + j)`.
+    fn closed_form<T: Float>(rows: usize, cols: usize, seed: f64) -> Array2<T> {
+        Array2::from_shape_fn((rows, cols), |(i, j)| {
+            T::of((seed + (i * cols + j) as f64).sin())
+        })
+    }
+
+    fn naive<T: Float>(a: ArrayView2<T>, b: ArrayView2<T>) -> Array2<f64> {
+        let (m, k) = a.dim();
+        Array2::from_shape_fn((m, b.dim().1), |(i, j)| {
+            (0..k)
+                .map(|p| a[[i, p]].as_f64() * b[[p, j]].as_f64())
+                .sum()
+        })
+    }
+
+    /// Every layout of `A` and `B`, the few on either side, fresh and accumulated output,
+    /// one thread and two, against a product computed entry by entry.
+    fn check<T: Float>(tol: f64) {
+        let shapes =
+            (1..=8)
+                .map(|few| (few, 300, 60))
+                .chain([(5, 700, 131), (8, 1000, 37), (3, 129, 1000)]);
+        for (few, long, k) in shapes {
+            for few_rows in [true, false] {
+                let (m, n) = if few_rows { (few, long) } else { (long, few) };
+                let a = closed_form::<T>(m, k, 0.3);
+                let at = closed_form::<T>(k, m, 0.3);
+                let b = closed_form::<T>(k, n, 0.7);
+                let bt = closed_form::<T>(n, k, 0.7);
+                let views = [
+                    (a.view(), b.view()),
+                    (a.view(), bt.t()),
+                    (at.t(), b.view()),
+                    (at.t(), bt.t()),
+                ];
+                for (av, bv) in views {
+                    let want = naive(av, bv);
+                    for threads in [1, 2] {
+                        for (alpha, beta) in [(1.0, 0.0), (-0.5, 0.25)] {
+                            let c0 = closed_form::<T>(m, n, 0.9);
+                            let mut c = if beta == 0.0 {
+                                Array2::from_elem((m, n), T::nan())
+                            } else {
+                                c0.clone()
+                            };
+                            with_num_threads(threads, || {
+                                gemm(T::of(alpha), av, bv, T::of(beta), c.view_mut())
+                            });
+                            for ((g, w), old) in c.iter().zip(&want).zip(&c0) {
+                                let w = alpha * w
+                                    + if beta == 0.0 {
+                                        0.0
+                                    } else {
+                                        beta * old.as_f64()
+                                    };
+                                let g = g.as_f64();
+                                assert!(
+                                    (g - w).abs() <= tol * (1.0 + w.abs()),
+                                    "{m}x{k}x{n} strides {:?}·{:?}, {threads} threads: {g} vs {w}",
+                                    av.strides(),
+                                    bv.strides()
+                                );
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn f64_products_with_few_rows_or_columns_match_a_naive_product() {
+        check::<f64>(1e-12);
+    }
+
+    #[test]
+    fn f32_products_with_few_rows_or_columns_match_a_naive_product() {
+        check::<f32>(1e-4);
+    }
+
+    #[test]
+    fn an_output_through_a_transposed_view() {
+        let a = closed_form::<f64>(4, 200, 0.1);
+        let b = closed_form::<f64>(200, 300, 0.2);
+        let mut ct = Array2::<f64>::from_elem((300, 4), f64::NAN);
+        gemm(1.0, a.view(), b.view(), 0.0, ct.view_mut().reversed_axes());
+        let want = naive(a.view(), b.view());
+        for (g, w) in ct.t().iter().zip(want.iter()) {
+            assert!((g - w).abs() < 1e-11 * (1.0 + w.abs()));
+        }
+    }
+}

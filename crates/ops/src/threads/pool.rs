@@ -1,0 +1,328 @@
+//! Splitting one kernel call across cores with the calling thread doing its share.
+//!
+//! A matrix product in a training step lasts a few hundred microseconds. Handing it to
+//! rayon's pool from a thread outside the pool puts the caller to sleep and wakes pool
+//! threads through the kernel on every call: on W2's step that came to a tenth of the CPU
+//! time in futex and `sched_yield` system calls. Here the caller runs part 0 itself and
+//! each other part goes to a helper thread that spins for a short while after its last
+//! part before it parks, as OpenMP runtimes do, so the parts of back-to-back products
+//! start within a microsecond of each other.
+//!
+//! Helpers are claimed one call at a time: when another thread holds them all (several
+//! user threads running products at once), the caller runs the parts it could not hand
+//! out itself, so a call always completes and never waits for another call.
+
+use std::any::Any;
+use std::cell::UnsafeCell;
+use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
+use std::ptr;
+use std::sync::atomic::{AtomicBool, AtomicPtr, Ordering};
+use std::sync::{Mutex, OnceLock};
+use std::thread::{self, Thread};
+use std::time::{Duration, Instant};
+
+/// How long an idle helper spins before it parks: longer than the gaps between the
+/// products of one training step, short enough not to hold a core between steps.
+const SPIN_FOR: Duration = Duration::from_micros(300);
+
+/// The most helpers the process starts, whatever thread count is asked for.
+const MAX_HELPERS: usize = 63;
+
+/// Runs `work(i)` for every `i` in `0..parts`, part 0 on the calling thread and the others
+/// on helper threads where one is free, and returns when every part has finished. A panic
+/// in any part is re-raised here after all parts have stopped.
+pub(crate) fn run_parts(parts: usize, work: &(dyn Fn(usize) + Sync)) {
+    if parts <= 1 {
+        if parts == 1 {
+            work(0);
+        }
+        return;
+    }
+    let jobs: Vec<Job> = (1..parts).map(|index| Job::new(work, index)).collect();
+    let mut waiting = Waiting {
+        posted: Vec::with_capacity(parts - 1),
+    };
+    let mut unposted = Vec::new();
+    for job in &jobs {
+        match pool().claim() {
+            Some(helper) => {
+                helper.post(job);
+                waiting.posted.push((helper, job));
+            }
+            None => unposted.push(job.index),
+        }
+    }
+    work(0);
+    for index in unposted {
+        work(index);
+    }
+    drop(waiting); // waits for the helpers, then re-raises a helper's panic
+}
+
+/// One part handed to a helper. It lives on the caller's stack until the helper has
+/// finished it (`Waiting` makes sure of that, also while unwinding).
+struct Job {
+    /// The caller's closure with its lifetime erased; valid until `done` is set.
+    work: *const (dyn Fn(usize) + Sync),
+    index: usize,
+    done: AtomicBool,
+    panic: UnsafeCell<Option<Box<dyn Any + Send>>>,
+}
+
+impl Job {
+    #[allow(unsafe_code)]
+    fn new(work: &(dyn Fn(usize) + Sync), index: usize) -> Job {
+        // SAFETY: only the lifetime is erased; `Waiting` keeps the borrow alive (the
+        // caller does not return or unwind past it) until every helper has set `done`.
+        let work: &'static (dyn Fn(usize) + Sync) = unsafe { std::mem::transmute(work) };
+        Job {
+            work,
+            index,
+            done: AtomicBool::new(false),
+            panic: UnsafeCell::new(None),
+        }
+    }
+}
+
+/// Waits, when dropped, for every posted job, then re-raises the first helper panic.
+struct Waiting<'a> {
+    posted: Vec<(&'static Helper, &'a Job)>,
+}
+
+impl Drop for Waiting<'_> {
+    #[allow(unsafe_code)]
+    fn drop(&mut self) {
+        for (helper, job) in &self.posted {
+            wait_until(&job.done);
+            helper.release();
+        }
+        if thread::panicking() {
+            return;
+        }
+        for (_, job) in &self.posted {
+            // SAFETY: the helper wrote `panic` before setting `done` (Release), which
+            // `wait_until` observed (Acquire); nothing else touches it now.
+            if let Some(payload) = unsafe { (*job.panic.get()).take() } {
+                resume_unwind(payload);
+            }
+        }
+    }
+}
+
+/// Spins on `flag` for up to [`SPIN_FOR`], then yields the core between checks (the
+/// helper may be sharing its core with other work).
+fn wait_until(flag: &AtomicBool) {
+    let mut spin = Spin::new();
+    while !flag.load(Ordering::Acquire) {
+        if !spin.again() {
+            thread::yield_now();
+        }
+    }
+}
+
+/// Busy-waiting for up to [`SPIN_FOR`], reading the clock only every 64 turns.
+struct Spin {
+    start: Instant,
+    turns: u32,
+}
+
+impl Spin {
+    fn new() -> Spin {
+        Spin {
+            start: Instant::now(),
+            turns: 0,
+        }
+    }
+
+    /// Waits one turn and returns `true` while the time is not up; `false` after.
+    fn again(&mut self) -> bool {
+        self.turns = self.turns.wrapping_add(1);
+        if self.turns.is_multiple_of(64) && self.start.elapsed() >= SPIN_FOR {
+            return false;
+        }
+        std::hint::spin_loop();
+        true
+    }
+}
+
+/// A helper thread and the slot through which it receives one job at a time.
+struct Helper {
+    /// Set by the caller that owns the helper for the duration of one `run_parts`.
+    claimed: AtomicBool,
+    /// The posted job, null when there is none.
+    job: AtomicPtr<Job>,
+    /// True while the helper is parked (or about to park) waiting for a job.
+    parked: AtomicBool,
+    thread: OnceLock<Thread>,
+}
+
+impl Helper {
+    fn post(&self, job: &Job) {
+        self.job
+            .store(ptr::from_ref(job).cast_mut(), Ordering::SeqCst);
+        if self.parked.load(Ordering::SeqCst)
+            && let Some(thread) = self.thread.get()
+        {
+            thread.unpark();
+        }
+    }
+
+    fn release(&self) {
+        self.claimed.store(false, Ordering::Release);
+    }
+
+    /// The helper thread's loop: take a job, run it, report, spin, park.
+    #[allow(unsafe_code)]
+    fn serve(&self) {
+        loop {
+            let job = self.next_job();
+            // SAFETY: the poster keeps `*job` alive until `done` is set below, and the
+            // closure it points at alive as long as the job (see `Job::new`).
+            let job = unsafe { &*job };
+            let work = unsafe { &*job.work };
+            let outcome = catch_unwind(AssertUnwindSafe(|| work(job.index)));
+            if let Err(payload) = outcome {
+                // SAFETY: the poster reads `panic` only after seeing `done`.
+                unsafe { *job.panic.get() = Some(payload) };
+            }
+            self.job.store(ptr::null_mut(), Ordering::Relaxed);
+            // After this store the job may be gone: it is not touched again.
+            job.done.store(true, Ordering::Release);
+        }
+    }
+
+    /// Spins for [`SPIN_FOR`], then parks, until a job is posted.
+    fn next_job(&self) -> *mut Job {
+        let mut spin = Spin::new();
+        loop {
+            let job = self.job.load(Ordering::Acquire);
+            if !job.is_null() {
+                return job;
+            }
+            if spin.again() {
+                continue;
+            }
+            self.parked.store(true, Ordering::SeqCst);
+            if self.job.load(Ordering::SeqCst).is_null() {
+                thread::park();
+            }
+            self.parked.store(false, Ordering::SeqCst);
+        }
+    }
+}
+
+/// The process's helpers, started on first use up to the count asked for.
+struct Pool {
+    helpers: Mutex<Vec<&'static Helper>>,
+}
+
+fn pool() -> &'static Pool {
+    static POOL: OnceLock<Pool> = OnceLock::new();
+    POOL.get_or_init(|| Pool {
+        helpers: Mutex::new(Vec::new()),
+    })
+}
+
+impl Pool {
+    /// A free helper, starting a new one when all are busy and the cap allows.
+    fn claim(&self) -> Option<&'static Helper> {
+        let mut helpers = self.helpers.lock().unwrap_or_else(|e| e.into_inner());
+        let free = helpers.iter().find(|h| {
+            h.claimed
+                .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
+                .is_ok()
+        });
+        if let Some(helper) = free {
+            return Some(helper);
+        }
+        if helpers.len() >= MAX_HELPERS {
+            return None;
+        }
+        let helper: &'static Helper = Box::leak(Box::new(Helper {
+            claimed: AtomicBool::new(true),
+            job: AtomicPtr::new(ptr::null_mut()),
+            parked: AtomicBool::new(false),
+            thread: OnceLock::new(),
+        }));
+        let spawned = thread::Builder::new()
+            .name(format!("retrograd-kernel-{}", helpers.len() + 1))
+            .spawn(move || helper.serve());
+        match spawned {
+            Ok(handle) => {
+                let _ = helper.thread.set(handle.thread().clone());
+                helpers.push(helper);
+                Some(helper)
+            }
+            // No thread to be had (a resource limit): the caller runs the part itself.
+            Err(_) => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicUsize;
+
+    #[test]
+    fn every_part_runs_once() {
+        for parts in 0..6 {
+            let counts: Vec<AtomicUsize> = (0..parts).map(|_| AtomicUsize::new(0)).collect();
+            for _ in 0..50 {
+                run_parts(parts, &|i| {
+                    counts[i].fetch_add(1, Ordering::Relaxed);
+                });
+            }
+            assert!(counts.iter().all(|c| c.load(Ordering::Relaxed) == 50));
+        }
+    }
+
+    #[test]
+    fn callers_on_several_threads_share_the_helpers() {
+        thread::scope(|s| {
+            for t in 0..4 {
+                s.spawn(move || {
+                    for round in 0..200 {
+                        let sum = AtomicUsize::new(0);
+                        run_parts(3, &|i| {
+                            sum.fetch_add(i + t + round, Ordering::Relaxed);
+                        });
+                        assert_eq!(sum.load(Ordering::Relaxed), 3 * (t + round) + 3);
+                    }
+                });
+            }
+        });
+    }
+
+    #[test]
+    fn a_helper_panic_reaches_the_caller_and_the_pool_survives() {
+        let caught = catch_unwind(|| run_parts(2, &|i| assert!(i == 0, "part {i} failed")));
+        let message = caught.unwrap_err();
+        let text = message
+            .downcast_ref::<String>()
+            .map(String::as_str)
+            .unwrap_or("");
+        assert!(text.contains("part 1 failed"), "{text}");
+        let ran = AtomicUsize::new(0);
+        run_parts(2, &|_| {
+            ran.fetch_add(1, Ordering::Relaxed);
+        });
+        assert_eq!(ran.load(Ordering::Relaxed), 2);
+    }
+
+    #[test]
+    fn a_caller_panic_waits_for_the_helpers_before_unwinding() {
+        let finished = AtomicUsize::new(0);
+        let caught = catch_unwind(AssertUnwindSafe(|| {
+            run_parts(2, &|i| {
+                if i == 0 {
+                    panic!("caller part");
+                }
+                thread::sleep(Duration::from_millis(20));
+                finished.fetch_add(1, Ordering::Relaxed);
+            })
+        }));
+        assert!(caught.is_err());
+        assert_eq!(finished.load(Ordering::Relaxed), 1);
+    }
+}
