@@ -28,9 +28,10 @@ pub mod reduce;
 pub mod shape;
 #[cfg(test)]
 pub(crate) mod testing;
-pub mod threads;
-
 pub use retrograd_tape::arith;
+/// The thread count of retrograd's kernels (defined in the engine, which runs products of
+/// its own; re-exported here where the kernels' users look for it).
+pub use retrograd_tape::threads;
 
 /// The number of elements of a shape, for the ops' multiply-add estimates
 /// ([`Rule::madds`](retrograd_tape::Rule::madds)).

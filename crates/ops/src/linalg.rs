@@ -17,10 +17,11 @@
 //! ```
 
 mod batched;
-pub mod kernel;
 pub mod matmul;
 pub mod outer;
-mod skinny;
+
+/// The matmul kernel seam (defined in the engine, whose Jacobian products use it too).
+pub use retrograd_tape::kernel;
 
 pub use matmul::MatMul;
 pub use outer::Outer;

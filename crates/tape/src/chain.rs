@@ -353,14 +353,19 @@ fn multiply<T: Float>(jacobians: &[Array2<T>], order: &Bracketing) -> Array2<T> 
             // Multiply single factors in place rather than cloning them first.
             match (&**a, &**b) {
                 (Bracketing::Factor(i), Bracketing::Factor(j)) => {
-                    jacobians[i - 1].dot(&jacobians[j - 1])
+                    product(&jacobians[i - 1], &jacobians[j - 1])
                 }
-                (Bracketing::Factor(i), b) => jacobians[i - 1].dot(&multiply(jacobians, b)),
-                (a, Bracketing::Factor(j)) => multiply(jacobians, a).dot(&jacobians[j - 1]),
-                (a, b) => multiply(jacobians, a).dot(&multiply(jacobians, b)),
+                (Bracketing::Factor(i), b) => product(&jacobians[i - 1], &multiply(jacobians, b)),
+                (a, Bracketing::Factor(j)) => product(&multiply(jacobians, a), &jacobians[j - 1]),
+                (a, b) => product(&multiply(jacobians, a), &multiply(jacobians, b)),
             }
         }
     }
+}
+
+/// `a · b` through the engine's kernel seam (every core for large products).
+pub(crate) fn product<T: Float>(a: &Array2<T>, b: &Array2<T>) -> Array2<T> {
+    crate::kernel::gemm_new(T::one(), a.view(), b.view())
 }
 
 #[cfg(test)]

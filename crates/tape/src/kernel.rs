@@ -1,7 +1,8 @@
 //! The matmul kernel seam: the one place that names the GEMM implementation.
 //!
 //! Every matrix product in retrograd (the forward of `matmul`, and through it its VJP and
-//! JVP rules) ends in [`gemm()`]. `f32` and `f64` products run on the pure-Rust
+//! JVP rules; the products of Jacobians in [`crate::chain`] and [`crate::transforms`]) ends
+//! in [`gemm()`]. `f32` and `f64` products run on the pure-Rust
 //! [`gemm`](https://docs.rs/gemm) crate (its AVX-512 kernels where the CPU has them,
 //! chosen at run time); it was chosen over `matrixmultiply` by the W2 training step
 //! measured through the engine (docs/benchmarks.md). Any other element type falls back to
@@ -26,9 +27,11 @@ use std::any::TypeId;
 
 use ndarray::{Array2, ArrayView2, ArrayViewMut2};
 
-use retrograd_tape::Float;
+use crate::Float;
 
 use crate::threads::parts_for;
+
+mod skinny;
 
 /// The name of the kernel behind [`gemm()`], for benchmark reports (`"gemm"`).
 pub const KERNEL: &str = "gemm";
@@ -41,7 +44,7 @@ pub const KERNEL: &str = "gemm";
 ///
 /// ```
 /// use ndarray::{array, Array2};
-/// use retrograd_ops::linalg::kernel::gemm;
+/// use retrograd_tape::kernel::gemm;
 /// let a = array![[1.0, 2.0], [3.0, 4.0]];
 /// let mut c = Array2::<f64>::zeros((2, 2));
 /// gemm(1.0, a.t(), a.view(), 0.0, c.view_mut()); // Aᵀ·A, no copy of the transpose
@@ -91,7 +94,7 @@ pub fn gemm<T: Float>(
 ///
 /// ```
 /// use ndarray::array;
-/// use retrograd_ops::linalg::kernel::gemm_new;
+/// use retrograd_tape::kernel::gemm_new;
 /// let a = array![[1.0, 2.0], [3.0, 4.0]];
 /// assert_eq!(gemm_new(2.0, a.view(), a.t()), array![[10.0, 22.0], [22.0, 50.0]]);
 /// ```
@@ -170,7 +173,7 @@ unsafe fn gemm_raw<T: Float>(
     };
     // SAFETY: `whole` describes exactly the caller's operands and output.
     unsafe {
-        if !super::skinny::try_gemm(whole, alpha, beta) {
+        if !skinny::try_gemm(whole, alpha, beta) {
             run_split(whole, parts, alpha, beta);
         }
     }
@@ -178,16 +181,16 @@ unsafe fn gemm_raw<T: Float>(
 
 /// A product described by pointers and strides, as the kernels take it:
 /// `dst[rows×cols] ← α·a[rows×depth]·b[depth×cols] + β·dst`.
-pub(super) struct Block<T> {
-    pub(super) rows: usize,
-    pub(super) cols: usize,
-    pub(super) depth: usize,
-    pub(super) a: *const T,
-    pub(super) a_strides: (isize, isize),
-    pub(super) b: *const T,
-    pub(super) b_strides: (isize, isize),
-    pub(super) dst: *mut T,
-    pub(super) dst_strides: (isize, isize),
+pub(crate) struct Block<T> {
+    pub(crate) rows: usize,
+    pub(crate) cols: usize,
+    pub(crate) depth: usize,
+    pub(crate) a: *const T,
+    pub(crate) a_strides: (isize, isize),
+    pub(crate) b: *const T,
+    pub(crate) b_strides: (isize, isize),
+    pub(crate) dst: *mut T,
+    pub(crate) dst_strides: (isize, isize),
 }
 
 impl<T> Clone for Block<T> {
@@ -207,7 +210,7 @@ unsafe impl<T> Sync for Block<T> {}
 
 impl<T> Block<T> {
     /// The same product transposed, `Cᵀ = Bᵀ·Aᵀ`: same memory, strides swapped.
-    pub(super) fn transposed(self) -> Self {
+    pub(crate) fn transposed(self) -> Self {
         let swap = |(r, c): (isize, isize)| (c, r);
         Block {
             rows: self.cols,

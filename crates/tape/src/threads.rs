@@ -1,6 +1,7 @@
 //! How many threads retrograd's kernels use: every core by default, one number to change it.
 //!
-//! The heavy kernels (today the matrix products behind [`matmul`](crate::linalg)) split
+//! The heavy kernels (today the matrix products of [`crate::kernel`]: every `matmul`, and the
+//! engine's own Jacobian products) split
 //! large problems across threads of a shared pool. Nothing needs to be turned on: a plain
 //! dependency on retrograd uses every core the operating system reports
 //! ([`std::thread::available_parallelism`]).
@@ -15,7 +16,7 @@
 //! 4. the number of available cores.
 //!
 //! ```
-//! use retrograd_ops::threads::{num_threads, set_num_threads, with_num_threads};
+//! use retrograd_tape::threads::{num_threads, set_num_threads, with_num_threads};
 //! set_num_threads(1); // e.g. several independent processes share the machine
 //! assert_eq!(num_threads(), 1);
 //! assert_eq!(with_num_threads(3, num_threads), 3);
@@ -42,9 +43,9 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 pub const ENV_VAR: &str = "RETROGRAD_NUM_THREADS";
 
 /// Products smaller than this many multiply-adds (`m·n·k`) run on one thread whatever the
-/// thread count: measured on W2's shapes, forking a 128×512×10 product onto the pool took
-/// 20 to 40 µs against 6 µs on the calling thread.
-pub const PARALLEL_MIN_MADDS: usize = 1 << 18;
+/// thread count: below it a product takes about 5 µs, which is what handing half of it to
+/// a helper can cost. (A 500×500 matrix-vector product, 250,000, is split.)
+pub const PARALLEL_MIN_MADDS: usize = 1 << 17;
 
 /// The process-wide count set by [`set_num_threads`]; 0 means "not set".
 static PROCESS: AtomicUsize = AtomicUsize::new(0);
@@ -83,7 +84,7 @@ pub fn set_num_threads(threads: usize) {
 /// so that the workers do not compete for the same cores:
 ///
 /// ```
-/// use retrograd_ops::threads::{num_threads, with_num_threads};
+/// use retrograd_tape::threads::{num_threads, with_num_threads};
 /// let inner = with_num_threads(1, || num_threads());
 /// assert_eq!(inner, 1);
 /// ```

@@ -11,15 +11,19 @@
 //! - **axpy form**: each row of the long operand is added, scaled, into the few output
 //!   rows (`M` output rows × `V` vectors of columns of accumulators).
 //!
+//! A product whose only short side is the inner one (`k ≤ 8`: a few columns times a few
+//! rows, the last product of a Jacobian through a bottleneck) is a third loop, writing
+//! each row of `C` once, in place.
+//!
 //! Each of the four layouts is one of the two forms, possibly for `Cᵀ = Bᵀ·Aᵀ`. The short
 //! operand is first copied into a small contiguous buffer. Large products are split over
 //! [`crate::threads`]'s cores along the long side.
 
 use std::any::TypeId;
 
-use retrograd_tape::Float;
+use crate::Float;
 
-use super::kernel::Block;
+use super::Block;
 use crate::threads::{parts_for, run_parts};
 
 /// The most rows or columns a product may have to take this path.
@@ -53,23 +57,39 @@ pub(super) unsafe fn try_gemm<T: Float>(block: Block<T>, alpha: T, beta: T) -> b
             depth: k,
             ..
         } = block;
-        if m.min(n) > MAX_SKINNY || m.saturating_mul(n).saturating_mul(k) < MIN_MADDS {
+        let few = m.min(n).min(k);
+        if few > MAX_SKINNY || m.saturating_mul(n).saturating_mul(k) < MIN_MADDS {
             return false;
         }
         if !std::arch::is_x86_feature_detected!("avx512f") {
             return false;
         }
-        let Some((plan, oriented)) = orient(block) else {
+        let is = |t: TypeId| TypeId::of::<T>() == t;
+        let (f64s, f32s) = (is(TypeId::of::<f64>()), is(TypeId::of::<f32>()));
+        if !f64s && !f32s {
             return false;
-        };
-        // SAFETY: forwarded from the caller; `orient` only transposes the description.
+        }
+        // SAFETY: forwarded from the caller; `orient` and `orient_thin` only describe the
+        // same product (possibly transposed); `T` is the type each branch names.
         unsafe {
-            if TypeId::of::<T>() == TypeId::of::<f64>() {
-                run::<T, f64>(plan, oriented, alpha, beta);
-            } else if TypeId::of::<T>() == TypeId::of::<f32>() {
-                run::<T, f32>(plan, oriented, alpha, beta);
+            if m.min(n) > MAX_SKINNY {
+                let Some(oriented) = orient_thin(block) else {
+                    return false;
+                };
+                if f64s {
+                    run_thin::<T, f64>(oriented, alpha, beta);
+                } else {
+                    run_thin::<T, f32>(oriented, alpha, beta);
+                }
             } else {
-                return false;
+                let Some((plan, oriented)) = orient(block) else {
+                    return false;
+                };
+                if f64s {
+                    run::<T, f64>(plan, oriented, alpha, beta);
+                } else {
+                    run::<T, f32>(plan, oriented, alpha, beta);
+                }
             }
         }
         true
@@ -89,6 +109,7 @@ fn orient<T>(block: Block<T>) -> Option<(Plan, Block<T>)> {
     let (b_rs, b_cs) = block.b_strides;
     let few_rows = block.rows <= MAX_SKINNY;
     let few_cols = block.cols <= MAX_SKINNY;
+
     // Dot form wants the long rows first: `n ≤ 8` with A's rows contiguous, or the
     // transpose when `m ≤ 8` and B's columns are. Axpy form wants the few rows first:
     // `m ≤ 8` with B's rows contiguous, or the transpose when `n ≤ 8` and A's columns are.
@@ -175,6 +196,67 @@ unsafe fn run<T: Float, S: simd::Lanes>(plan: Plan, block: Block<T>, alpha: T, b
     }
 }
 
+/// A product whose only short side is the inner one, `k ≤ 8` (a few columns times a few
+/// rows, as the last product of a Jacobian through a bottleneck): described so that `B`'s
+/// and `C`'s rows are contiguous, the product itself or its transpose.
+fn orient_thin<T>(block: Block<T>) -> Option<Block<T>> {
+    let (a_rs, _) = block.a_strides;
+    let (_, b_cs) = block.b_strides;
+    let (c_rs, c_cs) = block.dst_strides;
+    if b_cs == 1 && c_cs == 1 {
+        Some(block)
+    } else if a_rs == 1 && c_rs == 1 {
+        Some(block.transposed())
+    } else {
+        None
+    }
+}
+
+/// `C ← α·A·B + β·C` for a block from [`orient_thin`], `C`'s rows split over cores and
+/// each written once, in place: `C[r, :] = Σ_p A[r, p]·B[p, :]`.
+///
+/// # Safety
+/// As [`run`], with `B` and `C` row-contiguous and `k ≤ MAX_SKINNY`.
+#[cfg(target_arch = "x86_64")]
+#[allow(unsafe_code)]
+unsafe fn run_thin<T: Float, S: simd::Lanes>(block: Block<T>, alpha: T, beta: T) {
+    let Block {
+        rows: m,
+        cols: n,
+        depth: k,
+        ..
+    } = block;
+    // SAFETY: `S` is `T`.
+    let (alpha, beta): (S, S) = unsafe {
+        (
+            std::mem::transmute_copy(&alpha),
+            std::mem::transmute_copy(&beta),
+        )
+    };
+    let parts = parts_for(m * n * k).min(m / 64).max(1);
+    let (a, b, dst) = (
+        SendPtr(block.a.cast_mut().cast::<S>()),
+        SendPtr(block.b.cast_mut().cast::<S>()),
+        SendPtr(block.dst.cast::<S>()),
+    );
+    let part = |p: usize| {
+        let (a, b, dst) = (a, b, dst);
+        let rows = (m * p / parts, m * (p + 1) / parts);
+        // SAFETY: the parts write disjoint rows of C; the rest is the caller's contract.
+        unsafe {
+            simd::thin(
+                rows,
+                (k, n),
+                (a.0, block.a_strides),
+                (b.0, block.b_strides.0),
+                (dst.0, block.dst_strides.0),
+                (alpha, beta),
+            )
+        }
+    };
+    run_parts(parts, &part);
+}
+
 /// Element `(row, col)` of the matrix at `ptr` with `strides`, as `S` (which is `T`).
 #[allow(unsafe_code)]
 unsafe fn read<T: Copy, S: Copy>(
@@ -205,7 +287,9 @@ mod simd {
     use std::arch::x86_64::*;
 
     /// One AVX-512 register of `Self`, with the few operations the loops use.
-    pub(super) trait Lanes: Copy + 'static {
+    pub(super) trait Lanes:
+        Copy + PartialEq + std::ops::Mul<Output = Self> + Send + Sync + 'static
+    {
         type V: Copy;
         const LANES: usize;
         fn zero() -> Self;
@@ -400,6 +484,51 @@ mod simd {
         }
     }
 
+    /// The thin product (`k ≤ 8`, see `run_thin`) over rows `rows.0..rows.1` of `C`:
+    /// `C[r, :] ← α Σ_p A[r, p]·B[p, :] + β C[r, :]` (β = 0: `C` is not read).
+    ///
+    /// # Safety
+    /// AVX-512F; `a` is an m×k matrix with those strides, `b` k×n with rows `b_rs` apart and
+    /// contiguous, `c` m×n likewise, `k ≤ MAX_SKINNY`.
+    #[target_feature(enable = "avx512f")]
+    pub(super) unsafe fn thin<S: Lanes>(
+        (start, end): (usize, usize),
+        (k, n): (usize, usize),
+        (a, (a_rs, a_cs)): (*const S, (isize, isize)),
+        (b, b_rs): (*const S, isize),
+        (c, c_rs): (*mut S, isize),
+        (alpha, beta): (S, S),
+    ) {
+        unsafe {
+            let reads_c = beta != S::zero();
+            let vbeta = S::splat(beta);
+            for r in start..end {
+                let mut coef = [S::vzero(); super::MAX_SKINNY];
+                for (p, v) in coef.iter_mut().enumerate().take(k) {
+                    *v = S::splat(alpha * *a.offset(r as isize * a_rs + p as isize * a_cs));
+                }
+                let row = c.offset(r as isize * c_rs);
+                let mut col = 0;
+                while col < n {
+                    let lanes = S::LANES.min(n - col);
+                    let mut acc = S::vzero();
+                    for (p, v) in coef.iter().enumerate().take(k) {
+                        acc = S::fmadd(
+                            *v,
+                            S::load(b.offset(p as isize * b_rs).add(col), lanes),
+                            acc,
+                        );
+                    }
+                    if reads_c {
+                        acc = S::fmadd(vbeta, S::load(row.add(col), lanes), acc);
+                    }
+                    S::store(row.add(col), acc, lanes);
+                    col += S::LANES;
+                }
+            }
+        }
+    }
+
     /// Axpy form over long columns `cols.0..cols.1`:
     /// `out[s·n + c] = Σ_p short[p·few + s]·long[p, c]`.
     ///
@@ -496,9 +625,9 @@ mod simd {
 mod tests {
     use ndarray::{Array2, ArrayView2};
 
-    use super::super::kernel::gemm;
+    use crate::Float;
+    use crate::kernel::gemm;
     use crate::threads::with_num_threads;
-    use retrograd_tape::Float;
 
     /// `M[i, j] = sin(seed + i·cols + j)`.
     fn closed_form<T: Float>(rows: usize, cols: usize, seed: f64) -> Array2<T> {
@@ -569,6 +698,71 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// A short inner dimension: every layout of `A`, `B` and `C`, against the naive product.
+    fn check_thin<T: Float>(tol: f64) {
+        let shapes = (1..=8).map(|k| (300, 130, k)).chain([(700, 600, 5)]);
+        for (m, n, k) in shapes {
+            let a = closed_form::<T>(m, k, 0.3);
+            let at = closed_form::<T>(k, m, 0.3);
+            let b = closed_form::<T>(k, n, 0.7);
+            let bt = closed_form::<T>(n, k, 0.7);
+            let views = [
+                (a.view(), b.view()),
+                (a.view(), bt.t()),
+                (at.t(), b.view()),
+                (at.t(), bt.t()),
+            ];
+            for (av, bv) in views {
+                let want = naive(av, bv);
+                for (threads, transposed_out) in [(1, false), (2, false), (2, true)] {
+                    for (alpha, beta) in [(1.0, 0.0), (-0.5, 0.25)] {
+                        let c0 = closed_form::<T>(m, n, 0.9);
+                        let mut storage = if transposed_out {
+                            c0.t().as_standard_layout().into_owned()
+                        } else {
+                            c0.clone()
+                        };
+                        if beta == 0.0 {
+                            storage.fill(T::nan());
+                        }
+                        let c = if transposed_out {
+                            storage.view_mut().reversed_axes()
+                        } else {
+                            storage.view_mut()
+                        };
+                        with_num_threads(threads, || gemm(T::of(alpha), av, bv, T::of(beta), c));
+                        let got = if transposed_out {
+                            storage.t().to_owned()
+                        } else {
+                            storage
+                        };
+                        for ((g, w), old) in got.iter().zip(&want).zip(&c0) {
+                            let w = alpha * w
+                                + if beta == 0.0 {
+                                    0.0
+                                } else {
+                                    beta * old.as_f64()
+                                };
+                            let g = g.as_f64();
+                            assert!(
+                                (g - w).abs() <= tol * (1.0 + w.abs()),
+                                "{m}x{k}x{n} strides {:?}·{:?}, {threads} threads: {g} vs {w}",
+                                av.strides(),
+                                bv.strides()
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn products_with_a_short_inner_dimension_match_a_naive_product() {
+        check_thin::<f64>(1e-12);
+        check_thin::<f32>(1e-5);
     }
 
     #[test]
