@@ -9,7 +9,9 @@
 //! - **dot form**: each output is a dot product of a row of the long operand with one of
 //!   the few short rows (`R` long rows × `N` short rows of accumulators);
 //! - **axpy form**: each row of the long operand is added, scaled, into the few output
-//!   rows (`M` output rows × `V` vectors of columns of accumulators).
+//!   rows, which stay in L1; the rows go `P` at a time, each streamed once from start to
+//!   end (a column tile walking down all the rows instead crossed a page per row, which the
+//!   hardware prefetcher does not follow: that took 15% longer on the bottleneck probe).
 //!
 //! A product whose only short side is the inner one (`k ≤ 8`: a few columns times a few
 //! rows, the last product of a Jacobian through a bottleneck) is a third loop, writing
@@ -530,7 +532,7 @@ mod simd {
     }
 
     /// Axpy form over long columns `cols.0..cols.1`:
-    /// `out[s·n + c] = Σ_p short[p·few + s]·long[p, c]`.
+    /// `out[s·n + c] += Σ_p short[p·few + s]·long[p, c]` (`out` starts at zero).
     ///
     /// # Safety
     /// AVX-512F; `long` has `k` rows, `long_rs` apart, contiguous over those columns;
@@ -545,19 +547,22 @@ mod simd {
         n: usize,
     ) {
         macro_rules! shapes {
-            ($($m:literal => $v:literal),*) => {
+            ($($m:literal => $p:literal),*) => {
                 match few {
-                    $($m => unsafe { axpy_cols::<S, $m, $v>(cols, k, long, long_rs, short, out, n) },)*
+                    $($m => unsafe { axpy_cols::<S, $m, $p>(cols, k, long, long_rs, short, out, n) },)*
                     _ => unreachable!("at most {} short rows", super::MAX_SKINNY),
                 }
             };
         }
-        shapes!(1 => 4, 2 => 4, 3 => 4, 4 => 4, 5 => 4, 6 => 4, 7 => 3, 8 => 3);
+        shapes!(1 => 8, 2 => 8, 3 => 6, 4 => 5, 5 => 4, 6 => 3, 7 => 3, 8 => 2);
     }
 
+    /// The long operand's rows `P` at a time, each group streamed once over the columns
+    /// (`P` sequential reads the prefetcher follows), adding into the `M` output rows,
+    /// which stay in L1.
     #[target_feature(enable = "avx512f")]
-    unsafe fn axpy_cols<S: Lanes, const M: usize, const V: usize>(
-        (start, end): (usize, usize),
+    unsafe fn axpy_cols<S: Lanes, const M: usize, const P: usize>(
+        cols: (usize, usize),
         k: usize,
         long: *const S,
         long_rs: isize,
@@ -565,57 +570,72 @@ mod simd {
         out: *mut S,
         n: usize,
     ) {
-        let mut c = start;
-        while c < end {
-            let left = end - c;
-            // SAFETY: the caller's contract, tile by tile.
-            unsafe {
-                if left >= V * S::LANES {
-                    axpy_tile::<S, M, V>(c, S::LANES, k, long, long_rs, short, out, n);
-                    c += V * S::LANES;
-                } else {
-                    let lanes = S::LANES.min(left);
-                    axpy_tile::<S, M, 1>(c, lanes, k, long, long_rs, short, out, n);
-                    c += lanes;
-                }
+        let mut p = 0;
+        // SAFETY: the caller's contract, group by group.
+        unsafe {
+            while p + P <= k {
+                axpy_group::<S, M, P>(p, cols, long, long_rs, short, (out, n));
+                p += P;
+            }
+            while p < k {
+                axpy_group::<S, M, 1>(p, cols, long, long_rs, short, (out, n));
+                p += 1;
             }
         }
     }
 
-    /// `V` registers of columns from `c` (the last holding `last` lanes) for all `M` rows.
+    /// Rows `p0..p0 + P` of the long operand into the output rows over `cols`.
     #[inline(always)]
-    #[allow(clippy::too_many_arguments)]
-    unsafe fn axpy_tile<S: Lanes, const M: usize, const V: usize>(
-        c: usize,
-        last: usize,
-        k: usize,
+    unsafe fn axpy_group<S: Lanes, const M: usize, const P: usize>(
+        p0: usize,
+        (start, end): (usize, usize),
         long: *const S,
         long_rs: isize,
         short: *const S,
-        out: *mut S,
-        n: usize,
+        (out, n): (*mut S, usize),
     ) {
         unsafe {
-            let mut acc = [[S::vzero(); V]; M];
-            for p in 0..k {
-                let row = long.offset(p as isize * long_rs).add(c);
-                let mut x = [S::vzero(); V];
-                for (v, xv) in x.iter_mut().enumerate() {
-                    let lanes = if v + 1 == V { last } else { S::LANES };
-                    *xv = S::load(row.add(v * S::LANES), lanes);
-                }
-                for (s, accs) in acc.iter_mut().enumerate() {
-                    let m = S::splat(*short.add(p * M + s));
-                    for (a, xv) in accs.iter_mut().zip(&x) {
-                        *a = S::fmadd(m, *xv, *a);
-                    }
+            let mut coef = [[S::vzero(); M]; P];
+            for (q, row) in coef.iter_mut().enumerate() {
+                for (s, v) in row.iter_mut().enumerate() {
+                    *v = S::splat(*short.add((p0 + q) * M + s));
                 }
             }
-            for (s, accs) in acc.iter().enumerate() {
-                for (v, a) in accs.iter().enumerate() {
-                    let lanes = if v + 1 == V { last } else { S::LANES };
-                    S::store(out.add(s * n + c + v * S::LANES), *a, lanes);
+            let rows: [*const S; P] =
+                std::array::from_fn(|q| long.offset((p0 + q) as isize * long_rs));
+            let mut c = start;
+            while c + S::LANES <= end {
+                axpy_step::<S, M, P>(&coef, &rows, (out, n), c, S::LANES);
+                c += S::LANES;
+            }
+            if c < end {
+                axpy_step::<S, M, P>(&coef, &rows, (out, n), c, end - c);
+            }
+        }
+    }
+
+    /// One vector of `lanes` columns from `c`: `out[s, c..] += Σ_q coef[q][s]·rows[q][c..]`.
+    #[inline(always)]
+    unsafe fn axpy_step<S: Lanes, const M: usize, const P: usize>(
+        coef: &[[S::V; M]; P],
+        rows: &[*const S; P],
+        (out, n): (*mut S, usize),
+        c: usize,
+        lanes: usize,
+    ) {
+        unsafe {
+            let mut acc = [S::vzero(); M];
+            for (s, a) in acc.iter_mut().enumerate() {
+                *a = S::load(out.add(s * n + c), lanes);
+            }
+            for (row, coefs) in rows.iter().zip(coef) {
+                let x = S::load(row.add(c), lanes);
+                for (a, m) in acc.iter_mut().zip(coefs) {
+                    *a = S::fmadd(*m, x, *a);
                 }
+            }
+            for (s, a) in acc.iter().enumerate() {
+                S::store(out.add(s * n + c), *a, lanes);
             }
         }
     }
