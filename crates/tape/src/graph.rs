@@ -158,7 +158,10 @@ impl<T: Float> Graph<T> {
     /// so the list holds each op's name about once however many nodes carry it.
     #[inline]
     pub(crate) fn name_id(&mut self, name: &'static str) -> NameId {
-        let slot = (name.as_ptr() as usize >> 3) % NAME_CACHE;
+        // Op names are string literals that the linker may pack bytes apart, so the
+        // address is mixed (Fibonacci hashing) before its top bits pick the entry.
+        let mixed = (name.as_ptr() as usize as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        let slot = (mixed >> (64 - NAME_CACHE.trailing_zeros())) as usize;
         if let Some((cached, id)) = self.name_cache[slot]
             && std::ptr::eq(cached, name)
         {
