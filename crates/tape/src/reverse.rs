@@ -55,7 +55,10 @@ impl<T: Float> Tape<T> {
         let Reverse {
             mut scratch, found, ..
         } = sweep;
-        scratch.slots.clear();
+        if result.is_err() {
+            // A finished sweep took every slot; one that stopped early may leave some full.
+            scratch.slots.clear();
+        }
         self.inner.borrow_mut().scratch = scratch;
         result.map(|()| found)
     }
@@ -115,11 +118,15 @@ impl<'a, 't, T: Float> Reverse<'a, 't, T> {
             found: Vec::new(),
         };
         let out = output.pos();
-        if out >= lo && sweep.live(&tape.inner.borrow().graph, output) {
-            let slots = &mut sweep.scratch.slots;
-            slots.clear();
+        let live = out >= lo && sweep.live(&tape.inner.borrow().graph, output);
+        let slots = &mut sweep.scratch.slots;
+        if live {
+            // Between sweeps every slot is empty, so only the length changes.
+            slots.truncate(out + 1 - lo);
             slots.resize_with(out + 1 - lo, || None);
             slots[out - lo] = Some((output, Cot::Tensor(seed)));
+        } else {
+            slots.clear();
         }
         Ok(sweep)
     }
