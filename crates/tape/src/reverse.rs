@@ -186,20 +186,22 @@ impl<'a, 't, T: Float> Reverse<'a, 't, T> {
         let mut inner = tape.inner.borrow_mut();
         let graph = &inner.graph;
         let node = graph.node(key);
-        let is_target = self.is_target(key, &node.origin);
         let rule = match &node.origin {
             Origin::Op(rule) => rule.as_ref(),
             spent @ Origin::Plain(Plain::Spent(_)) => {
                 return Err(freed(graph.name(spent), node.location));
             }
-            Origin::Plain(_) => {
-                if is_target {
+            leaf_or_constant => {
+                if self.is_target(key, leaf_or_constant) {
                     self.found.push((key, Cot::Tensor(g)));
                 }
                 return Ok(());
             }
         };
-        if is_target {
+        // Only chosen inputs can be ops (`backward` hands back leaves only).
+        if let Targets::Keys(_) = self.targets
+            && self.is_target(key, &node.origin)
+        {
             self.found.push((key, Cot::Tensor(g.clone())));
         }
         match self.scalar_step(graph, node, rule, &g) {
