@@ -1,7 +1,7 @@
 //! The gradient API over the reverse sweep: options, gradients by Var, and the entry points
 //! (`backward`, `grad`, `vjp`, `grad_graph`, `grad_with`).
 
-use std::collections::HashMap;
+use crate::graph::KeyMap;
 use std::ops::Index;
 
 use ndarray::ArrayD;
@@ -152,7 +152,7 @@ pub struct Gradients<'t, T: Float> {
     /// Where each leaf's entry is. A hash map, not a slotmap `SecondaryMap`: after
     /// `Tape::clear` leaves get arbitrary slot indices, and a secondary map sized to the
     /// largest of them cost a fresh allocation as large as the tape on every step.
-    index: HashMap<NodeKey, usize>,
+    index: KeyMap<usize>,
 }
 
 struct LeafGradient<T: Float> {

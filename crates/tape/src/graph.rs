@@ -40,6 +40,38 @@ impl NodeKey {
     }
 }
 
+/// A map by node, hashed with [`KeyHasher`].
+pub(crate) type KeyMap<V> = std::collections::HashMap<NodeKey, V, BuildKeyHasher>;
+
+/// Builds [`KeyHasher`]s.
+pub(crate) type BuildKeyHasher = std::hash::BuildHasherDefault<KeyHasher>;
+
+/// The hasher of maps by node: a key is a slot index and a generation the engine made, not
+/// input anyone can choose to collide, so one multiply mixes it (SipHash, the default,
+/// spent more on the gradients' index of a scalar graph than the rest of building it).
+#[derive(Default, Clone, Copy)]
+pub(crate) struct KeyHasher(u64);
+
+impl std::hash::Hasher for KeyHasher {
+    #[inline]
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.write_u64(u64::from(b));
+        }
+    }
+
+    /// A key hashes as one `u64` (slot index in the low half, generation in the high).
+    #[inline]
+    fn write_u64(&mut self, n: u64) {
+        self.0 = (self.0.rotate_left(5) ^ n).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    }
+
+    #[inline]
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
 /// How a node came to be, in two words: a recorded op's rule, or a plain origin that
 /// names its op through the graph's name list (so that a node fits a 64-byte slot).
 pub(crate) enum Origin<T: Float> {
@@ -158,7 +190,10 @@ impl<T: Float> Graph<T> {
     /// so the list holds each op's name about once however many nodes carry it.
     #[inline]
     pub(crate) fn name_id(&mut self, name: &'static str) -> NameId {
-        let slot = (name.as_ptr() as usize >> 3) % NAME_CACHE;
+        // Op names are string literals that the linker may pack bytes apart, so the
+        // address is mixed (Fibonacci hashing) before its top bits pick the entry.
+        let mixed = (name.as_ptr() as usize as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        let slot = (mixed >> (64 - NAME_CACHE.trailing_zeros())) as usize;
         if let Some((cached, id)) = self.name_cache[slot]
             && std::ptr::eq(cached, name)
         {

@@ -7,7 +7,7 @@ use smallvec::SmallVec;
 use crate::Float;
 use crate::error::{Error, Result, SourceLocation};
 use crate::grad::GradOptions;
-use crate::graph::{Graph, Mark, Node, NodeKey, Origin, RuleLoan};
+use crate::graph::{Graph, Mark, Node, NodeKey, Origin, Plain, RuleLoan};
 use crate::rule::{Cotangents, Rule, RuleCtx};
 use crate::sweep::{Cot, Scratch};
 use crate::tape::{Tape, TapeInner};
@@ -55,7 +55,10 @@ impl<T: Float> Tape<T> {
         let Reverse {
             mut scratch, found, ..
         } = sweep;
-        scratch.slots.clear();
+        if result.is_err() {
+            // A finished sweep took every slot; one that stopped early may leave some full.
+            scratch.slots.clear();
+        }
         self.inner.borrow_mut().scratch = scratch;
         result.map(|()| found)
     }
@@ -115,11 +118,15 @@ impl<'a, 't, T: Float> Reverse<'a, 't, T> {
             found: Vec::new(),
         };
         let out = output.pos();
-        if out >= lo && sweep.live(&tape.inner.borrow().graph, output) {
-            let slots = &mut sweep.scratch.slots;
-            slots.clear();
+        let live = out >= lo && sweep.live(&tape.inner.borrow().graph, output);
+        let slots = &mut sweep.scratch.slots;
+        if live {
+            // Between sweeps every slot is empty, so only the length changes.
+            slots.truncate(out + 1 - lo);
             slots.resize_with(out + 1 - lo, || None);
             slots[out - lo] = Some((output, Cot::Tensor(seed)));
+        } else {
+            slots.clear();
         }
         Ok(sweep)
     }
@@ -127,6 +134,7 @@ impl<'a, 't, T: Float> Reverse<'a, 't, T> {
     /// The main loop: pop each complete cotangent, last position first, hand it back if
     /// its node is a target, and pass it on through the node's rule.
     fn run(&mut self) -> Result<()> {
+        let plain = !self.opts.create_graph;
         for i in (0..self.scratch.slots.len()).rev() {
             let Some((key, mut g)) = self.scratch.slots[i].take() else {
                 continue;
@@ -134,23 +142,9 @@ impl<'a, 't, T: Float> Reverse<'a, 't, T> {
             if self.per_node {
                 g = self.tape.finish_cotangent(key, g, self.opts.create_graph)?;
             }
-            let (is_target, has_rule) = {
-                let inner = self.tape.inner.borrow();
-                let origin = &inner.graph.node(key).origin;
-                (self.is_target(key, origin), origin.is_recorded())
-            };
-            if !has_rule {
-                if is_target {
-                    self.found.push((key, g));
-                }
-                continue;
-            }
-            if is_target {
-                self.found.push((key, g.share()));
-            }
             match g {
-                Cot::Tensor(g) if !self.opts.create_graph => self.pass_on_plain(key, g)?,
-                g => self.pass_on_recorded(key, g)?,
+                Cot::Tensor(g) if plain => self.step_plain(key, g)?,
+                g => self.step_recorded(key, g)?,
             }
         }
         Ok(())
@@ -182,48 +176,81 @@ impl<'a, 't, T: Float> Reverse<'a, 't, T> {
             .fold(0, |m, (i, _)| m | 1 << i.min(63))
     }
 
-    /// One node of a plain sweep. Its rule computes on plain values and touches no tape,
-    /// so it stays in its node during the call (a panicking rule leaves the node as it
-    /// was) and is freed after it, unless the graph is kept. Scalar nodes take the rule's
-    /// scalar path when it has one.
-    fn pass_on_plain(&mut self, key: NodeKey, g: Tensor<T>) -> Result<()> {
+    /// One node of a plain sweep, under one borrow of the tape: a target's cotangent is
+    /// handed back, and a recorded op's passed on through its rule. The rule computes on
+    /// plain values and touches no tape, so it stays in its node during the call (a
+    /// panicking rule leaves the node as it was) and is freed after it, unless the graph
+    /// is kept. Scalar nodes take the rule's scalar path when it has one.
+    fn step_plain(&mut self, key: NodeKey, g: Tensor<T>) -> Result<()> {
         let tape = self.tape;
         let mut inner = tape.inner.borrow_mut();
         let graph = &inner.graph;
         let node = graph.node(key);
         let rule = match &node.origin {
             Origin::Op(rule) => rule.as_ref(),
-            other => return Err(freed(graph.name(other), node.location)),
-        };
-        let name = rule.name();
-        let scalar = match self.scalar_step(graph, node, rule, &g) {
-            Some(true) => true,
-            Some(false) => return Ok(()),
-            None => {
-                let inputs = graph.inputs(node);
-                let needs = self.needs(graph, inputs);
-                if needs == 0 {
-                    return Ok(());
+            spent @ Origin::Plain(Plain::Spent(_)) => {
+                return Err(freed(graph.name(spent), node.location));
+            }
+            leaf_or_constant => {
+                if self.is_target(key, leaf_or_constant) {
+                    self.found.push((key, Cot::Tensor(g)));
                 }
-                self.cx.inputs.clear();
-                self.cx.inputs.extend(
-                    inputs
-                        .iter()
-                        .map(|k| Val::Const(graph.node(*k).value.clone())),
-                );
-                self.cx.output = Val::Const(node.value.clone());
-                self.cx.needs = needs;
-                let cots = rule.vjp(&self.cx, &Val::Const(g));
-                let location = node.location;
-                let inputs: SmallVec<[NodeKey; 4]> = SmallVec::from_slice(inputs);
-                drop(inner);
-                self.receive(key, name, location, &inputs, needs, cots)?;
-                inner = tape.inner.borrow_mut();
-                false
+                return Ok(());
             }
         };
+        // Only chosen inputs can be ops (`backward` hands back leaves only).
+        if let Targets::Keys(_) = self.targets
+            && self.is_target(key, &node.origin)
+        {
+            self.found.push((key, Cot::Tensor(g.clone())));
+        }
+        match self.scalar_step(graph, node, rule, &g) {
+            Some(true) if !self.opts.retain_graph => {
+                let name = rule.name();
+                self.spend(&mut inner.graph, key, name, true);
+                Ok(())
+            }
+            Some(_) => Ok(()),
+            None => {
+                drop(inner);
+                self.vjp_plain(key, g)
+            }
+        }
+    }
+
+    /// The general plain step of op node `key` (beyond the scalar path): its rule's VJP
+    /// on constant inputs, output and cotangent, whose results are checked and added into
+    /// the inputs' slots. Out of line, so that the scalar path keeps its registers.
+    #[inline(never)]
+    fn vjp_plain(&mut self, key: NodeKey, g: Tensor<T>) -> Result<()> {
+        let tape = self.tape;
+        let inner = tape.inner.borrow();
+        let graph = &inner.graph;
+        let node = graph.node(key);
+        let Origin::Op(rule) = &node.origin else {
+            return Err(freed(graph.name(&node.origin), node.location));
+        };
+        let name = rule.name();
+        let inputs = graph.inputs(node);
+        let needs = self.needs(graph, inputs);
+        if needs == 0 {
+            return Ok(());
+        }
+        self.cx.inputs.clear();
+        self.cx.inputs.extend(
+            inputs
+                .iter()
+                .map(|k| Val::Const(graph.node(*k).value.clone())),
+        );
+        self.cx.output = Val::Const(node.value.clone());
+        self.cx.needs = needs;
+        let cots = rule.vjp(&self.cx, &Val::Const(g));
+        let location = node.location;
+        let inputs: SmallVec<[NodeKey; 4]> = SmallVec::from_slice(inputs);
+        drop(inner);
+        self.receive(key, name, location, &inputs, needs, cots)?;
         if !self.opts.retain_graph {
-            self.spend(&mut inner.graph, key, name, scalar);
+            self.spend(&mut tape.inner.borrow_mut().graph, key, name, false);
         }
         Ok(())
     }
@@ -291,9 +318,30 @@ impl<'a, 't, T: Float> Reverse<'a, 't, T> {
         Some(true)
     }
 
-    /// One node of a recording sweep (`create_graph`): the rule is lent out of its node
-    /// (the tape must not be borrowed while the rule records), and returned afterwards, also
-    /// if it panics.
+    /// One node of a recording sweep (`create_graph`): a target's cotangent is handed
+    /// back, and a recorded op's passed on through its rule.
+    #[inline(never)]
+    fn step_recorded(&mut self, key: NodeKey, g: Cot<T>) -> Result<()> {
+        let (is_target, has_rule) = {
+            let inner = self.tape.inner.borrow();
+            let origin = &inner.graph.node(key).origin;
+            (self.is_target(key, origin), origin.is_recorded())
+        };
+        if !has_rule {
+            if is_target {
+                self.found.push((key, g));
+            }
+            return Ok(());
+        }
+        if is_target {
+            self.found.push((key, g.share()));
+        }
+        self.pass_on_recorded(key, g)
+    }
+
+    /// Passes a cotangent on through op node `key`'s rule, recording: the rule is lent out
+    /// of its node (the tape must not be borrowed while the rule records), and returned
+    /// afterwards, also if it panics.
     fn pass_on_recorded(&mut self, key: NodeKey, g: Cot<T>) -> Result<()> {
         let tape = self.tape;
         let (inputs, needs, location) = {

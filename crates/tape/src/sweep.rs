@@ -28,6 +28,8 @@ impl<T: Float> Cot<T> {
 /// Buffers a sweep reuses, kept on the tape so that a training loop does not reallocate
 /// them every step: the values in flight by position, and the reachability marks.
 pub(crate) struct Scratch<T: Float> {
+    /// Every slot is `None` between sweeps (a finished sweep takes each one; a failed one
+    /// clears them), so the next sweep only adjusts the length.
     pub(crate) slots: Vec<Option<(NodeKey, Cot<T>)>>,
     pub(crate) reach: Reach,
 }

@@ -137,6 +137,13 @@ pub fn shape_eq(a: &[usize], b: &[usize]) -> bool {
     a.len() == b.len() && (a.is_empty() || a == b)
 }
 
+/// [`Tensor::map`] of an array, out of line so that the scalar case stays small enough
+/// to inline.
+#[inline(never)]
+fn map_array<T: Float>(a: &ArrayD<T>, f: impl Fn(T) -> T) -> Tensor<T> {
+    Tensor::Array(Arc::new(a.mapv(f)))
+}
+
 impl<T: Float> Tensor<T> {
     /// A scalar.
     pub fn scalar(x: T) -> Self {
@@ -360,12 +367,13 @@ impl<T: Float> Tensor<T> {
         }
     }
 
-    /// Applies `f` to every element.
+    /// Applies `f` to every element. The scalar case is inlined into each op's forward
+    /// computation (a scalar graph records it once per node); arrays go out of line.
     #[inline]
     pub fn map(&self, f: impl Fn(T) -> T) -> Self {
         match self {
             Tensor::Scalar(x) => Tensor::Scalar(f(*x)),
-            Tensor::Array(a) => Tensor::Array(Arc::new(a.mapv(f))),
+            Tensor::Array(a) => map_array(a, f),
         }
     }
 
@@ -373,6 +381,16 @@ impl<T: Float> Tensor<T> {
     /// do not broadcast.
     #[inline]
     pub fn zip_map(&self, other: &Self, f: impl Fn(T, T) -> T) -> Option<Self> {
+        match (self, other) {
+            (Tensor::Scalar(a), Tensor::Scalar(b)) => Some(Tensor::Scalar(f(*a, *b))),
+            _ => self.zip_map_arrays(other, f),
+        }
+    }
+
+    /// [`Tensor::zip_map`] when either side is an array, out of line so that the scalar
+    /// case stays small enough to inline.
+    #[inline(never)]
+    fn zip_map_arrays(&self, other: &Self, f: impl Fn(T, T) -> T) -> Option<Self> {
         match (self, other) {
             (Tensor::Scalar(a), Tensor::Scalar(b)) => Some(Tensor::Scalar(f(*a, *b))),
             (Tensor::Array(a), Tensor::Scalar(b)) => {
