@@ -176,7 +176,9 @@ unsafe fn gemm_raw<T: Float>(
         if skinny::try_gemm(whole, alpha, beta) {
             return;
         }
-        if parts > 1 && m.saturating_mul(n).saturating_mul(k) >= OWN_THREADS_MIN_MADDS {
+        if parts == 1 {
+            run_block(whole, alpha, beta, gemm::Parallelism::None);
+        } else if m.saturating_mul(n).saturating_mul(k) >= OWN_THREADS_MIN_MADDS {
             run_block(whole, alpha, beta, gemm::Parallelism::Rayon(parts));
         } else {
             run_split(whole, parts, alpha, beta);

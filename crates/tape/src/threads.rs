@@ -43,9 +43,11 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 pub const ENV_VAR: &str = "RETROGRAD_NUM_THREADS";
 
 /// Products smaller than this many multiply-adds (`m·n·k`) run on one thread whatever the
-/// thread count: below it a product takes about 5 µs, which is what handing half of it to
-/// a helper can cost. (A 500×500 matrix-vector product, 250,000, is split.)
-pub const PARALLEL_MIN_MADDS: usize = 1 << 17;
+/// thread count: below it a product takes tens of microseconds, and cutting it in two
+/// costs more than it saves (W7's per-sample convolution products of 240,000 ran 35% slower
+/// split). Products that run at memory speed (a matrix-vector product) count by the memory
+/// they read instead (see the kernel's few-row loops).
+pub const PARALLEL_MIN_MADDS: usize = 1 << 20;
 
 /// The process-wide count set by [`set_num_threads`]; 0 means "not set".
 static PROCESS: AtomicUsize = AtomicUsize::new(0);

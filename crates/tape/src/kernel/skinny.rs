@@ -184,7 +184,7 @@ unsafe fn run<T: Float, S: simd::Lanes>(plan: Plan, block: Block<T>, alpha: T, b
         }
     }
     let mut out = vec![S::zero(); m * n];
-    let parts = parts_for(m * n * k).min(long / 64).max(1);
+    let parts = parts_for(memory_bound_work(long * k)).min(long / 64).max(1);
     let (out_ptr, short_ptr) = (
         SendPtr(out.as_mut_ptr()),
         SendPtr(short.as_ptr().cast_mut()),
@@ -262,7 +262,7 @@ unsafe fn run_thin<T: Float, S: simd::Lanes>(block: Block<T>, alpha: T, beta: T)
             std::mem::transmute_copy(&beta),
         )
     };
-    let parts = parts_for(m * n * k).min(m / 64).max(1);
+    let parts = parts_for(memory_bound_work(m * n)).min(m / 64).max(1);
     let (b_rs, b_cs) = block.b_strides;
     let b_rows: Vec<S> = if b_cs == 1 {
         Vec::new()
@@ -299,6 +299,14 @@ unsafe fn run_thin<T: Float, S: simd::Lanes>(block: Block<T>, alpha: T, beta: T)
         }
     };
     run_parts(parts, &part);
+}
+
+/// What a pass over `elements` of the large operand (or output) weighs against the
+/// thread pool's threshold in multiply-adds: these loops run at memory speed, so a pass
+/// costs about what a general product with [`MAX_SKINNY`] rows would (a 500×500
+/// matrix-vector product is split over cores; a 6×25·25×784 one is not).
+fn memory_bound_work(elements: usize) -> usize {
+    elements.saturating_mul(MAX_SKINNY)
 }
 
 /// Element `(row, col)` of the matrix at `ptr` with `strides`, as `S` (which is `T`).
