@@ -16,7 +16,8 @@
 //!   against 198 µs in `gemm`.
 //! - **Large products are cut into one block per core** along the output's wider side, and
 //!   each block runs single-threaded on [`crate::threads`]' helpers, the calling thread
-//!   taking the first. `gemm`'s own threading split W2's 128-row products badly: its
+//!   taking the first (from 2²⁶ multiply-adds, `gemm`'s own threading on rayon's pool
+//!   instead: it packs the shared operand once). `gemm`'s own threading split W2's 128-row products badly: its
 //!   784→512 forward product took 623 µs on 2 threads against 715 µs on one; cut in two
 //!   column blocks it takes 354 µs (docs/benchmarks.md).
 //!
@@ -82,7 +83,12 @@ pub fn gemm<T: Float>(
                 c.mapv_inplace(|v| v * beta);
             }
         } else {
-            gemm_crate(alpha, a, b, beta, c);
+            // SAFETY: `T` is f32 or f64 (`native`), the shapes chain (asserted above) and
+            // m, n, k > 0 (the branches above).
+            #[allow(unsafe_code)]
+            unsafe {
+                gemm_crate(alpha, a, b, beta, c)
+            };
         }
     }
 }
@@ -123,10 +129,12 @@ pub fn gemm_new<T: Float>(alpha: T, a: ArrayView2<'_, T>, b: ArrayView2<'_, T>) 
     unsafe { c.assume_init() }
 }
 
-/// `C ← α·A·B + β·C` through `gemm::gemm` for `T` = `f32` or `f64`, `m, n, k > 0`, shapes
-/// already checked by [`gemm()`].
+/// `C ← α·A·B + β·C` through the kernels, `C` a view.
+///
+/// # Safety
+/// `T` is `f32` or `f64`; `a` is m×k, `b` k×n and `c` m×n with m, n, k > 0.
 #[allow(unsafe_code)]
-fn gemm_crate<T: Float>(
+unsafe fn gemm_crate<T: Float>(
     alpha: T,
     a: ArrayView2<'_, T>,
     b: ArrayView2<'_, T>,
@@ -134,9 +142,9 @@ fn gemm_crate<T: Float>(
     mut c: ArrayViewMut2<'_, T>,
 ) {
     let strides = (c.strides()[0], c.strides()[1]);
-    // SAFETY: `c` is an m×n view (checked by `gemm()`) with these strides, uniquely
-    // borrowed, so every element the kernel reads or writes is one of its own, and it
-    // aliases neither input. The rest of `gemm_raw`'s contract is the caller's.
+    // SAFETY: `c` is an m×n view with these strides, uniquely borrowed, so every element
+    // the kernel reads or writes is one of its own, and it aliases neither input. The rest
+    // of `gemm_raw`'s contract is this function's.
     unsafe { gemm_raw(alpha, a, b, beta, c.as_mut_ptr(), strides) }
 }
 
@@ -213,13 +221,14 @@ impl<T> Clone for Block<T> {
 }
 impl<T> Copy for Block<T> {}
 
-// SAFETY: a block is handed to one pool thread while its creator waits for it; the blocks
-// of one product write disjoint parts of the output and only read the inputs.
+// SAFETY: the blocks of one product are shared with the threads that run them while their
+// creator waits; each block's output is a disjoint part of the caller's, and the inputs are
+// only read.
 #[allow(unsafe_code)]
-unsafe impl<T> Send for Block<T> {}
+unsafe impl<T: Send + Sync> Send for Block<T> {}
 // SAFETY: as for `Send`: the parts are read by the threads that run them, never written.
 #[allow(unsafe_code)]
-unsafe impl<T> Sync for Block<T> {}
+unsafe impl<T: Send + Sync> Sync for Block<T> {}
 
 impl<T> Block<T> {
     /// The same product transposed, `Cᵀ = Bᵀ·Aᵀ`: same memory, strides swapped.
@@ -240,7 +249,7 @@ impl<T> Block<T> {
 
     /// Splits the block into at most `parts` blocks of nearly equal size along the wider
     /// side of the output (so that only the smaller operand is packed more than once),
-    /// cutting at multiples of 32 and keeping each part at least 64 wide.
+    /// cutting at the nearest multiple of 32, with parts at least 64 wide.
     #[allow(unsafe_code)]
     fn split(self, parts: usize) -> Vec<Self> {
         let along_cols = self.cols >= self.rows;
@@ -252,7 +261,7 @@ impl<T> Block<T> {
             let end = if part == parts {
                 len
             } else {
-                (len * part / parts).next_multiple_of(32).min(len)
+                nearest_multiple(len * part / parts, 32).clamp(start, len)
             };
             if end <= start {
                 continue;
@@ -275,6 +284,11 @@ impl<T> Block<T> {
         }
         blocks
     }
+}
+
+/// `x` rounded to the nearest multiple of `to`.
+pub(crate) fn nearest_multiple(x: usize, to: usize) -> usize {
+    (x + to / 2) / to * to
 }
 
 /// Runs `block` as up to `parts` single-threaded products, one per core.

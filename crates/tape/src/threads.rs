@@ -10,8 +10,8 @@
 //! 1. [`with_num_threads`], for the calling thread and the duration of a closure (what a
 //!    data-parallel trainer uses to run each worker's kernels on one thread);
 //! 2. [`set_num_threads`], for the whole process (as `torch.set_num_threads`);
-//! 3. the environment variable `RETROGRAD_NUM_THREADS`, read once, at the first product
-//!    (as `RAYON_NUM_THREADS` or `OMP_NUM_THREADS`); a value that is not a positive integer
+//! 3. the environment variable `RETROGRAD_NUM_THREADS`, read once, when the count is first
+//!    asked for (as `RAYON_NUM_THREADS` or `OMP_NUM_THREADS`); a value that is not a positive integer
 //!    is reported on stderr once and ignored;
 //! 4. the number of available cores.
 //!
@@ -25,12 +25,15 @@
 //! ```
 //!
 //! A product is cut into one block per thread, never more blocks than there are cores: the
-//! calling thread computes the first block and helper threads (started on first use, kept
-//! for the process) the others. An idle helper spins for 0.3 ms before it sleeps, as
+//! calling thread computes the first block and helper threads (at most one per core besides
+//! the caller's, started on first use and kept for the process) the others. An idle helper
+//! waits 0.3 ms before it sleeps (spinning a few microseconds, then yielding its core), as
 //! OpenMP runtimes do, so back-to-back products do not pay for waking it; a helper that
 //! another thread's product holds is not waited for (the caller computes that block
-//! itself). Small products (anything below [`PARALLEL_MIN_MADDS`] multiply-adds) always run
-//! on the calling thread.
+//! itself). Products below [`PARALLEL_MIN_MADDS`] multiply-adds run on the calling thread
+//! (products that run at memory speed, such as a matrix-vector product, count by the memory
+//! they read); the largest products, from 2²⁶ multiply-adds, use the `gemm` crate's own
+//! threading on rayon's pool instead (see [`crate::kernel`]).
 
 mod pool;
 pub(crate) use pool::run_parts;
@@ -115,7 +118,9 @@ pub(crate) fn parts_for(madds: usize) -> usize {
     if madds < PARALLEL_MIN_MADDS {
         return 1;
     }
-    num_threads().min(*CORES.get_or_init(available_cores))
+    num_threads()
+        .min(*CORES.get_or_init(available_cores))
+        .min(pool::MAX_HELPERS + 1)
 }
 
 /// `RETROGRAD_NUM_THREADS` if it is a positive integer, else the core count.

@@ -9,9 +9,10 @@
 //! - **dot form**: each output is a dot product of a row of the long operand with one of
 //!   the few short rows (`R` long rows × `N` short rows of accumulators);
 //! - **axpy form**: each row of the long operand is added, scaled, into the few output
-//!   rows, which stay in L1; the rows go `P` at a time, each streamed once from start to
-//!   end (a column tile walking down all the rows instead crossed a page per row, which the
-//!   hardware prefetcher does not follow: that took 15% longer on the bottleneck probe).
+//!   rows (in L1 for parts up to a few hundred columns); the rows go `P` at a time, each
+//!   streamed once from start to end (a column tile walking down all the rows instead
+//!   crossed a page per row, which the hardware prefetcher does not follow: that took 15%
+//!   longer on the bottleneck probe).
 //!
 //! A product whose only short side is the inner one (`k ≤ 8`: a few columns times a few
 //! rows, the last product of a Jacobian through a bottleneck) is a third loop, writing
@@ -54,10 +55,12 @@ enum Plan {
     Axpy,
 }
 
-/// `C ← α·A·B + β·C` through the skinny loops when the product has at most
-/// [`MAX_SKINNY`] rows or columns, its long operand has a contiguous axis along which the
-/// loops can read it, the CPU has AVX-512F and `T` is f32 or f64. Returns `false`, having
-/// done nothing, otherwise. The caller guarantees `block` (as for the general kernel).
+/// `C ← α·A·B + β·C` through these loops when the CPU has AVX-512F, `T` is f32 or f64,
+/// and either the product has at most [`MAX_SKINNY`] rows or columns, a large operand of
+/// at least [`MIN_LARGE`] elements and a contiguous axis along which the loops can read
+/// it, or its inner dimension is at most [`MAX_SKINNY`], its output has at least
+/// [`MIN_LARGE`] elements and contiguous rows or columns. Returns `false`, having done
+/// nothing, otherwise. The caller guarantees `block` (as for the general kernel).
 #[allow(unsafe_code)]
 pub(super) unsafe fn try_gemm<T: Float>(block: Block<T>, alpha: T, beta: T) -> bool {
     #[cfg(target_arch = "x86_64")]
@@ -194,8 +197,14 @@ unsafe fn run<T: Float, S: simd::Lanes>(plan: Plan, block: Block<T>, alpha: T, b
         Plan::Axpy => (SendPtr(block.b.cast_mut().cast::<S>()), block.b_strides.0),
     };
     let part = |p: usize| {
-        // Cut at multiples of 64, so that every part but the last has whole tiles.
-        let cut = |q: usize| (long * q / parts).next_multiple_of(64).min(long);
+        // Even parts, cut at the nearest multiple of 16 (whole vectors of f32).
+        let cut = |q: usize| {
+            if q == parts {
+                long
+            } else {
+                super::nearest_multiple(long * q / parts, 16).min(long)
+            }
+        };
         let range = (cut(p), cut(p + 1));
         let (out, short, long) = (out_ptr, short_ptr, long_ptr);
         // SAFETY: the parts cover disjoint ranges of the long side, so they write disjoint
@@ -227,9 +236,9 @@ unsafe fn run<T: Float, S: simd::Lanes>(plan: Plan, block: Block<T>, alpha: T, b
 }
 
 /// A product whose only short side is the inner one, `k ≤ 8` (a few columns times a few
-/// rows, as the last product of a Jacobian through a bottleneck): described so that `B`'s
-/// `C`'s rows are contiguous, the product itself or its transpose (`B`, `k ≤ 8` rows, is
-/// copied into contiguous rows when it is not).
+/// rows, as the last product of a Jacobian through a bottleneck): described so that `C`'s
+/// rows are contiguous, the product itself or its transpose (`B`, `k ≤ 8` rows, is copied
+/// into contiguous rows when its rows are not).
 fn orient_thin<T>(block: Block<T>) -> Option<Block<T>> {
     let (c_rs, c_cs) = block.dst_strides;
     if c_cs == 1 {
@@ -327,9 +336,9 @@ unsafe fn read<T: Copy, S: Copy>(
 struct SendPtr<S>(*mut S);
 // SAFETY: see `run`: the parts write disjoint elements and only read the rest.
 #[allow(unsafe_code)]
-unsafe impl<S> Send for SendPtr<S> {}
+unsafe impl<S: Send + Sync> Send for SendPtr<S> {}
 #[allow(unsafe_code)]
-unsafe impl<S> Sync for SendPtr<S> {}
+unsafe impl<S: Send + Sync> Sync for SendPtr<S> {}
 
 #[cfg(target_arch = "x86_64")]
 #[allow(unsafe_code)]
@@ -608,8 +617,8 @@ mod simd {
     }
 
     /// The long operand's rows `P` at a time, each group streamed once over the columns
-    /// (`P` sequential reads the prefetcher follows), adding into the `M` output rows,
-    /// which stay in L1.
+    /// (`P` sequential reads the prefetcher follows), adding into the `M` output rows
+    /// (in L1 while a part is a few hundred columns wide).
     #[target_feature(enable = "avx512f")]
     unsafe fn axpy_cols<S: Lanes, const M: usize, const P: usize>(
         cols: (usize, usize),

@@ -8,9 +8,11 @@
 //! part before it parks, as OpenMP runtimes do, so the parts of back-to-back products
 //! start within a microsecond of each other.
 //!
-//! Helpers are claimed one call at a time: when another thread holds them all (several
-//! user threads running products at once), the caller runs the parts it could not hand
-//! out itself, so a call always completes and never waits for another call. After its own
+//! Helpers are claimed one call at a time, and there is at most one per core besides the
+//! caller's: when other threads hold them all (several user threads running products at
+//! once), the caller runs the parts it could not hand out itself, so a call always
+//! completes, never waits for another call and never puts more threads on the cores than
+//! there are cores. Parts must therefore not wait for each other. After its own
 //! part the caller also takes back every part no helper has started (a helper asleep, or
 //! its core taken by another process) and runs it: a loaded machine degrades to one
 //! thread's speed, not to waiting on a descheduled helper.
@@ -28,8 +30,8 @@ use std::time::{Duration, Instant};
 /// products of one training step, short enough not to hold a core between steps.
 const SPIN_FOR: Duration = Duration::from_micros(300);
 
-/// The most helpers the process starts, whatever thread count is asked for.
-const MAX_HELPERS: usize = 63;
+/// The most helpers the process starts, whatever thread count or core count.
+pub(crate) const MAX_HELPERS: usize = 63;
 
 /// Runs `work(i)` for every `i` in `0..parts`, part 0 on the calling thread and the others
 /// on helper threads where one is free, and returns when every part has finished. A panic
@@ -44,6 +46,7 @@ pub(crate) fn run_parts(parts: usize, work: &(dyn Fn(usize) + Sync)) {
     let jobs: Vec<Job> = (1..parts).map(|index| Job::new(work, index)).collect();
     let mut waiting = Waiting {
         posted: Vec::with_capacity(parts - 1),
+        caller_done: false,
     };
     let mut unposted = Vec::new();
     for job in &jobs {
@@ -71,6 +74,7 @@ pub(crate) fn run_parts(parts: usize, work: &(dyn Fn(usize) + Sync)) {
             work(posted.job.index);
         }
     }
+    waiting.caller_done = true;
     drop(waiting); // waits for the helpers, then re-raises a helper's panic
 }
 
@@ -112,6 +116,9 @@ struct Posted<'a> {
 /// then re-raises the first helper panic.
 struct Waiting<'a> {
     posted: Vec<Posted<'a>>,
+    /// The caller's own parts all returned (otherwise it is unwinding from one of them,
+    /// and that panic is the one to pass on).
+    caller_done: bool,
 }
 
 impl Drop for Waiting<'_> {
@@ -123,7 +130,7 @@ impl Drop for Waiting<'_> {
             }
             posted.helper.release();
         }
-        if thread::panicking() {
+        if !self.caller_done {
             return;
         }
         for Posted { job, .. } in &self.posted {
@@ -267,6 +274,9 @@ struct Pool {
     helpers: Mutex<Vec<&'static Helper>>,
 }
 
+/// Set when the system refused a helper thread; no more are tried.
+static SPAWN_FAILED: AtomicBool = AtomicBool::new(false);
+
 fn pool() -> &'static Pool {
     static POOL: OnceLock<Pool> = OnceLock::new();
     POOL.get_or_init(|| Pool {
@@ -275,7 +285,9 @@ fn pool() -> &'static Pool {
 }
 
 impl Pool {
-    /// A free helper, starting a new one when all are busy and the cap allows.
+    /// A free helper, starting a new one when all are busy and there are fewer than one
+    /// per core besides the caller's (more would only compete for the cores: a caller
+    /// that finds none free runs the part itself).
     fn claim(&self) -> Option<&'static Helper> {
         let mut helpers = self.helpers.lock().unwrap_or_else(|e| e.into_inner());
         let free = helpers.iter().find(|h| {
@@ -286,7 +298,8 @@ impl Pool {
         if let Some(helper) = free {
             return Some(helper);
         }
-        if helpers.len() >= MAX_HELPERS {
+        let limit = super::available_cores().saturating_sub(1).min(MAX_HELPERS);
+        if helpers.len() >= limit || SPAWN_FAILED.load(Ordering::Relaxed) {
             return None;
         }
         let helper: &'static Helper = Box::leak(Box::new(Helper {
@@ -304,8 +317,12 @@ impl Pool {
                 helpers.push(helper);
                 Some(helper)
             }
-            // No thread to be had (a resource limit): the caller runs the part itself.
-            Err(_) => None,
+            // No thread to be had (a resource limit): the caller runs the part itself, and
+            // no further helper is tried (the one helper allocated here is not reclaimed).
+            Err(_) => {
+                SPAWN_FAILED.store(true, Ordering::Relaxed);
+                None
+            }
         }
     }
 }
