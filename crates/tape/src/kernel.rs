@@ -342,20 +342,20 @@ unsafe fn run_block<T: Float>(blk: Block<T>, alpha: T, beta: T, parallelism: gem
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use crate::threads::with_num_threads;
     use ndarray::{Array2, ArrayView2};
 
     /// `M[i, j] = sin(seed + i·cols + j)`.
-    fn closed_form<T: Float>(rows: usize, cols: usize, seed: f64) -> Array2<T> {
+    pub(crate) fn closed_form<T: Float>(rows: usize, cols: usize, seed: f64) -> Array2<T> {
         Array2::from_shape_fn((rows, cols), |(i, j)| {
             T::of((seed + (i * cols + j) as f64).sin())
         })
     }
 
     /// `α·A·B + β·C` entry by entry, in f64.
-    fn naive<T: Float>(
+    pub(crate) fn naive<T: Float>(
         alpha: f64,
         a: ArrayView2<T>,
         b: ArrayView2<T>,

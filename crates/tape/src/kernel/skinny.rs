@@ -702,18 +702,12 @@ mod simd {
 
 #[cfg(test)]
 mod tests {
-    use ndarray::{Array2, ArrayView2};
+    use ndarray::Array2;
 
     use crate::Float;
     use crate::kernel::gemm;
+    use crate::kernel::tests::{closed_form, naive};
     use crate::threads::with_num_threads;
-
-    /// `M[i, j] = sin(seed + i·cols + j)`.
-    fn closed_form<T: Float>(rows: usize, cols: usize, seed: f64) -> Array2<T> {
-        Array2::from_shape_fn((rows, cols), |(i, j)| {
-            T::of((seed + (i * cols + j) as f64).sin())
-        })
-    }
 
     fn taken() -> usize {
         super::TAKEN.with(std::cell::Cell::get)
@@ -727,96 +721,24 @@ mod tests {
         false
     }
 
-    fn naive<T: Float>(a: ArrayView2<T>, b: ArrayView2<T>) -> Array2<f64> {
-        let (m, k) = a.dim();
-        Array2::from_shape_fn((m, b.dim().1), |(i, j)| {
-            (0..k)
-                .map(|p| a[[i, p]].as_f64() * b[[p, j]].as_f64())
-                .sum()
-        })
-    }
-
-    /// Every layout of `A` and `B`, the few on either side, fresh and accumulated output,
-    /// one thread and two, against a product computed entry by entry.
-    fn check<T: Float>(tol: f64) {
-        let shapes = (1..=8).map(|few| (few, 300, 240)).chain([
-            (5, 700, 131),
-            (8, 1000, 70),
-            (3, 129, 1000),
-        ]);
-        for (few, long, k) in shapes {
-            for few_rows in [true, false] {
-                let (m, n) = if few_rows { (few, long) } else { (long, few) };
-                let a = closed_form::<T>(m, k, 0.3);
-                let at = closed_form::<T>(k, m, 0.3);
-                let b = closed_form::<T>(k, n, 0.7);
-                let bt = closed_form::<T>(n, k, 0.7);
-                let views = [
-                    (a.view(), b.view()),
-                    (a.view(), bt.t()),
-                    (at.t(), b.view()),
-                    (at.t(), bt.t()),
-                ];
-                for (av, bv) in views {
-                    let want = naive(av, bv);
-                    for threads in [1, 2] {
-                        for (alpha, beta) in [(1.0, 0.0), (-0.5, 0.25)] {
-                            let c0 = closed_form::<T>(m, n, 0.9);
-                            let mut c = if beta == 0.0 {
-                                Array2::from_elem((m, n), T::nan())
-                            } else {
-                                c0.clone()
-                            };
-                            let before = taken();
-                            with_num_threads(threads, || {
-                                gemm(T::of(alpha), av, bv, T::of(beta), c.view_mut())
-                            });
-                            assert_eq!(
-                                taken(),
-                                before + usize::from(avx512()),
-                                "{m}x{k}x{n}: not the skinny path"
-                            );
-                            for ((g, w), old) in c.iter().zip(&want).zip(&c0) {
-                                let w = alpha * w
-                                    + if beta == 0.0 {
-                                        0.0
-                                    } else {
-                                        beta * old.as_f64()
-                                    };
-                                let g = g.as_f64();
-                                assert!(
-                                    (g - w).abs() <= tol * (1.0 + w.abs()),
-                                    "{m}x{k}x{n} strides {:?}·{:?}, {threads} threads: {g} vs {w}",
-                                    av.strides(),
-                                    bv.strides()
-                                );
-                            }
-                        }
-                    }
-                }
-            }
-        }
-    }
-
-    /// A short inner dimension: every layout of `A`, `B` and `C`, against the naive product.
-    fn check_thin<T: Float>(tol: f64) {
-        let shapes = (1..=8).map(|k| (300, 260, k)).chain([(700, 600, 5)]);
-        for (m, n, k) in shapes {
-            let a = closed_form::<T>(m, k, 0.3);
-            let at = closed_form::<T>(k, m, 0.3);
-            let b = closed_form::<T>(k, n, 0.7);
-            let bt = closed_form::<T>(n, k, 0.7);
-            let views = [
+    /// Each `m×k·k×n` product with `A` and `B` in both layouts, the output plain and
+    /// transposed, fresh (NaN in C) and accumulated, on one thread and two, against a
+    /// product computed entry by entry; each must take these loops.
+    fn check<T: Float>(shapes: &[(usize, usize, usize)], tol: f64) {
+        for &(m, n, k) in shapes {
+            let (a, at) = (closed_form::<T>(m, k, 0.3), closed_form::<T>(k, m, 0.3));
+            let (b, bt) = (closed_form::<T>(k, n, 0.7), closed_form::<T>(n, k, 0.7));
+            let c0 = closed_form::<T>(m, n, 0.9);
+            let layouts = [
                 (a.view(), b.view()),
                 (a.view(), bt.t()),
                 (at.t(), b.view()),
                 (at.t(), bt.t()),
             ];
-            for (av, bv) in views {
-                let want = naive(av, bv);
+            for (av, bv) in layouts {
                 for (threads, transposed_out) in [(1, false), (2, false), (2, true)] {
                     for (alpha, beta) in [(1.0, 0.0), (-0.5, 0.25)] {
-                        let c0 = closed_form::<T>(m, n, 0.9);
+                        let want = naive(alpha, av, bv, beta, &c0);
                         let mut storage = if transposed_out {
                             c0.t().as_standard_layout().into_owned()
                         } else {
@@ -832,64 +754,68 @@ mod tests {
                         };
                         let before = taken();
                         with_num_threads(threads, || gemm(T::of(alpha), av, bv, T::of(beta), c));
+                        let context = format!(
+                            "{m}x{k}x{n}, strides {:?}·{:?}, {threads} threads, transposed output {transposed_out}",
+                            av.strides(),
+                            bv.strides()
+                        );
                         assert_eq!(
                             taken(),
                             before + usize::from(avx512()),
-                            "{m}x{k}x{n}: not the thin path"
+                            "{context}: not these loops"
                         );
                         let got = if transposed_out {
                             storage.t().to_owned()
                         } else {
                             storage
                         };
-                        for ((g, w), old) in got.iter().zip(&want).zip(&c0) {
-                            let w = alpha * w
-                                + if beta == 0.0 {
-                                    0.0
-                                } else {
-                                    beta * old.as_f64()
-                                };
-                            let g = g.as_f64();
-                            assert!(
-                                (g - w).abs() <= tol * (1.0 + w.abs()),
-                                "{m}x{k}x{n} strides {:?}·{:?}, {threads} threads: {g} vs {w}",
-                                av.strides(),
-                                bv.strides()
-                            );
-                        }
+                        assert_close(&got, &want, tol, &context);
                     }
                 }
             }
         }
     }
 
-    #[test]
-    fn products_with_a_short_inner_dimension_match_a_naive_product() {
-        check_thin::<f64>(1e-12);
-        check_thin::<f32>(1e-5);
+    fn assert_close<T: Float>(got: &Array2<T>, want: &Array2<f64>, tol: f64, context: &str) {
+        for (g, w) in got.iter().zip(want) {
+            let g = g.as_f64();
+            assert!(
+                (g - w).abs() <= tol * (1.0 + w.abs()),
+                "{context}: {g} vs {w}"
+            );
+        }
+    }
+
+    /// At most eight rows or columns, on either side, and larger ones of odd sizes.
+    fn few_rows_or_columns() -> Vec<(usize, usize, usize)> {
+        let mut shapes: Vec<_> = (1..=8)
+            .flat_map(|f| [(f, 300, 240), (300, f, 240)])
+            .collect();
+        shapes.extend([(5, 700, 131), (1000, 8, 70), (3, 129, 1000)]);
+        shapes
+    }
+
+    /// An inner dimension of at most eight.
+    fn short_inner_dimension() -> Vec<(usize, usize, usize)> {
+        (1..=8)
+            .map(|k| (300, 260, k))
+            .chain([(700, 600, 5)])
+            .collect()
     }
 
     #[test]
     fn f64_products_with_few_rows_or_columns_match_a_naive_product() {
-        check::<f64>(1e-12);
+        check::<f64>(&few_rows_or_columns(), 1e-12);
     }
 
     #[test]
     fn f32_products_with_few_rows_or_columns_match_a_naive_product() {
-        check::<f32>(1e-4);
+        check::<f32>(&few_rows_or_columns(), 1e-4);
     }
 
     #[test]
-    fn an_output_through_a_transposed_view() {
-        let a = closed_form::<f64>(4, 300, 0.1);
-        let b = closed_form::<f64>(300, 300, 0.2);
-        let mut ct = Array2::<f64>::from_elem((300, 4), f64::NAN);
-        let before = taken();
-        gemm(1.0, a.view(), b.view(), 0.0, ct.view_mut().reversed_axes());
-        assert_eq!(taken(), before + usize::from(avx512()));
-        let want = naive(a.view(), b.view());
-        for (g, w) in ct.t().iter().zip(want.iter()) {
-            assert!((g - w).abs() < 1e-11 * (1.0 + w.abs()));
-        }
+    fn products_with_a_short_inner_dimension_match_a_naive_product() {
+        check::<f64>(&short_inner_dimension(), 1e-12);
+        check::<f32>(&short_inner_dimension(), 1e-5);
     }
 }
