@@ -426,6 +426,64 @@ pub(crate) mod tests {
         }
     }
 
+    /// `(m, n, k)`, whether `A`, `B` and `C` are transposed views, the thread count, (α, β).
+    type ProductCase = ((usize, usize, usize), [bool; 3], usize, (f64, f64));
+
+    /// Shapes that straddle every path's thresholds: a short side (few-row loops), a short
+    /// inner dimension (thin loop), sizes above and below the split and the few-row loops'
+    /// minimum; any layout of either operand and of the output.
+    fn product_case() -> impl proptest::strategy::Strategy<Value = ProductCase> {
+        use proptest::prelude::*;
+        let (few, wide, deep) = (1usize..=9, 60usize..=500, 100usize..=400);
+        let shape = prop_oneof![
+            (few.clone(), wide.clone(), deep.clone()), // few rows
+            (wide.clone(), few.clone(), deep.clone()), // few columns
+            (wide.clone(), wide.clone(), few.clone()), // a short inner dimension
+            (wide.clone(), wide, deep),                // split over cores, or gemm's threads
+            (few.clone(), few.clone(), few),           // tiny
+        ];
+        (
+            shape,
+            any::<[bool; 3]>(),
+            1usize..=2,
+            prop_oneof![Just((1.0, 0.0)), Just((-0.5, 0.25))],
+        )
+    }
+
+    proptest::proptest! {
+        // Deterministic, as every test here (`strategies::config` is behind a feature).
+        #![proptest_config(proptest::prelude::ProptestConfig {
+            cases: 48,
+            failure_persistence: None,
+            rng_seed: proptest::test_runner::RngSeed::Fixed(0x6765_6d6d),
+            ..proptest::prelude::ProptestConfig::default()
+        })]
+        /// Whatever path a product takes, it equals the product computed entry by entry.
+        #[test]
+        fn every_product_matches_a_naive_one(
+            ((m, n, k), [ta, tb, tc], threads, (alpha, beta)) in product_case()
+        ) {
+            let a = if ta { closed_form::<f64>(k, m, 0.3) } else { closed_form::<f64>(m, k, 0.3) };
+            let b = if tb { closed_form::<f64>(n, k, 0.7) } else { closed_form::<f64>(k, n, 0.7) };
+            let (av, bv) = (
+                if ta { a.t() } else { a.view() },
+                if tb { b.t() } else { b.view() },
+            );
+            let c0 = closed_form::<f64>(m, n, 0.9);
+            let want = naive(alpha, av, bv, beta, &c0);
+            let mut storage = if tc { c0.t().as_standard_layout().into_owned() } else { c0.clone() };
+            if beta == 0.0 {
+                storage.fill(f64::NAN);
+            }
+            let c = if tc { storage.view_mut().reversed_axes() } else { storage.view_mut() };
+            with_num_threads(threads, || gemm(alpha, av, bv, beta, c));
+            let got = if tc { storage.t().to_owned() } else { storage };
+            for (g, w) in got.iter().zip(&want) {
+                proptest::prop_assert!((g - w).abs() <= 1e-12 * (1.0 + w.abs()), "{m}x{k}x{n}: {g} vs {w}");
+            }
+        }
+    }
+
     #[test]
     fn f32_and_f64_match_a_naive_product_on_every_path() {
         check::<f32>(1e-4);
