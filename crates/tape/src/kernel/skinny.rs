@@ -22,8 +22,6 @@
 //! operand is first copied into a small contiguous buffer. Large products are split over
 //! [`crate::threads`]'s cores along the long side.
 
-use std::any::TypeId;
-
 use crate::Float;
 
 use super::Block;
@@ -83,8 +81,7 @@ pub(super) unsafe fn try_gemm<T: Float>(block: Block<T>, alpha: T, beta: T) -> b
         if !std::arch::is_x86_feature_detected!("avx512f") {
             return false;
         }
-        let is = |t: TypeId| TypeId::of::<T>() == t;
-        let (f64s, f32s) = (is(TypeId::of::<f64>()), is(TypeId::of::<f32>()));
+        let (f64s, f32s) = (super::is::<T, f64>(), super::is::<T, f32>());
         if !f64s && !f32s {
             return false;
         }
