@@ -287,13 +287,20 @@ impl<T: Float> Graph<T> {
                 }
             }
         };
-        let key = self.nodes.insert(Node {
-            value,
-            origin,
-            inputs,
+        // The slot is filled with constants first and then field by field: a whole `Node`
+        // handed to the arena's insert goes through memory in wide copies that read the
+        // caller's narrower stores before they land, a stall on every recorded op.
+        let key = self.nodes.insert_with_key(|_| Node {
+            value: Tensor::Scalar(T::zero()),
+            origin: Origin::leaf(false),
+            inputs: Inputs::Few([NodeKey::null(); 2]),
             location,
         });
         debug_assert_eq!(key.pos(), pos, "slots are handed out in evaluation order");
+        let node = self.node_mut(key);
+        node.value = value;
+        node.origin = origin;
+        node.inputs = inputs;
         key
     }
 
