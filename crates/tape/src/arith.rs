@@ -111,6 +111,10 @@ impl<T: Float> Rule<T> for Add {
     fn forward(&mut self, x: &[&Tensor<T>]) -> Result<Tensor<T>, String> {
         zip(x[0], x[1], |a, b| a + b)
     }
+    #[inline]
+    fn scalar_forward(&mut self, x: &[T]) -> Option<T> {
+        Some(x[0] + x[1])
+    }
     fn vjp<'t>(&self, cx: &RuleCtx<'t, T>, g: &Val<'t, T>) -> Cotangents<'t, T> {
         Cotangents::from([
             cx.needs(0).then(|| sum_like(g.clone(), cx.input(0))),
@@ -160,6 +164,10 @@ impl<T: Float> Rule<T> for Sub {
     fn forward(&mut self, x: &[&Tensor<T>]) -> Result<Tensor<T>, String> {
         zip(x[0], x[1], |a, b| a - b)
     }
+    #[inline]
+    fn scalar_forward(&mut self, x: &[T]) -> Option<T> {
+        Some(x[0] - x[1])
+    }
     fn vjp<'t>(&self, cx: &RuleCtx<'t, T>, g: &Val<'t, T>) -> Cotangents<'t, T> {
         Cotangents::from([
             cx.needs(0).then(|| sum_like(g.clone(), cx.input(0))),
@@ -208,6 +216,10 @@ impl<T: Float> Rule<T> for Mul {
     #[inline]
     fn forward(&mut self, x: &[&Tensor<T>]) -> Result<Tensor<T>, String> {
         zip(x[0], x[1], |a, b| a * b)
+    }
+    #[inline]
+    fn scalar_forward(&mut self, x: &[T]) -> Option<T> {
+        Some(x[0] * x[1])
     }
     fn vjp<'t>(&self, cx: &RuleCtx<'t, T>, g: &Val<'t, T>) -> Cotangents<'t, T> {
         let (a, b) = (cx.input(0), cx.input(1));
@@ -266,6 +278,10 @@ impl<T: Float> Rule<T> for Div {
     #[inline]
     fn forward(&mut self, x: &[&Tensor<T>]) -> Result<Tensor<T>, String> {
         zip(x[0], x[1], |a, b| a / b)
+    }
+    #[inline]
+    fn scalar_forward(&mut self, x: &[T]) -> Option<T> {
+        Some(x[0] / x[1])
     }
     fn vjp<'t>(&self, cx: &RuleCtx<'t, T>, g: &Val<'t, T>) -> Cotangents<'t, T> {
         let (a, b, out) = (cx.input(0), cx.input(1), cx.output());
@@ -327,6 +343,10 @@ impl<T: Float> Rule<T> for Neg {
     fn forward(&mut self, x: &[&Tensor<T>]) -> Result<Tensor<T>, String> {
         Ok(x[0].map(|a| -a))
     }
+    #[inline]
+    fn scalar_forward(&mut self, x: &[T]) -> Option<T> {
+        Some(-x[0])
+    }
     fn vjp<'t>(&self, _: &RuleCtx<'t, T>, g: &Val<'t, T>) -> Cotangents<'t, T> {
         Cotangents::from([Some(-g)])
     }
@@ -382,14 +402,12 @@ impl<T: Float> Rule<T> for ScalarOp<T> {
         vec![("c", c.to_string())]
     }
     fn forward(&mut self, x: &[&Tensor<T>]) -> Result<Tensor<T>, String> {
-        Ok(match *self {
-            ScalarOp::Add(c) => x[0].map(|a| a + c),
-            ScalarOp::Sub(c) => x[0].map(|a| a - c),
-            ScalarOp::Mul(c) => x[0].map(|a| a * c),
-            ScalarOp::Div(c) => x[0].map(|a| a / c),
-            ScalarOp::SubFrom(c) => x[0].map(|a| c - a),
-            ScalarOp::DivInto(c) => x[0].map(|a| c / a),
-        })
+        let op = *self;
+        Ok(x[0].map(|a| op.eval(a)))
+    }
+    #[inline]
+    fn scalar_forward(&mut self, x: &[T]) -> Option<T> {
+        Some(self.eval(x[0]))
     }
     fn vjp<'t>(&self, cx: &RuleCtx<'t, T>, g: &Val<'t, T>) -> Cotangents<'t, T> {
         Cotangents::from([Some(self.derivative(cx, g))])
@@ -414,6 +432,19 @@ impl<T: Float> Rule<T> for ScalarOp<T> {
 }
 
 impl<T: Float> ScalarOp<T> {
+    /// The op on one element.
+    #[inline]
+    fn eval(self, a: T) -> T {
+        match self {
+            ScalarOp::Add(c) => a + c,
+            ScalarOp::Sub(c) => a - c,
+            ScalarOp::Mul(c) => a * c,
+            ScalarOp::Div(c) => a / c,
+            ScalarOp::SubFrom(c) => c - a,
+            ScalarOp::DivInto(c) => c / a,
+        }
+    }
+
     /// The op is elementwise in one input, so its VJP and JVP are the same product with
     /// the elementwise derivative.
     fn derivative<'t>(&self, cx: &RuleCtx<'t, T>, v: &Val<'t, T>) -> Val<'t, T> {

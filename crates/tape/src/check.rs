@@ -539,19 +539,20 @@ where
     })
 }
 
-/// Checks a rule's scalar fast path ([`Rule::scalar_vjp`]) against its
-/// [`vjp`](Rule::vjp) at one point with one output cotangent `g`: the two must agree to
-/// `1e-12` relative. Returns `Ok(false)` when the rule has no scalar path.
+/// Checks a rule's scalar fast paths at one point, with one output cotangent `g`:
+/// [`Rule::scalar_forward`] against [`forward`](Rule::forward), and [`Rule::scalar_vjp`]
+/// against [`vjp`](Rule::vjp). Each must agree with its general rule to `1e-12` relative.
+/// Returns `Ok(false)` when the rule has neither path.
 ///
 /// ```
-/// use retrograd_tape::{arith::Mul, check::check_scalar_vjp};
-/// assert_eq!(check_scalar_vjp(Mul, &[1.5, -2.0], 0.3).unwrap(), true);
+/// use retrograd_tape::{arith::Mul, check::check_scalar_paths};
+/// assert_eq!(check_scalar_paths(Mul, &[1.5, -2.0], 0.3).unwrap(), true);
 /// ```
 ///
 /// # Errors
-/// [`CheckFailure::Mismatch`] naming the input whose cotangents differ, and
+/// [`CheckFailure::Mismatch`] naming the path and the input whose values differ, and
 /// [`CheckFailure::Sweep`] when the rule's forward rejects the inputs.
-pub fn check_scalar_vjp<R: Rule<f64>>(
+pub fn check_scalar_paths<R: Rule<f64>>(
     mut rule: R,
     inputs: &[f64],
     g: f64,
@@ -570,12 +571,6 @@ pub fn check_scalar_vjp<R: Rule<f64>>(
     let Tensor::Scalar(y_value) = y else {
         return Ok(false);
     };
-    let mut fast = vec![0.0; inputs.len()];
-    if !rule.scalar_vjp(inputs, y_value, g, &mut fast) {
-        return Ok(false);
-    }
-    let cx = RuleCtx::new(values.into_iter().map(Val::Const).collect(), Val::Const(y));
-    let slow = rule.vjp(&cx, &Val::Const(Tensor::Scalar(g)));
     let opts = CheckOptions {
         atol: 1e-300,
         rtol: 1e-12,
@@ -591,10 +586,25 @@ pub fn check_scalar_vjp<R: Rule<f64>>(
         comparisons: 0,
         max_error: 0.0,
     };
+    let scalar = |v: f64| ndarray::arr0(v).into_dyn();
+    let fast_forward = rule.scalar_forward(inputs);
+    if let Some(fast) = fast_forward {
+        cmp.compare(
+            "scalar_forward vs forward",
+            None,
+            &scalar(fast),
+            &scalar(y_value),
+        )?;
+    }
+    let mut fast = vec![0.0; inputs.len()];
+    if !rule.scalar_vjp(inputs, y_value, g, &mut fast) {
+        return Ok(fast_forward.is_some());
+    }
+    let cx = RuleCtx::new(values.into_iter().map(Val::Const).collect(), Val::Const(y));
+    let slow = rule.vjp(&cx, &Val::Const(Tensor::Scalar(g)));
     for (i, (f, s)) in fast.iter().zip(slow).enumerate() {
         let s = s.map_or(0.0, |s| s.value().try_item().unwrap_or(f64::NAN));
-        let (f, s) = (ndarray::arr0(*f).into_dyn(), ndarray::arr0(s).into_dyn());
-        cmp.compare("scalar_vjp vs vjp", Some(i), &f, &s)?;
+        cmp.compare("scalar_vjp vs vjp", Some(i), &scalar(*f), &scalar(s))?;
     }
     Ok(true)
 }
@@ -606,16 +616,16 @@ mod tests {
     use ndarray::array;
 
     #[test]
-    fn the_engine_rules_scalar_paths_agree_with_their_vjps() {
+    fn the_engine_rules_scalar_paths_agree_with_their_general_rules() {
         use crate::arith::{Add, Div, Mul, Neg, ScalarOp, Sub};
         let points = [(1.5, -2.0), (-0.3, 0.7), (1e-3, 4e5), (-7.0, -0.125)];
         for (a, b) in points {
             for g in [1.0, -0.37] {
-                assert!(check_scalar_vjp(Add, &[a, b], g).unwrap());
-                assert!(check_scalar_vjp(Sub, &[a, b], g).unwrap());
-                assert!(check_scalar_vjp(Mul, &[a, b], g).unwrap());
-                assert!(check_scalar_vjp(Div, &[a, b], g).unwrap());
-                assert!(check_scalar_vjp(Neg, &[a], g).unwrap());
+                assert!(check_scalar_paths(Add, &[a, b], g).unwrap());
+                assert!(check_scalar_paths(Sub, &[a, b], g).unwrap());
+                assert!(check_scalar_paths(Mul, &[a, b], g).unwrap());
+                assert!(check_scalar_paths(Div, &[a, b], g).unwrap());
+                assert!(check_scalar_paths(Neg, &[a], g).unwrap());
                 for op in [
                     ScalarOp::Add(b),
                     ScalarOp::Sub(b),
@@ -624,7 +634,7 @@ mod tests {
                     ScalarOp::SubFrom(b),
                     ScalarOp::DivInto(b),
                 ] {
-                    assert!(check_scalar_vjp(op, &[a], g).unwrap(), "{op:?}");
+                    assert!(check_scalar_paths(op, &[a], g).unwrap(), "{op:?}");
                 }
             }
         }
@@ -657,11 +667,45 @@ mod tests {
 
     #[test]
     fn a_scalar_path_that_disagrees_is_reported() {
-        let err = check_scalar_vjp(BadScalarPath, &[1.0], 1.0).unwrap_err();
+        let err = check_scalar_paths(BadScalarPath, &[1.0], 1.0).unwrap_err();
         let m = err.mismatch().unwrap();
         assert_eq!(
             (m.check, m.input, m.got, m.expected),
             ("scalar_vjp vs vjp", Some(0), 2.0, 3.0)
+        );
+    }
+
+    /// A scalar forward that disagrees with its rule's forward is caught.
+    struct BadScalarForward;
+    impl Rule<f64> for BadScalarForward {
+        fn name(&self) -> &'static str {
+            "bad_forward"
+        }
+        fn forward(&mut self, x: &[&Tensor<f64>]) -> Result<Tensor<f64>, String> {
+            Ok(x[0].map(|v| 3.0 * v))
+        }
+        fn scalar_forward(&mut self, x: &[f64]) -> Option<f64> {
+            Some(2.0 * x[0])
+        }
+        fn vjp<'t>(&self, _: &RuleCtx<'t, f64>, g: &Val<'t, f64>) -> Cotangents<'t, f64> {
+            Cotangents::one(g * 3.0)
+        }
+        fn jvp<'t>(
+            &self,
+            _: &RuleCtx<'t, f64>,
+            t: &[Option<Val<'t, f64>>],
+        ) -> Option<Val<'t, f64>> {
+            t[0].as_ref().map(|t| t * 3.0)
+        }
+    }
+
+    #[test]
+    fn a_scalar_forward_that_disagrees_is_reported() {
+        let err = check_scalar_paths(BadScalarForward, &[1.0], 1.0).unwrap_err();
+        let m = err.mismatch().unwrap();
+        assert_eq!(
+            (m.check, m.input, m.got, m.expected),
+            ("scalar_forward vs forward", None, 2.0, 3.0)
         );
     }
 

@@ -165,6 +165,40 @@ pub trait Rule<T: Float>: 'static {
     /// shape. `None` means a zero tangent.
     fn jvp<'t>(&self, cx: &RuleCtx<'t, T>, tangents: &[Option<Val<'t, T>>]) -> Option<Val<'t, T>>;
 
+    /// An optional fast path for recording on scalars: given the inputs' values, all
+    /// scalars, the output's value, or `None` to have [`forward`](Rule::forward) compute
+    /// it as usual (the default). The result stays in a register on its way into the
+    /// tape, where a `Tensor` returned through `forward`'s `Result` goes through memory; on
+    /// scalar chains that move costs more than the arithmetic. It must agree with
+    /// `forward`.
+    ///
+    /// ```
+    /// # use retrograd_tape::{Cotangents, Float, Rule, RuleCtx, Tensor, Val};
+    /// struct Square;
+    /// impl<T: Float> Rule<T> for Square {
+    ///     fn name(&self) -> &'static str { "square" }
+    ///     fn forward(&mut self, x: &[&Tensor<T>]) -> Result<Tensor<T>, String> {
+    ///         Ok(x[0].map(|v| v * v))
+    ///     }
+    ///     fn scalar_forward(&mut self, x: &[T]) -> Option<T> {
+    ///         Some(x[0] * x[0])
+    ///     }
+    ///     fn vjp<'t>(&self, cx: &RuleCtx<'t, T>, g: &Val<'t, T>) -> Cotangents<'t, T> {
+    ///         Cotangents::one(g * cx.input(0) * T::of(2.0))
+    ///     }
+    ///     fn jvp<'t>(&self, cx: &RuleCtx<'t, T>, t: &[Option<Val<'t, T>>]) -> Option<Val<'t, T>> {
+    ///         t[0].as_ref().map(|t| t * cx.input(0) * T::of(2.0))
+    ///     }
+    /// }
+    /// let tape = retrograd_tape::Tape::<f64>::new();
+    /// let y = retrograd_tape::Var::apply(Square, &[&tape.var(3.0)]); // through scalar_forward
+    /// assert_eq!(y.item(), 9.0);
+    /// ```
+    fn scalar_forward(&mut self, inputs: &[T]) -> Option<T> {
+        let _ = inputs;
+        None
+    }
+
     /// An optional fast path for the plain reverse sweep over scalar nodes (scalar-heavy
     /// graphs spend most of their time in per-node bookkeeping, not arithmetic): given the
     /// inputs' values, the output's value and the output's cotangent `g`, all scalars,

@@ -298,6 +298,16 @@ impl<T: Float> Tape<T> {
         let inner = &mut *guard;
         let graph = &inner.graph;
         graph.check_values(inputs).map_err(Box::new)?;
+        if let Some((y, any_grad)) = Self::scalar_forward(graph, &mut rule, inputs) {
+            let origin = Self::origin(inner, rule, any_grad);
+            return Ok(Self::push_in(
+                inner,
+                Tensor::Scalar(y),
+                origin,
+                inputs,
+                location,
+            ));
+        }
         // The common arities pass their values on the stack.
         let (forward, any_grad) = match inputs {
             [a] => {
@@ -322,12 +332,48 @@ impl<T: Float> Tape<T> {
             Ok(v) => v,
             Err(message) => return Err(invalid_op(rule.name(), graph, inputs, message, location)),
         };
-        let origin = if any_grad && inner.no_grad_depth == 0 {
+        let origin = Self::origin(inner, rule, any_grad);
+        Ok(Self::push_in(inner, value, origin, inputs, location))
+    }
+
+    /// The value of an op on one or two scalars through its [`Rule::scalar_forward`], and
+    /// whether an input requires a gradient; `None` when the inputs are not all scalars
+    /// or the rule has no scalar path.
+    #[inline(always)]
+    fn scalar_forward<R: Rule<T>>(
+        graph: &Graph<T>,
+        rule: &mut R,
+        inputs: &[NodeKey],
+    ) -> Option<(T, bool)> {
+        match inputs {
+            [a] => {
+                let a = graph.node(*a);
+                let Tensor::Scalar(x) = a.value else {
+                    return None;
+                };
+                Some((rule.scalar_forward(&[x])?, a.origin.requires_grad()))
+            }
+            [a, b] => {
+                let (a, b) = (graph.node(*a), graph.node(*b));
+                let (Tensor::Scalar(x), Tensor::Scalar(y)) = (&a.value, &b.value) else {
+                    return None;
+                };
+                let any_grad = a.origin.requires_grad() || b.origin.requires_grad();
+                Some((rule.scalar_forward(&[*x, *y])?, any_grad))
+            }
+            _ => None,
+        }
+    }
+
+    /// The origin of a node `rule` computed: the rule itself when some input requires a
+    /// gradient and recording is on, else a constant that keeps only its name.
+    #[inline(always)]
+    fn origin<R: Rule<T>>(inner: &mut TapeInner<T>, rule: R, any_grad: bool) -> Origin<T> {
+        if any_grad && inner.no_grad_depth == 0 {
             Origin::Op(Box::new(rule))
         } else {
             inner.graph.constant(rule.name())
-        };
-        Ok(Self::push_in(inner, value, origin, inputs, location))
+        }
     }
 }
 

@@ -80,6 +80,11 @@ impl<T: Float, U: UnaryFn<T>> Rule<T> for Unary<U> {
         let f = &self.0;
         Ok(x[0].map(|v| f.eval(v)))
     }
+    #[inline]
+    fn scalar_forward(&mut self, x: &[T]) -> Option<T> {
+        self.0.validate().ok()?;
+        Some(self.0.eval(x[0]))
+    }
     fn vjp<'t>(&self, cx: &RuleCtx<'t, T>, g: &Val<'t, T>) -> Cotangents<'t, T> {
         Cotangents::from([cx
             .needs(0)
@@ -191,7 +196,7 @@ mod tests {
     use super::Unary;
     use crate::elementwise::{Cos, Exp, Expm1, Ln, Log1p, Recip, Sigmoid, Sin, Sqrt, Square, Tanh};
     use proptest::prelude::*;
-    use retrograd_tape::check::check_scalar_vjp;
+    use retrograd_tape::check::check_scalar_paths;
     use retrograd_tape::strategies::config;
 
     proptest! {
@@ -200,17 +205,17 @@ mod tests {
         #[test]
         fn scalar_paths_agree_with_the_rules(x in -3.0f64..3.0, p in 0.05f64..5.0, g in -2.0f64..2.0) {
             for ok in [
-                check_scalar_vjp(Unary(Tanh), &[x], g),
-                check_scalar_vjp(Unary(Exp), &[x], g),
-                check_scalar_vjp(Unary(Sin), &[x], g),
-                check_scalar_vjp(Unary(Cos), &[x], g),
-                check_scalar_vjp(Unary(Square), &[x], g),
-                check_scalar_vjp(Unary(Sigmoid), &[x], g),
-                check_scalar_vjp(Unary(Expm1), &[x], g),
-                check_scalar_vjp(Unary(Ln), &[p], g),
-                check_scalar_vjp(Unary(Sqrt), &[p], g),
-                check_scalar_vjp(Unary(Recip), &[p], g),
-                check_scalar_vjp(Unary(Log1p), &[p], g),
+                check_scalar_paths(Unary(Tanh), &[x], g),
+                check_scalar_paths(Unary(Exp), &[x], g),
+                check_scalar_paths(Unary(Sin), &[x], g),
+                check_scalar_paths(Unary(Cos), &[x], g),
+                check_scalar_paths(Unary(Square), &[x], g),
+                check_scalar_paths(Unary(Sigmoid), &[x], g),
+                check_scalar_paths(Unary(Expm1), &[x], g),
+                check_scalar_paths(Unary(Ln), &[p], g),
+                check_scalar_paths(Unary(Sqrt), &[p], g),
+                check_scalar_paths(Unary(Recip), &[p], g),
+                check_scalar_paths(Unary(Log1p), &[p], g),
             ] {
                 prop_assert!(ok?, "every op listed has a scalar path");
             }
