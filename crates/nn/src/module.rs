@@ -20,15 +20,29 @@ pub struct ParamSpec {
     pub shape: Vec<usize>,
     /// The initialiser [`Module::init_store`] samples it from.
     pub init: Init,
+    /// Whether training moves it along its gradient: `false` for a buffer, state the model
+    /// keeps beside its parameters (a batch norm's running statistics), which
+    /// [`Module::num_parameters`] does not count, as PyTorch's `parameters()` does not.
+    pub trained: bool,
 }
 
 impl ParamSpec {
-    /// A parameter spec.
+    /// A parameter spec: a value training learns.
     pub fn new(name: impl Into<String>, shape: &[usize], init: Init) -> Self {
         ParamSpec {
             name: name.into(),
             shape: shape.to_vec(),
             init,
+            trained: true,
+        }
+    }
+
+    /// A buffer spec: state stored, saved and restored with the parameters but not
+    /// trained (see [`trained`](ParamSpec::trained)).
+    pub fn buffer(name: impl Into<String>, shape: &[usize], init: Init) -> Self {
+        ParamSpec {
+            trained: false,
+            ..ParamSpec::new(name, shape, init)
         }
     }
 }
@@ -273,10 +287,12 @@ pub trait Module<T: Scalar>: Send + Sync {
         store
     }
 
-    /// The number of scalar parameters.
+    /// The number of scalars training learns: every parameter's elements, buffers (a batch
+    /// norm's running statistics) left out.
     fn num_parameters(&self) -> usize {
         self.parameters()
             .iter()
+            .filter(|s| s.trained)
             .map(|s| s.shape.iter().product::<usize>())
             .sum()
     }

@@ -169,9 +169,9 @@ impl<T: Scalar, const D: usize> Module<T> for BatchNorm<D> {
             specs.push(ParamSpec::new("weight", &c, Init::Constant(1.0)));
             specs.push(ParamSpec::new("bias", &c, Init::Zeros));
         }
-        specs.push(ParamSpec::new("running_mean", &c, Init::Zeros));
-        specs.push(ParamSpec::new("running_var", &c, Init::Constant(1.0)));
-        specs.push(ParamSpec::new("num_batches_tracked", &[], Init::Zeros));
+        specs.push(ParamSpec::buffer("running_mean", &c, Init::Zeros));
+        specs.push(ParamSpec::buffer("running_var", &c, Init::Constant(1.0)));
+        specs.push(ParamSpec::buffer("num_batches_tracked", &[], Init::Zeros));
         specs
     }
 
@@ -286,6 +286,34 @@ mod tests {
         Array4::from_shape_fn((n, c, 3, 2), |(i, j, k, l)| {
             ((i * 7 + j * 3 + k * 5 + l) as f64 * 0.7).sin() * (j + 1) as f64 + j as f64
         })
+    }
+
+    #[test]
+    fn the_running_statistics_are_buffers_not_parameters() {
+        let model = Sequential::<f64>::new()
+            .append(BatchNorm2d::new(3))
+            .append(BatchNorm1d::new(4).no_affine());
+        // PyTorch: sum(p.numel() for p in model.parameters()) counts weight and bias only.
+        assert_eq!(model.num_parameters(), 3 + 3);
+        let specs = model.parameters();
+        let buffers: Vec<&str> = specs
+            .iter()
+            .filter(|s| !s.trained)
+            .map(|s| s.name.as_str())
+            .collect();
+        assert_eq!(
+            buffers,
+            [
+                "0.running_mean",
+                "0.running_var",
+                "0.num_batches_tracked",
+                "1.running_mean",
+                "1.running_var",
+                "1.num_batches_tracked"
+            ]
+        );
+        // Stored (and so saved) all the same.
+        assert_eq!(model.init_store(0).len(), specs.len());
     }
 
     #[test]
