@@ -7,7 +7,10 @@
 //! batch (split further across the rank's threads by a [`DataParallel`]), then sums the
 //! parts' weighted gradients and losses with one all-reduce. Every rank therefore applies
 //! the same optimiser step to the same parameters and stays identical to the others,
-//! which [`Distributed::parameters_agree`] checks by comparing a hash of the store.
+//! which [`Distributed::parameters_agree`] checks by comparing a hash of the store. The
+//! same all-reduce averages the buffer values the ranks report (a batch norm's running
+//! statistics, weighted by each rank's rows, as [`DataParallel`] averages its threads'),
+//! so after `threads.update_buffers(&mut store)` the buffers agree across ranks too.
 //!
 //! ```no_run
 //! use ndarray::Array2;
@@ -49,8 +52,8 @@ use retrograd_tape::{Tensor, Var};
 
 use crate::gradients::ParamGradients;
 use crate::parallel::{DataParallel, Shard};
-use crate::params::Params;
-use crate::scalar::Scalar;
+use crate::params::{Buffers, Params};
+use crate::scalar::{Scalar, cast};
 use crate::store::ParamStore;
 
 /// The `mpi` crate this module is built on, so callers name the same version.
@@ -214,27 +217,38 @@ impl Distributed {
         F: for<'t> Fn(&Params<'t, T>, &Shard) -> Var<'t, T> + Sync,
     {
         let rows = self.rows(batch);
+        let share = rows.len() as f64 / batch as f64;
         let local = if rows.is_empty() {
             Ok((T::zero(), ParamGradients::new()))
         } else {
             threads.train_rows(store, rows, batch, loss_fn)
         };
-        let (payload, local_grads, local_error) = match local {
-            Ok((loss, grads)) => (pack(store, loss, &grads, false), grads, None),
-            Err(e) => (
-                pack(store, T::zero(), &ParamGradients::new(), true),
-                ParamGradients::new(),
-                Some(e),
-            ),
+        let buffers = threads.take_buffers();
+        let (part, local_error) = match local {
+            Ok((loss, grads)) => {
+                let part = Part {
+                    loss,
+                    grads,
+                    buffers,
+                    share,
+                    failed: false,
+                };
+                (part, None)
+            }
+            Err(e) => (Part::failed(), Some(e)),
         };
+        let payload = pack(store, &part);
         let mut total = vec![T::zero(); payload.len()];
         self.world
             .all_reduce_into(&payload[..], &mut total[..], SystemOperation::sum());
-        let (loss, grads, failed) = unpack(store, &total, local_grads);
+        let reduced = unpack(store, &total, part.grads);
+        threads.set_buffers(reduced.buffers);
         match local_error {
             Some(e) => Err(DistributedError::Local(e)),
-            None if failed > 0 => Err(DistributedError::Remote { ranks: failed }),
-            None => Ok((loss, grads)),
+            None if reduced.failed > 0 => Err(DistributedError::Remote {
+                ranks: reduced.failed,
+            }),
+            None => Ok((reduced.loss, reduced.grads)),
         }
     }
 
@@ -249,62 +263,120 @@ impl Distributed {
 }
 
 /// The number of bytes each rank contributes to a step's all-reduce for `store`: every
-/// parameter value, one presence flag per parameter, the loss and the failure count.
+/// parameter value, a presence flag and a buffer weight per parameter, the loss and the
+/// failure count.
 pub fn payload_bytes<T: Scalar>(store: &ParamStore<T>) -> usize {
-    (store.num_elements() + store.len() + 2) * std::mem::size_of::<T>()
+    payload_len(store) * std::mem::size_of::<T>()
 }
 
-/// The all-reduce buffer: every gradient in store order (zeros where the part has none),
-/// one presence flag per parameter, the weighted loss and a failure count.
-fn pack<T: Scalar>(
-    store: &ParamStore<T>,
+fn payload_len<T: Scalar>(store: &ParamStore<T>) -> usize {
+    store.num_elements() + 2 * store.len() + 2
+}
+
+/// What one rank adds into a step's all-reduce.
+struct Part<T: Scalar> {
+    /// The rank's weighted share of the batch's mean loss.
     loss: T,
-    grads: &ParamGradients<T>,
+    /// The rank's weighted share of the batch's gradients.
+    grads: ParamGradients<T>,
+    /// The buffer values the rank's shards reported, averaged over its shards.
+    buffers: Buffers<T>,
+    /// The rank's rows as a share of the batch: the weight of its buffer values.
+    share: f64,
+    /// Whether the rank's step failed.
     failed: bool,
-) -> Vec<T> {
-    let mut buffer = Vec::with_capacity(store.num_elements() + store.len() + 2);
-    let mut flags = Vec::with_capacity(store.len());
-    for (name, value) in store.iter() {
-        match grads.get(name) {
-            Some(g) => {
-                // A contiguous gradient (every one the sweeps make) is copied as a slice:
-                // an n-dimensional iterator costs several times as much per element.
-                let g = g.view();
-                match g.as_slice() {
-                    Some(slice) => buffer.extend_from_slice(slice),
-                    None => buffer.extend(g.iter().copied()),
-                }
-                flags.push(T::one());
-            }
-            None => {
-                buffer.extend(std::iter::repeat_n(T::zero(), value.len()));
-                flags.push(T::zero());
-            }
+}
+
+impl<T: Scalar> Part<T> {
+    /// A failed rank's part: nothing but the failure.
+    fn failed() -> Self {
+        Part {
+            loss: T::zero(),
+            grads: ParamGradients::new(),
+            buffers: Vec::new(),
+            share: 0.0,
+            failed: true,
         }
     }
+}
+
+/// What the all-reduce of every rank's [`Part`] gives back.
+struct Reduced<T: Scalar> {
+    loss: T,
+    grads: ParamGradients<T>,
+    /// Buffer values averaged over the ranks that reported them, weighted by their rows.
+    buffers: Buffers<T>,
+    /// The number of ranks whose step failed.
+    failed: usize,
+}
+
+/// The all-reduce buffer, in store order: every entry's gradient, or for a buffer the
+/// rank's weighted value (a buffer has no gradient, so the two never share an entry), or
+/// zeros; then a presence flag per entry, the weight of each buffer value, the weighted
+/// loss and a failure count.
+fn pack<T: Scalar>(store: &ParamStore<T>, part: &Part<T>) -> Vec<T> {
+    let mut buffer = Vec::with_capacity(payload_len(store));
+    let mut flags = Vec::with_capacity(store.len());
+    let mut weights = Vec::with_capacity(store.len());
+    let share: T = cast(part.share);
+    for (name, value) in store.iter() {
+        let reported = || {
+            part.buffers
+                .iter()
+                .find(|(n, b)| n == name && b.shape() == value.shape())
+        };
+        let (flag, weight) = if let Some(g) = part.grads.get(name) {
+            // A contiguous gradient (every one the sweeps make) is copied as a slice:
+            // an n-dimensional iterator costs several times as much per element.
+            let g = g.view();
+            match g.as_slice() {
+                Some(slice) => buffer.extend_from_slice(slice),
+                None => buffer.extend(g.iter().copied()),
+            }
+            (T::one(), T::zero())
+        } else if let Some((_, b)) = reported() {
+            buffer.extend(b.iter().map(|&v| share * v));
+            (T::zero(), share)
+        } else {
+            buffer.extend(std::iter::repeat_n(T::zero(), value.len()));
+            (T::zero(), T::zero())
+        };
+        flags.push(flag);
+        weights.push(weight);
+    }
     buffer.extend(flags);
-    buffer.push(loss);
-    buffer.push(if failed { T::one() } else { T::zero() });
+    buffer.extend(weights);
+    buffer.push(part.loss);
+    buffer.push(if part.failed { T::one() } else { T::zero() });
     buffer
 }
 
 /// Reads a summed buffer back: the loss, the gradients of parameters flagged by at least
-/// one rank, and the number of failed ranks. Each sum is written into this rank's own
-/// gradient buffer where it has one (`local`), so a step allocates no new gradients.
+/// one rank, the buffer values some rank reported, and the number of failed ranks. Each
+/// gradient sum is written into this rank's own gradient buffer where it has one
+/// (`local`), so a step allocates no new gradients.
 fn unpack<T: Scalar>(
     store: &ParamStore<T>,
     total: &[T],
     mut local: ParamGradients<T>,
-) -> (T, ParamGradients<T>, usize) {
+) -> Reduced<T> {
     let values = store.num_elements();
     let flags = &total[values..values + store.len()];
+    let weights = &total[values + store.len()..values + 2 * store.len()];
     let mut grads = ParamGradients::with_capacity(store.len());
+    let mut buffers = Vec::new();
     let mut offset = 0;
-    for ((name, value), &flag) in store.iter().zip(flags) {
+    for (((name, value), &flag), &weight) in store.iter().zip(flags).zip(weights) {
         let end = offset + value.len();
         let sum = &total[offset..end];
         offset = end;
         if flag <= T::zero() {
+            if weight > T::zero() {
+                let mean = sum.iter().map(|&v| v / weight).collect();
+                let mean = ndarray::ArrayD::from_shape_vec(value.raw_dim(), mean)
+                    .expect("the buffer was packed with this store's shapes");
+                buffers.push((name.to_string(), mean));
+            }
             continue;
         }
         let reused = local.get_mut(name).and_then(|g| {
@@ -323,9 +395,13 @@ fn unpack<T: Scalar>(
         };
         grads.insert(name, g);
     }
-    let loss = total[values + store.len()];
-    let failed = total[values + store.len() + 1].as_f64().round() as usize;
-    (loss, grads, failed)
+    let tail = values + 2 * store.len();
+    Reduced {
+        loss: total[tail],
+        grads,
+        buffers,
+        failed: total[tail + 1].as_f64().round() as usize,
+    }
 }
 
 /// FNV-1a over every name, shape and value bit pattern, in store order.
@@ -378,23 +454,31 @@ mod tests {
         .collect()
     }
 
+    /// A rank's successful part with these gradients, no buffers, and half the batch.
+    fn part(loss: f32, grads: ParamGradients<f32>) -> Part<f32> {
+        Part {
+            loss,
+            grads,
+            buffers: Vec::new(),
+            share: 0.5,
+            failed: false,
+        }
+    }
+
     #[test]
     fn pack_and_unpack_round_trip_with_missing_gradients() {
         let s = store();
         let mut grads = ParamGradients::new();
         grads.insert("b", ArrayD::from_elem(IxDyn(&[3]), 0.5f32));
-        let buffer = pack(&s, 1.25, &grads, false);
+        let buffer = pack(&s, &part(1.25, grads.clone()));
         assert_eq!(buffer.len() * 4, payload_bytes(&s));
-        let (loss, back, failed) = unpack(&s, &buffer, ParamGradients::new());
-        assert_eq!((loss, failed), (1.25, 0));
-        assert_eq!(back, grads);
-        let (_, none, failed) = unpack(
-            &s,
-            &pack(&s, 0.0, &ParamGradients::new(), true),
-            ParamGradients::new(),
-        );
-        assert!(none.is_empty());
-        assert_eq!(failed, 1);
+        let back = unpack(&s, &buffer, ParamGradients::new());
+        assert_eq!((back.loss, back.failed), (1.25, 0));
+        assert_eq!(back.grads, grads);
+        assert!(back.buffers.is_empty());
+        let none = unpack(&s, &pack(&s, &Part::failed()), ParamGradients::new());
+        assert!(none.grads.is_empty());
+        assert_eq!(none.failed, 1);
     }
 
     #[test]
@@ -403,7 +487,8 @@ mod tests {
         let mut local = ParamGradients::new();
         local.insert("b", ArrayD::from_elem(IxDyn(&[3]), 0.5f32));
         let before = local["b"].view().as_ptr();
-        let mut summed = pack(&s, 1.0, &local, false);
+        let mine = part(1.0, local);
+        let mut summed = pack(&s, &mine);
         // Another rank's gradient of `w` and of `b`, added as the all-reduce would.
         let theirs: ParamGradients<f32> = [
             ("w", ArrayD::from_elem(IxDyn(&[2, 3]), 1.0f32)),
@@ -411,10 +496,11 @@ mod tests {
         ]
         .into_iter()
         .collect();
-        let other = pack(&s, 2.0, &theirs, false);
+        let other = pack(&s, &part(2.0, theirs));
         summed.iter_mut().zip(&other).for_each(|(a, b)| *a += b);
-        let (loss, grads, failed) = unpack(&s, &summed, local);
-        assert_eq!((loss, failed), (3.0, 0));
+        let reduced = unpack(&s, &summed, mine.grads);
+        let grads = reduced.grads;
+        assert_eq!((reduced.loss, reduced.failed), (3.0, 0));
         assert_eq!(grads["b"], ArrayD::from_elem(IxDyn(&[3]), 0.75f32));
         assert_eq!(grads["w"], ArrayD::from_elem(IxDyn(&[2, 3]), 1.0f32));
         assert_eq!(
@@ -423,6 +509,29 @@ mod tests {
             "the local buffer was reused"
         );
         assert_eq!(grads.names().collect::<Vec<_>>(), ["w", "b"]);
+    }
+
+    #[test]
+    fn buffer_values_are_averaged_by_the_ranks_rows() {
+        let s = store();
+        // Rank 0 holds a quarter of the batch and reports `b` = 4; rank 1 three quarters
+        // and reports `b` = 8; neither has a gradient for `b`.
+        let report = |share: f64, value: f32| Part {
+            loss: 0.0,
+            grads: ParamGradients::new(),
+            buffers: vec![("b".to_string(), ArrayD::from_elem(IxDyn(&[3]), value))],
+            share,
+            failed: false,
+        };
+        let mut summed = pack(&s, &report(0.25, 4.0));
+        let other = pack(&s, &report(0.75, 8.0));
+        summed.iter_mut().zip(&other).for_each(|(a, b)| *a += b);
+        let reduced = unpack(&s, &summed, ParamGradients::new());
+        assert!(reduced.grads.is_empty());
+        assert_eq!(
+            reduced.buffers,
+            [("b".to_string(), ArrayD::from_elem(IxDyn(&[3]), 7.0f32))]
+        );
     }
 
     #[test]

@@ -25,6 +25,7 @@
 //!         loss::cross_entropy(&logits, shard.slice(&y))
 //!     })?;
 //!     opt.step(&mut store, &grads)?;
+//!     trainer.update_buffers(&mut store); // batch norms' running statistics, if any
 //! }
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
@@ -43,6 +44,14 @@
 //! an MLP for 20 steps both ways and find every parameter within `1e-5·(1 + |θ|)` in f32
 //! (`1e-12·(1 + |θ|)` in f64). Layers that draw random numbers (dropout) draw a different
 //! stream on each shard, so with them the two runs are equal only in distribution.
+//!
+//! Batch norms couple the rows of a batch, so with them the two are not equal either: in
+//! training each shard is normalised with its own statistics (as in PyTorch's
+//! `DistributedDataParallel` without `SyncBatchNorm`). Their running statistics are kept:
+//! [`DataParallel::update_buffers`] writes the shards' reported values averaged by rows,
+//! which for the running mean is exactly the update from the whole batch's mean; the
+//! running variance is the shards' variances averaged, without the spread between the
+//! shards' means.
 
 use std::ops::Range;
 
@@ -51,7 +60,7 @@ use retrograd_ops::threads::{num_threads, with_num_threads};
 use retrograd_tape::{Tensor, Var};
 
 use crate::gradients::ParamGradients;
-use crate::params::{Params, train_step};
+use crate::params::{Buffers, Params, StepResult, train_step_with_buffers, write_buffers};
 use crate::scalar::{Scalar, cast};
 use crate::store::ParamStore;
 
@@ -198,7 +207,8 @@ pub struct DataParallel<T> {
     threads: usize,
     seed: u64,
     steps: u64,
-    _element: std::marker::PhantomData<fn() -> T>,
+    /// The buffer values the last step reported, averaged over the shards by rows.
+    buffers: Buffers<T>,
 }
 
 impl<T: Scalar> DataParallel<T> {
@@ -210,13 +220,35 @@ impl<T: Scalar> DataParallel<T> {
             threads: if threads == 0 { num_threads() } else { threads },
             seed,
             steps: 0,
-            _element: std::marker::PhantomData,
+            buffers: Vec::new(),
         }
     }
 
     /// The number of worker threads (shards per batch).
     pub fn threads(&self) -> usize {
         self.threads
+    }
+
+    /// Writes the non-trained state the last [`train_step`](DataParallel::train_step)
+    /// reported (a batch norm's running statistics) into `store`, as
+    /// [`Session::update_buffers`](crate::Session::update_buffers) does: call it once per
+    /// step, beside the optimiser's `step`. Each shard reports its own values; what is
+    /// written is their average weighted by the shards' rows (see the module docs for what
+    /// that means for batch norms).
+    pub fn update_buffers(&mut self, store: &mut ParamStore<T>) {
+        write_buffers(&mut self.buffers, store);
+    }
+
+    /// The buffer values the last step reported (averaged over shards), taken out.
+    #[cfg(feature = "mpi")]
+    pub(crate) fn take_buffers(&mut self) -> Buffers<T> {
+        std::mem::take(&mut self.buffers)
+    }
+
+    /// Replaces the buffer values [`update_buffers`](DataParallel::update_buffers) writes.
+    #[cfg(feature = "mpi")]
+    pub(crate) fn set_buffers(&mut self, buffers: Buffers<T>) {
+        self.buffers = buffers;
     }
 
     /// One training step on a batch of `batch` rows: `loss_fn(params, shard)` runs on every
@@ -267,12 +299,12 @@ impl<T: Scalar> DataParallel<T> {
             // Keyed by the first row, which is unique across the processes of a distributed step too.
             let shard_seed = seed ^ (shard.rows.start as u64).wrapping_mul(0xbf58_476d_1ce4_e5b9);
             with_num_threads(kernel_threads, || {
-                train_step(store, shard_seed, |p| loss_fn(p, shard))
+                train_step_with_buffers(store, shard_seed, |p| loss_fn(p, shard))
             })
         };
         // Workers are rayon's pool threads, which live across steps: their allocator
         // arenas and the kernel's packing buffers are warm, unlike threads spawned anew.
-        let mut results: Vec<Option<StepResult<T>>> = shards.iter().map(|_| None).collect();
+        let mut results: Vec<Option<ShardResult<T>>> = shards.iter().map(|_| None).collect();
         let run = &run;
         rayon::scope(|scope| {
             let (first, rest) = results.split_at_mut(1);
@@ -283,18 +315,50 @@ impl<T: Scalar> DataParallel<T> {
             first[0] = Some(run(&shards[0]));
         });
         // rayon::scope passes a worker's panic on to this thread, so every slot is filled.
-        let results: Vec<StepResult<T>> = results.into_iter().flatten().collect();
+        let results: Vec<ShardResult<T>> = results.into_iter().flatten().collect();
         let mut parts = Vec::with_capacity(results.len());
+        let mut buffers = Vec::with_capacity(results.len());
         for (shard, result) in shards.iter().zip(results) {
-            let (loss, grads) = result?;
+            let (loss, grads, reported) = result?;
             parts.push((shard.weight(), loss, grads));
+            buffers.push((shard.weight(), reported));
         }
+        self.buffers = weighted_buffers(buffers);
         Ok(weighted_sum(store, parts))
     }
 }
 
 /// What one shard's training step returns.
-type StepResult<T> = Result<(T, ParamGradients<T>), retrograd_tape::Error>;
+type ShardResult<T> = Result<StepResult<T>, retrograd_tape::Error>;
+
+/// The shards' reported buffer values averaged by name, each shard weighted by its rows
+/// (`Σ wᵢ·vᵢ / Σ wᵢ` over the shards that reported the name), in the order the first
+/// shard reported them. Batch norms' running means come out as the update from the whole
+/// batch's mean, which is the row-weighted mean of the shards' means.
+pub(crate) fn weighted_buffers<T: Scalar>(parts: Vec<(f64, Buffers<T>)>) -> Buffers<T> {
+    let mut sums: Vec<(String, ndarray::ArrayD<T>, f64)> = Vec::new();
+    for (weight, reported) in parts {
+        let w: T = cast(weight);
+        for (name, value) in reported {
+            match sums.iter_mut().find(|(n, _, _)| *n == name) {
+                Some((_, acc, total)) if acc.shape() == value.shape() => {
+                    acc.zip_mut_with(&value, |a, &v| *a += w * v);
+                    *total += weight;
+                }
+                // A shard that reports another shape is not averaged with the others.
+                Some(_) => {}
+                None => sums.push((name, value.mapv(|v| w * v), weight)),
+            }
+        }
+    }
+    sums.into_iter()
+        .filter(|(_, _, total)| *total > 0.0)
+        .map(|(name, acc, total)| {
+            let scale: T = cast(1.0 / total);
+            (name, acc.mapv(|v| v * scale))
+        })
+        .collect()
+}
 
 /// `Σ wᵢ·lossᵢ` and `Σ wᵢ·gradsᵢ` by name, added in the order of `parts` (so the result
 /// does not depend on thread timing), the names in `store` order. A name missing from a
@@ -395,6 +459,55 @@ mod tests {
             );
         }
         (single, parallel)
+    }
+
+    #[test]
+    fn batch_norm_statistics_are_kept_and_averaged_over_the_shards_by_rows() {
+        use crate::Sequential;
+        use crate::layers::Linear;
+        use crate::norm::BatchNorm1d;
+        let model = Sequential::<f64>::new()
+            .append(Linear::new(6, 4))
+            .append(BatchNorm1d::new(4))
+            .append(Linear::new(4, 3));
+        let (x, y) = batch::<f64>(10, 6, 3);
+        let mut single = model.init_store(3);
+        let mut session = Session::new(0);
+        session
+            .train_step(&single, |p| {
+                loss::cross_entropy(&model.forward(p.input(x.clone()), p), &y)
+            })
+            .unwrap();
+        session.update_buffers(&mut single);
+        for threads in [1, 3] {
+            let mut parallel = model.init_store(3);
+            let mut trainer = DataParallel::new(threads, 0);
+            trainer
+                .train_step(&parallel, 10, |p, shard| {
+                    let logits = model.forward(p.input(shard.rows(&x)), p);
+                    loss::cross_entropy(&logits, shard.slice(&y))
+                })
+                .unwrap();
+            trainer.update_buffers(&mut parallel);
+            // The running mean moves towards the batch mean, which is the shards' means
+            // weighted by their rows (shards of 4, 3 and 3 rows).
+            for name in ["1.running_mean", "1.num_batches_tracked"] {
+                let (a, b) = (single.get(name).unwrap(), parallel.get(name).unwrap());
+                assert!(
+                    a.iter().zip(b).all(|(a, b)| (a - b).abs() <= 1e-12),
+                    "{name} on {threads} threads: {a} vs {b}"
+                );
+            }
+            // Each shard's variance misses the spread between the shards' means, so only
+            // one shard gives the batch's running variance.
+            let (a, b) = (
+                single.get("1.running_var").unwrap(),
+                parallel.get("1.running_var").unwrap(),
+            );
+            let same = a.iter().zip(b).all(|(a, b)| (a - b).abs() <= 1e-12);
+            assert_eq!(same, threads == 1, "running_var: {a} vs {b}");
+            assert!(b.iter().all(|v| v.is_finite() && *v > 0.0));
+        }
     }
 
     #[test]

@@ -349,11 +349,7 @@ impl<T: Scalar> Session<T> {
     /// (a batch norm's running statistics) into `store`; call it once per step, beside the
     /// optimiser's `step`. Names the store does not hold are skipped.
     pub fn update_buffers(&mut self, store: &mut ParamStore<T>) {
-        for (name, value) in self.buffers.drain(..) {
-            if let Some(slot) = store.get_mut(&name) {
-                *slot = value;
-            }
-        }
+        write_buffers(&mut self.buffers, store);
     }
 
     /// A forward pass in evaluation mode (dropout off), recording nothing: the parameters
@@ -404,12 +400,28 @@ where
     T: Scalar,
     F: for<'t> FnOnce(&Params<'t, T>) -> Var<'t, T>,
 {
-    let tape = Tape::new();
-    step_on(&tape, store, seed, loss_fn).map(|(loss, grads, _)| (loss, grads))
+    train_step_with_buffers(store, seed, loss_fn).map(|(loss, grads, _)| (loss, grads))
+}
+
+/// [`train_step`], also returning the buffer values the step reported (a batch norm's
+/// running statistics), as [`Session::update_buffers`] would write them.
+pub(crate) fn train_step_with_buffers<T, F>(
+    store: &ParamStore<T>,
+    seed: u64,
+    loss_fn: F,
+) -> Result<StepResult<T>, retrograd_tape::Error>
+where
+    T: Scalar,
+    F: for<'t> FnOnce(&Params<'t, T>) -> Var<'t, T>,
+{
+    step_on(&Tape::new(), store, seed, loss_fn)
 }
 
 /// A training step's loss, gradients and reported buffer values.
-type StepResult<T> = (T, ParamGradients<T>, Vec<(String, ArrayD<T>)>);
+pub(crate) type StepResult<T> = (T, ParamGradients<T>, Buffers<T>);
+
+/// Buffer values a training step reported, by name, in the order they were reported.
+pub(crate) type Buffers<T> = Vec<(String, ArrayD<T>)>;
 
 fn step_on<T, F>(
     tape: &Tape<T>,
@@ -437,6 +449,15 @@ where
     let loss = value.try_item().unwrap_or_else(|_| T::nan());
     let buffers = p.shared.buffers.take();
     Ok((loss, grads, buffers))
+}
+
+/// Moves reported buffer values into `store`, skipping names it does not hold.
+pub(crate) fn write_buffers<T: Scalar>(buffers: &mut Buffers<T>, store: &mut ParamStore<T>) {
+    for (name, value) in buffers.drain(..) {
+        if let Some(slot) = store.get_mut(&name) {
+            *slot = value;
+        }
+    }
 }
 
 #[cfg(test)]

@@ -11,9 +11,10 @@
 
 use ndarray::Array2;
 use retrograd_nn::distributed::{Distributed, DistributedError, payload_bytes};
-use retrograd_nn::layers::{Activation, mlp};
+use retrograd_nn::layers::{Activation, Linear, mlp};
+use retrograd_nn::norm::BatchNorm1d;
 use retrograd_nn::optim::{Optimizer, Sgd};
-use retrograd_nn::{DataParallel, Module, ParamStore, Session, loss};
+use retrograd_nn::{DataParallel, Module, ParamStore, Sequential, Session, loss};
 
 const STEPS: usize = 20;
 const BATCH: usize = 30;
@@ -21,6 +22,7 @@ const BATCH: usize = 30;
 fn main() {
     let dist = Distributed::init().expect("MPI initialises");
     equals_single_process_training(&dist);
+    batch_norm_statistics_agree_across_ranks(&dist);
     a_failure_on_one_rank_reaches_every_rank(&dist);
     if dist.is_root() {
         println!("distributed: {} rank(s), all checks passed", dist.size());
@@ -90,6 +92,65 @@ fn equals_single_process_training(dist: &Distributed) {
             payload_bytes(&store)
         );
     }
+}
+
+/// A model with a batch norm: its running statistics (buffers, no gradient) are averaged
+/// by the all-reduce, so every rank's whole store, buffers included, hashes the same after
+/// `update_buffers`, and equals one process training the same shards on threads.
+fn batch_norm_statistics_agree_across_ranks(dist: &Distributed) {
+    const ROWS: usize = 32;
+    let model = Sequential::<f32>::new()
+        .append(Linear::new(6, 8))
+        .append(BatchNorm1d::new(8))
+        .append(Linear::new(8, 3));
+    let mut store = model.init_store(5);
+    let mut reference = store.clone();
+    let x = Array2::from_shape_fn((ROWS, 6), |(i, j)| ((i * 6 + j) as f32 * 0.61).cos());
+    let y: Vec<usize> = (0..ROWS).map(|i| (i * 5 + 1) % 3).collect();
+    // The same shards in one process: 2 threads per rank, every rank's rows split evenly.
+    assert_eq!(
+        ROWS % (2 * dist.size()),
+        0,
+        "run with 1, 2, 4, 8 or 16 ranks"
+    );
+    let mut threads = DataParallel::new(2, 0);
+    let mut one_process = DataParallel::new(2 * dist.size(), 0);
+    let (mut opt, mut opt_ref) = (Sgd::new(0.05), Sgd::new(0.05));
+    for step in 0..5 {
+        let (_, grads) = dist
+            .train_step(&mut threads, &store, ROWS, |p, shard| {
+                loss::cross_entropy(&model.forward(p.input(shard.rows(&x)), p), shard.slice(&y))
+            })
+            .expect("a distributed step");
+        opt.step(&mut store, &grads).expect("SGD");
+        threads.update_buffers(&mut store);
+        assert!(
+            dist.parameters_agree(&store),
+            "rank {}: parameters or buffers differ across ranks after step {step}",
+            dist.rank()
+        );
+        let (_, grads) = one_process
+            .train_step(&reference, ROWS, |p, shard| {
+                loss::cross_entropy(&model.forward(p.input(shard.rows(&x)), p), shard.slice(&y))
+            })
+            .expect("a threaded step");
+        opt_ref.step(&mut reference, &grads).expect("SGD");
+        one_process.update_buffers(&mut reference);
+    }
+    for (name, value) in store.iter() {
+        let expected = reference.get(name).expect("same names");
+        for (a, b) in value.iter().zip(expected.iter()) {
+            assert!(
+                (a - b).abs() <= 1e-5 * (1.0 + b.abs()),
+                "rank {}: {name} {a} against {b} in one process",
+                dist.rank()
+            );
+        }
+    }
+    let count = store.get("1.num_batches_tracked").expect("a buffer");
+    assert_eq!(count.iter().next(), Some(&5.0));
+    let mean = store.get("1.running_mean").expect("a buffer");
+    assert!(mean.iter().any(|v| *v != 0.0), "the running mean moved");
 }
 
 fn a_failure_on_one_rank_reaches_every_rank(dist: &Distributed) {
