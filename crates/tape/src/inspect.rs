@@ -43,6 +43,10 @@ pub(crate) struct InspectState {
     pub(crate) record_grad_norms: bool,
     /// By node position; `None` where the last sweep did not visit the node.
     grad_norms: Vec<Option<f64>>,
+    /// Reverse sweeps running on the tape: one nested in another (a checkpoint's
+    /// recording VJP sweeps its block inside the outer sweep) belongs to the outer sweep's
+    /// table rather than starting a new one.
+    sweeps_running: u32,
     /// The block of each checkpointed node, so a dump can expand it
     /// ([`Tape::checkpoint_dump`]); the `Any` is the crate's checkpoint block type.
     pub(crate) checkpoints: SecondaryMap<NodeKey, std::rc::Rc<dyn std::any::Any>>,
@@ -56,10 +60,19 @@ impl InspectState {
         self.checkpoints.clear();
     }
 
-    /// Forgets the previous sweep's norms: the table shows the last sweep's only.
-    pub(crate) fn begin_sweep(&mut self, nodes: usize) {
-        self.grad_norms.clear();
-        self.grad_norms.resize(nodes, None);
+    /// A reverse sweep starts. An outermost one forgets the previous sweep's norms (the
+    /// table shows the last sweep's only), when norms are recorded; a nested one keeps them.
+    pub(crate) fn enter_sweep(&mut self, nodes: usize) {
+        if self.sweeps_running == 0 && self.record_grad_norms {
+            self.grad_norms.clear();
+            self.grad_norms.resize(nodes, None);
+        }
+        self.sweeps_running += 1;
+    }
+
+    /// A reverse sweep ended, returned an error or unwound.
+    pub(crate) fn leave_sweep(&mut self) {
+        self.sweeps_running = self.sweeps_running.saturating_sub(1);
     }
 
     pub(crate) fn set_grad_norm(&mut self, pos: usize, norm: f64) {
@@ -804,6 +817,23 @@ mod tests {
         let nodes = tape.nodes();
         assert_eq!(nodes[1].grad_norm, None, "not on the last sweep's path");
         assert!((nodes[0].grad_norm.unwrap() - 8f64.sqrt()).abs() < 1e-12);
+    }
+
+    #[test]
+    fn a_sweep_nested_in_another_keeps_the_outer_sweeps_norms() {
+        // Under create_graph, a checkpoint's VJP runs a second sweep on this tape while
+        // the first is under way; the table must still be the outer sweep's.
+        let tape = Tape::<f64>::new();
+        tape.set_record_grad_norms(true);
+        let x = tape.var(array![3.0, 4.0]);
+        let y = crate::checkpoint::checkpoint(|v| sum_to(&(v[0] * v[0] * 0.5), &[]), &[x]);
+        let grads = tape
+            .grad_with(y, &[x], &GradOptions::new().create_graph())
+            .unwrap();
+        assert_eq!(grads[0].value(), Tensor::from(array![3.0, 4.0]));
+        let nodes = tape.nodes();
+        assert_eq!(nodes[0].grad_norm, Some(5.0), "the leaf's gradient is x");
+        assert_eq!(nodes[y.key.pos()].grad_norm, Some(1.0), "the seed");
     }
 
     #[test]

@@ -41,6 +41,30 @@ struct Reverse<'a, 't, T: Float> {
     found: Vec<(NodeKey, Cot<T>)>,
 }
 
+/// Marks a reverse sweep as running on a tape while it lives, also when the sweep returns
+/// early or unwinds, so that a sweep nested in it is known as such
+/// ([`InspectState::enter_sweep`](crate::inspect)).
+struct SweepRunning<'t, T: Float>(&'t Tape<T>);
+
+impl<'t, T: Float> SweepRunning<'t, T> {
+    fn enter(tape: &'t Tape<T>) -> Self {
+        let mut inner = tape.inner.borrow_mut();
+        let nodes = inner.graph.len();
+        inner.inspect.enter_sweep(nodes);
+        SweepRunning(tape)
+    }
+}
+
+impl<T: Float> Drop for SweepRunning<'_, T> {
+    fn drop(&mut self) {
+        // A panic that unwinds through a borrow of the tape leaves the count as it is
+        // rather than panicking again.
+        if let Ok(mut inner) = self.0.inner.try_borrow_mut() {
+            inner.inspect.leave_sweep();
+        }
+    }
+}
+
 impl<T: Float> Tape<T> {
     /// Runs a reverse sweep from `output` and returns the cotangent of every target it
     /// reached, last-first. The sweep's buffers go back to the tape, also on an error.
@@ -50,6 +74,7 @@ impl<T: Float> Tape<T> {
         targets: Targets<'_>,
         opts: &GradOptions<T>,
     ) -> Result<Vec<(NodeKey, Cot<T>)>> {
+        let _running = SweepRunning::enter(self);
         let mut sweep = Reverse::begin(self, output, targets, opts)?;
         let result = sweep.run();
         let Reverse {
@@ -77,10 +102,6 @@ impl<'a, 't, T: Float> Reverse<'a, 't, T> {
             return Err(e.clone());
         }
         let seed = seed_cotangent(&inner, output, opts)?;
-        if inner.inspect.record_grad_norms {
-            let n = inner.graph.len();
-            inner.inspect.begin_sweep(n);
-        }
         let per_node =
             !inner.hooks.is_empty() || inner.inspect.record_grad_norms || inner.anomaly_mode;
         if opts.free_values && !opts.retain_graph {
