@@ -286,8 +286,10 @@ impl<T: Float> Tape<T> {
     /// Computes a rule's forward value from recorded inputs and records the node: with its
     /// rule when some input requires a gradient and recording is on, else as a constant.
     /// Each input is looked up once (its value and whether it requires a gradient); the
-    /// error is boxed so that the common, successful return stays small.
-    #[inline]
+    /// error is boxed so that the common, successful return stays small. Always inlined:
+    /// left out of line (LLVM's choice with one codegen unit), the recorded value crosses
+    /// the call through the stack and W1's recording slows by a quarter.
+    #[inline(always)]
     pub(crate) fn record<R: Rule<T>>(
         &self,
         mut rule: R,
