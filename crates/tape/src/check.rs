@@ -640,14 +640,20 @@ mod tests {
         }
     }
 
-    /// A scalar path that disagrees with its rule is caught.
-    struct BadScalarPath;
-    impl Rule<f64> for BadScalarPath {
+    /// Triples its input, with one scalar path that disagrees with the general rule: the
+    /// forward (`forward: true`) or the VJP.
+    struct WrongScalarPath {
+        forward: bool,
+    }
+    impl Rule<f64> for WrongScalarPath {
         fn name(&self) -> &'static str {
-            "bad"
+            "wrong_scalar_path"
         }
         fn forward(&mut self, x: &[&Tensor<f64>]) -> Result<Tensor<f64>, String> {
             Ok(x[0].map(|v| 3.0 * v))
+        }
+        fn scalar_forward(&mut self, x: &[f64]) -> Option<f64> {
+            Some(if self.forward { 2.0 } else { 3.0 } * x[0])
         }
         fn vjp<'t>(&self, _: &RuleCtx<'t, f64>, g: &Val<'t, f64>) -> Cotangents<'t, f64> {
             Cotangents::one(g * 3.0)
@@ -660,53 +666,24 @@ mod tests {
             t[0].as_ref().map(|t| t * 3.0)
         }
         fn scalar_vjp(&self, _: &[f64], _: f64, g: f64, cot: &mut [f64]) -> bool {
-            cot[0] = 2.0 * g;
+            cot[0] = if self.forward { 3.0 } else { 2.0 } * g;
             true
         }
     }
 
     #[test]
     fn a_scalar_path_that_disagrees_is_reported() {
-        let err = check_scalar_paths(BadScalarPath, &[1.0], 1.0).unwrap_err();
-        let m = err.mismatch().unwrap();
-        assert_eq!(
-            (m.check, m.input, m.got, m.expected),
-            ("scalar_vjp vs vjp", Some(0), 2.0, 3.0)
-        );
-    }
-
-    /// A scalar forward that disagrees with its rule's forward is caught.
-    struct BadScalarForward;
-    impl Rule<f64> for BadScalarForward {
-        fn name(&self) -> &'static str {
-            "bad_forward"
+        for (forward, check, input) in [
+            (false, "scalar_vjp vs vjp", Some(0)),
+            (true, "scalar_forward vs forward", None),
+        ] {
+            let err = check_scalar_paths(WrongScalarPath { forward }, &[1.0], 1.0).unwrap_err();
+            let m = err.mismatch().unwrap();
+            assert_eq!(
+                (m.check, m.input, m.got, m.expected),
+                (check, input, 2.0, 3.0)
+            );
         }
-        fn forward(&mut self, x: &[&Tensor<f64>]) -> Result<Tensor<f64>, String> {
-            Ok(x[0].map(|v| 3.0 * v))
-        }
-        fn scalar_forward(&mut self, x: &[f64]) -> Option<f64> {
-            Some(2.0 * x[0])
-        }
-        fn vjp<'t>(&self, _: &RuleCtx<'t, f64>, g: &Val<'t, f64>) -> Cotangents<'t, f64> {
-            Cotangents::one(g * 3.0)
-        }
-        fn jvp<'t>(
-            &self,
-            _: &RuleCtx<'t, f64>,
-            t: &[Option<Val<'t, f64>>],
-        ) -> Option<Val<'t, f64>> {
-            t[0].as_ref().map(|t| t * 3.0)
-        }
-    }
-
-    #[test]
-    fn a_scalar_forward_that_disagrees_is_reported() {
-        let err = check_scalar_paths(BadScalarForward, &[1.0], 1.0).unwrap_err();
-        let m = err.mismatch().unwrap();
-        assert_eq!(
-            (m.check, m.input, m.got, m.expected),
-            ("scalar_forward vs forward", None, 2.0, 3.0)
-        );
     }
 
     #[test]
