@@ -25,8 +25,10 @@ fn inputs(default: u64) -> u64 {
 
 fn assert_clean(target: &str, report: &Report) {
     println!(
-        "fuzz {target} inputs {} violations {}",
-        report.inputs, report.violations
+        "fuzz {target} inputs {} violations {} mean_len {:.0}",
+        report.inputs,
+        report.violations,
+        report.mean_len()
     );
     assert_eq!(
         report.violations,
