@@ -335,7 +335,7 @@ type ShardResult<T> = Result<StepResult<T>, retrograd_tape::Error>;
 /// (`Σ wᵢ·vᵢ / Σ wᵢ` over the shards that reported the name), in the order the first
 /// shard reported them. Batch norms' running means come out as the update from the whole
 /// batch's mean, which is the row-weighted mean of the shards' means.
-pub(crate) fn weighted_buffers<T: Scalar>(parts: Vec<(f64, Buffers<T>)>) -> Buffers<T> {
+fn weighted_buffers<T: Scalar>(parts: Vec<(f64, Buffers<T>)>) -> Buffers<T> {
     let mut sums: Vec<(String, ndarray::ArrayD<T>, f64)> = Vec::new();
     for (weight, reported) in parts {
         let w: T = cast(weight);
