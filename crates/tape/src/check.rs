@@ -615,27 +615,38 @@ mod tests {
     use crate::rule::{Cotangents, Rule, RuleCtx};
     use ndarray::array;
 
-    #[test]
-    fn the_engine_rules_scalar_paths_agree_with_their_general_rules() {
-        use crate::arith::{Add, Div, Mul, Neg, ScalarOp, Sub};
-        let points = [(1.5, -2.0), (-0.3, 0.7), (1e-3, 4e5), (-7.0, -0.125)];
-        for (a, b) in points {
-            for g in [1.0, -0.37] {
-                assert!(check_scalar_paths(Add, &[a, b], g).unwrap());
-                assert!(check_scalar_paths(Sub, &[a, b], g).unwrap());
-                assert!(check_scalar_paths(Mul, &[a, b], g).unwrap());
-                assert!(check_scalar_paths(Div, &[a, b], g).unwrap());
-                assert!(check_scalar_paths(Neg, &[a], g).unwrap());
-                for op in [
-                    ScalarOp::Add(b),
-                    ScalarOp::Sub(b),
-                    ScalarOp::Mul(b),
-                    ScalarOp::Div(b),
-                    ScalarOp::SubFrom(b),
-                    ScalarOp::DivInto(b),
-                ] {
-                    assert!(check_scalar_paths(op, &[a], g).unwrap(), "{op:?}");
-                }
+    proptest::proptest! {
+        // Deterministic, as every test here (`strategies::config` is behind a feature).
+        #![proptest_config(proptest::prelude::ProptestConfig {
+            cases: 64,
+            failure_persistence: None,
+            rng_seed: proptest::test_runner::RngSeed::Fixed(0x005c_a1a4),
+            ..proptest::prelude::ProptestConfig::default()
+        })]
+        /// The engine's arithmetic computes on its scalar paths what its rules compute, at
+        /// any point (the divisor kept away from zero).
+        #[test]
+        fn the_engine_rules_scalar_paths_agree_with_their_general_rules(
+            a in -1e3f64..1e3,
+            b in proptest::prop_oneof![-1e3f64..-1e-3, 1e-3f64..1e3],
+            g in -2.0f64..2.0,
+        ) {
+            use crate::arith::{Add, Div, Mul, Neg, ScalarOp, Sub};
+            proptest::prop_assert!(check_scalar_paths(Add, &[a, b], g)?);
+            proptest::prop_assert!(check_scalar_paths(Sub, &[a, b], g)?);
+            proptest::prop_assert!(check_scalar_paths(Mul, &[a, b], g)?);
+            proptest::prop_assert!(check_scalar_paths(Div, &[a, b], g)?);
+            proptest::prop_assert!(check_scalar_paths(Neg, &[a], g)?);
+            for op in [
+                ScalarOp::Add(b),
+                ScalarOp::Sub(b),
+                ScalarOp::Mul(b),
+                ScalarOp::Div(b),
+                ScalarOp::SubFrom(b),
+                ScalarOp::DivInto(b),
+            ] {
+                let at = if matches!(op, ScalarOp::DivInto(_)) { b } else { a };
+                proptest::prop_assert!(check_scalar_paths(op, &[at], g)?, "{op:?}");
             }
         }
     }

@@ -194,7 +194,10 @@ impl<T: Float, S: OutputSlope<T>> Rule<T> for SlopeProduct<S> {
 #[cfg(test)]
 mod tests {
     use super::Unary;
-    use crate::elementwise::{Cos, Exp, Expm1, Ln, Log1p, Recip, Sigmoid, Sin, Sqrt, Square, Tanh};
+    use crate::elementwise::{
+        Abs, Clamp, Cos, Erf, Exp, Expm1, Gelu, GeluTanh, LeakyRelu, Ln, Log1p, Powf, Recip, Relu,
+        Sigmoid, Sin, Softplus, Sqrt, Square, Tanh,
+    };
     use proptest::prelude::*;
     use retrograd_tape::check::check_scalar_paths;
     use retrograd_tape::strategies::config;
@@ -216,6 +219,17 @@ mod tests {
                 check_scalar_paths(Unary(Sqrt), &[p], g),
                 check_scalar_paths(Unary(Recip), &[p], g),
                 check_scalar_paths(Unary(Log1p), &[p], g),
+                // Every elementwise op records scalars through `scalar_forward`, kinked
+                // ones included (x = 0 has probability zero here).
+                check_scalar_paths(Unary(Erf), &[x], g),
+                check_scalar_paths(Unary(Relu), &[x], g),
+                check_scalar_paths(Unary(Abs), &[x], g),
+                check_scalar_paths(Unary(Gelu), &[x], g),
+                check_scalar_paths(Unary(GeluTanh), &[x], g),
+                check_scalar_paths(Unary(Softplus), &[x], g),
+                check_scalar_paths(Unary(LeakyRelu(0.01)), &[x], g),
+                check_scalar_paths(Unary(Clamp { lo: -1.0, hi: 1.0 }), &[x], g),
+                check_scalar_paths(Unary(Powf(1.5)), &[p], g),
             ] {
                 prop_assert!(ok?, "every op listed has a scalar path");
             }
