@@ -57,10 +57,10 @@ use std::ops::Range;
 
 use ndarray::{Array, Axis, RemoveAxis, Slice};
 use retrograd_ops::threads::{num_threads, with_num_threads};
-use retrograd_tape::{Tensor, Var};
+use retrograd_tape::{Tape, Tensor, Var};
 
 use crate::gradients::ParamGradients;
-use crate::params::{Buffers, Params, StepResult, train_step_with_buffers, write_buffers};
+use crate::params::{Buffers, Params, StepResult, step_on, write_buffers};
 use crate::scalar::{Scalar, cast};
 use crate::store::ParamStore;
 
@@ -299,7 +299,7 @@ impl<T: Scalar> DataParallel<T> {
             // Keyed by the first row, which is unique across the processes of a distributed step too.
             let shard_seed = seed ^ (shard.rows.start as u64).wrapping_mul(0xbf58_476d_1ce4_e5b9);
             with_num_threads(kernel_threads, || {
-                train_step_with_buffers(store, shard_seed, |p| loss_fn(p, shard))
+                step_on(&Tape::new(), store, shard_seed, |p| loss_fn(p, shard))
             })
         };
         // Workers are rayon's pool threads, which live across steps: their allocator

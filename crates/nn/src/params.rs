@@ -400,21 +400,7 @@ where
     T: Scalar,
     F: for<'t> FnOnce(&Params<'t, T>) -> Var<'t, T>,
 {
-    train_step_with_buffers(store, seed, loss_fn).map(|(loss, grads, _)| (loss, grads))
-}
-
-/// [`train_step`], also returning the buffer values the step reported (a batch norm's
-/// running statistics), as [`Session::update_buffers`] would write them.
-pub(crate) fn train_step_with_buffers<T, F>(
-    store: &ParamStore<T>,
-    seed: u64,
-    loss_fn: F,
-) -> Result<StepResult<T>, retrograd_tape::Error>
-where
-    T: Scalar,
-    F: for<'t> FnOnce(&Params<'t, T>) -> Var<'t, T>,
-{
-    step_on(&Tape::new(), store, seed, loss_fn)
+    step_on(&Tape::new(), store, seed, loss_fn).map(|(loss, grads, _)| (loss, grads))
 }
 
 /// A training step's loss, gradients and reported buffer values.
@@ -423,7 +409,10 @@ pub(crate) type StepResult<T> = (T, ParamGradients<T>, Buffers<T>);
 /// Buffer values a training step reported, by name, in the order they were reported.
 pub(crate) type Buffers<T> = Vec<(String, ArrayD<T>)>;
 
-fn step_on<T, F>(
+/// One training step recorded on `tape`: the loss, the gradients by name, and the buffer
+/// values the step reported (a batch norm's running statistics), as
+/// [`Session::update_buffers`] would write them.
+pub(crate) fn step_on<T, F>(
     tape: &Tape<T>,
     store: &ParamStore<T>,
     seed: u64,
